@@ -1,0 +1,22 @@
+//! # kbgp — a BGP-4 speaker for Kubernetes service IPs
+//!
+//! # Layout
+//!
+//! Data flows one way, and everything between the sockets is pure:
+//!
+//! ```text
+//! config/ + source/ ──> World ──> plan/ ──> rib/ (Adj-RIB-Out) ──> session/ (FSM) ──> wire/ ──> TCP
+//! ```
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
+//! | [`source`] | where the World comes from: the static file, with reload |
+//! | [`plan`] | `plan(node, world)`: for each peer of this node, the routes to announce and why |
+//! | [`rib`] | per-peer Adj-RIB-Out (desired vs. sent, UPDATE packing) and bounded Adj-RIB-In |
+//! | [`session`] | the RFC 4271 §8 FSM, sans-IO: inputs and a virtual clock in, actions out |
+//! | [`wire`] | the codec: bytes <-> messages, errors <-> NOTIFICATIONs |
+//! | [`daemon`] | the thin tokio layer: sockets, timers, signals, reload, metrics endpoint |
+//! | [`metrics`] | Prometheus series |
+
+pub mod wire;

@@ -1,0 +1,146 @@
+//! NOTIFICATION message (RFC 4271 §4.5) and the Shutdown Communication (RFC 9003).
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! | Error code    | Error subcode |   Data (variable)             |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//! RFC 9003: for Cease / Administrative Shutdown (6/2) and Administrative Reset (6/4) the data
+//! is a 1-octet length and up to 255 octets of UTF-8 text.
+
+use super::error::{DecodeError, cease_sub, code, describe};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub code: u8,
+    pub subcode: u8,
+    pub data: Bytes,
+}
+
+/// RFC 9003 §2: the longest Shutdown Communication, in octets.
+pub const MAX_SHUTDOWN_MESSAGE: usize = 255;
+
+impl Notification {
+    pub fn new(code: u8, subcode: u8, data: impl Into<Bytes>) -> Notification {
+        Notification { code, subcode, data: data.into() }
+    }
+
+    /// A Cease; for subcodes 2 and 4 the message goes in as an RFC 9003 Shutdown Communication,
+    /// cut at a character boundary to fit 255 octets.
+    pub fn cease(subcode: u8, message: &str) -> Notification {
+        let mut data = BytesMut::new();
+        if (subcode == cease_sub::ADMINISTRATIVE_SHUTDOWN || subcode == cease_sub::ADMINISTRATIVE_RESET)
+            && !message.is_empty()
+        {
+            let mut end = message.len().min(MAX_SHUTDOWN_MESSAGE);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            data.put_u8(end as u8);
+            data.put_slice(&message.as_bytes()[..end]);
+        }
+        Notification::new(code::CEASE, subcode, data.freeze())
+    }
+
+    /// 4/0, sent when the Hold Timer expires.
+    pub fn hold_timer_expired() -> Notification {
+        Notification::new(code::HOLD_TIMER_EXPIRED, 0, Bytes::new())
+    }
+
+    /// The RFC 9003 message, when this is a Cease 2 or 4 carrying a valid one.
+    pub fn shutdown_message(&self) -> Option<String> {
+        if self.code != code::CEASE
+            || !(self.subcode == cease_sub::ADMINISTRATIVE_SHUTDOWN || self.subcode == cease_sub::ADMINISTRATIVE_RESET)
+        {
+            return None;
+        }
+        let (&len, text) = self.data.split_first()?;
+        let text = text.get(..len as usize)?;
+        std::str::from_utf8(text).ok().map(str::to_owned)
+    }
+
+    pub fn describe(&self) -> &'static str {
+        describe(self.code, self.subcode)
+    }
+
+    pub fn decode(body: &[u8]) -> Notification {
+        // The header check guarantees at least the two code octets.
+        let code = body.first().copied().unwrap_or(0);
+        let subcode = body.get(1).copied().unwrap_or(0);
+        Notification::new(code, subcode, Bytes::copy_from_slice(body.get(2..).unwrap_or(&[])))
+    }
+
+    pub fn encode_body(&self, out: &mut BytesMut) {
+        out.put_u8(self.code);
+        out.put_u8(self.subcode);
+        out.put_slice(&self.data);
+    }
+}
+
+impl From<&DecodeError> for Notification {
+    fn from(e: &DecodeError) -> Notification {
+        Notification::new(e.code, e.subcode, e.data.clone())
+    }
+}
+
+impl fmt::Display for Notification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}/{})", self.describe(), self.code, self.subcode)?;
+        if let Some(m) = self.shutdown_message() {
+            write!(f, ": \"{}\"", m.escape_debug())?;
+        } else if !self.data.is_empty() {
+            write!(f, " data {}", self.data.iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_communication_round_trip() {
+        let n = Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, "shutdown");
+        let mut b = BytesMut::new();
+        n.encode_body(&mut b);
+        assert_eq!(&b[..], b"\x06\x02\x08shutdown");
+        let back = Notification::decode(&b);
+        assert_eq!(back.shutdown_message().as_deref(), Some("shutdown"));
+        assert_eq!(back.to_string(), "cease: administrative shutdown (6/2): \"shutdown\"");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_char_boundary() {
+        let msg = "é".repeat(200);
+        let n = Notification::cease(cease_sub::ADMINISTRATIVE_RESET, &msg);
+        assert_eq!(n.data[0] as usize, 254);
+        assert_eq!(n.shutdown_message().unwrap().chars().count(), 127);
+    }
+
+    #[test]
+    fn other_cease_subcodes_carry_no_text() {
+        let n = Notification::cease(cease_sub::PEER_DECONFIGURED, "ignored");
+        assert!(n.data.is_empty());
+        assert_eq!(n.shutdown_message(), None);
+    }
+
+    #[test]
+    fn bad_shutdown_text_is_not_a_message() {
+        let n = Notification::new(6, 2, Bytes::from_static(b"\x09short"));
+        assert_eq!(n.shutdown_message(), None);
+        let n = Notification::new(6, 2, Bytes::from_static(b"\x02\xff\xfe"));
+        assert_eq!(n.shutdown_message(), None);
+    }
+
+    #[test]
+    fn from_decode_error() {
+        let e = DecodeError::bad_length(17, "x");
+        let n = Notification::from(&e);
+        assert_eq!((n.code, n.subcode, &n.data[..]), (1, 2, &[0u8, 17][..]));
+    }
+}
