@@ -19,4 +19,5 @@
 //! | [`daemon`] | the thin tokio layer: sockets, timers, signals, reload, metrics endpoint |
 //! | [`metrics`] | Prometheus series |
 
+pub mod session;
 pub mod wire;

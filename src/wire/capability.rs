@@ -139,7 +139,7 @@ impl Capability {
             if v.len() == n { Ok(()) } else { Err(malformed(code, &format!("length {} != {n}", v.len()))) }
         };
         let multiple = |n: usize| {
-            if v.len() % n == 0 {
+            if v.len().is_multiple_of(n) {
                 Ok(())
             } else {
                 Err(malformed(code, &format!("length {} not a multiple of {n}", v.len())))

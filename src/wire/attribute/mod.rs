@@ -391,10 +391,10 @@ pub(crate) fn decode(mut buf: &[u8], ctx: &Ctx, errors: &mut Vec<AttrError>) -> 
     if let (Some(p), Some(as4)) = (&d.attrs.as_path, &as4_path) {
         d.attrs.as_path = Some(p.merge_as4(as4));
     }
-    if let (Some(agg), Some(a4)) = (d.attrs.aggregator, as4_aggregator) {
-        if agg.asn == AS_TRANS as u32 {
-            d.attrs.aggregator = Some(a4);
-        }
+    if let (Some(agg), Some(a4)) = (d.attrs.aggregator, as4_aggregator)
+        && agg.asn == AS_TRANS as u32
+    {
+        d.attrs.aggregator = Some(a4);
     }
     Ok(d)
 }

@@ -1,0 +1,53 @@
+//! What one session needs to know about itself and its peer.
+
+use crate::wire::Family;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Per-session settings, derived from the peering policy. Two sessions with equal settings
+/// behave identically, so a reload that leaves them equal leaves the session alone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionConfig {
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Hold Time proposed in our OPEN: 0 (no keepalives) or 3..=65535 seconds.
+    pub hold_time: u16,
+    /// Keepalive interval we want; the session uses at most a third of the negotiated hold time.
+    pub keepalive: u16,
+    /// Longest wait between two connection attempts (RFC 4271 ConnectRetryTime). Attempts
+    /// start at `min_retry` and back off exponentially up to this, with jitter.
+    pub connect_retry: Duration,
+    pub min_retry: Duration,
+    /// Never initiate a connection; wait for the peer.
+    pub passive: bool,
+    /// Families to offer in Multiprotocol capabilities.
+    pub families: Vec<Family>,
+    /// Offer RFC 8654 extended messages.
+    pub extended_message: bool,
+    /// Families in which we ask the peer to send ADD-PATH identifiers (RFC 7911 receive).
+    pub add_path_receive: Vec<Family>,
+}
+
+impl SessionConfig {
+    /// Settings with Cilium's defaults, for tests and examples.
+    pub fn new(local_as: u32, peer_as: u32, router_id: Ipv4Addr) -> SessionConfig {
+        SessionConfig {
+            local_as,
+            peer_as,
+            router_id,
+            hold_time: 90,
+            keepalive: 30,
+            connect_retry: Duration::from_secs(120),
+            min_retry: Duration::from_secs(1),
+            passive: false,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            extended_message: true,
+            add_path_receive: Vec::new(),
+        }
+    }
+
+    pub fn is_ebgp(&self) -> bool {
+        self.local_as != self.peer_as
+    }
+}
