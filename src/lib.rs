@@ -19,5 +19,7 @@
 //! | [`daemon`] | the thin tokio layer: sockets, timers, signals, reload, metrics endpoint |
 //! | [`metrics`] | Prometheus series |
 
+pub mod config;
+pub mod rib;
 pub mod session;
 pub mod wire;

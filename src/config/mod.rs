@@ -1,0 +1,65 @@
+//! # config — the object model
+//!
+//! The objects kbgp reads, the same whether they come from a file or (later) the API server:
+//! peering policies, LB IP pools, Nodes and Services. Raw serde types mirror the YAML; each
+//! is validated into a model type with defaults filled in, and every problem is reported with
+//! the document, the field path and what is wrong.
+
+pub mod error;
+pub mod k8s;
+pub mod load;
+pub mod meta;
+pub mod policy;
+pub mod pool;
+
+pub use error::ConfigError;
+pub use k8s::{Node, Service, ServiceType};
+pub use load::{Loaded, load_file, load_str};
+pub use meta::LabelSelector;
+pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
+pub use pool::LbPool;
+
+/// Everything kbgp knows about the cluster at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    pub policies: Vec<PeeringPolicy>,
+    pub pools: Vec<LbPool>,
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+}
+
+impl World {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Policies that select `node`.
+    pub fn policies_for(&self, node: &Node) -> Vec<&PeeringPolicy> {
+        self.policies.iter().filter(|p| p.selects(&node.labels)).collect()
+    }
+
+    /// Problems that involve several documents, for `kbgp check`: a Node selected by more than
+    /// one peering policy (Cilium allows one policy per node).
+    pub fn cross_check(&self) -> Vec<ConfigError> {
+        let mut v = Vec::new();
+        for n in &self.nodes {
+            let ps = self.policies_for(n);
+            if ps.len() > 1 {
+                let names: Vec<&str> = ps.iter().map(|p| p.name.as_str()).collect();
+                v.push(ConfigError::new(
+                    &n.name,
+                    "metadata.labels",
+                    format!(
+                        "selected by {} peering policies ({}); a node may have only one",
+                        ps.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,508 @@
+//! Peering policies: `cilium.io/v2alpha1 CiliumBGPPeeringPolicy` (Cilium's v1 BGP control
+//! plane API, accepted unchanged) and `kbgp.io/v1alpha1 BGPPeeringPolicy` (the same schema
+//! plus kbgp's extensions). The raw serde types mirror the YAML; [`PeeringPolicy`] is the
+//! validated, defaulted model the planner uses.
+
+use super::error::Diag;
+use super::meta::LabelSelector;
+use crate::wire::Family;
+use crate::wire::attribute::{Community, LargeCommunity};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+// ---- defaults (Cilium's documented ones) ----
+pub const DEFAULT_PEER_PORT: u16 = 179;
+pub const DEFAULT_HOLD_TIME: u16 = 90;
+pub const DEFAULT_KEEPALIVE: u16 = 30;
+pub const DEFAULT_CONNECT_RETRY: u32 = 120;
+pub const DEFAULT_EBGP_MULTIHOP_TTL: u8 = 1;
+pub const DEFAULT_RESTART_TIME: u16 = 120;
+/// kbgp extension default: received routes kept per peer.
+pub const DEFAULT_MAX_RECEIVED_ROUTES: usize = 100_000;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeeringPolicySpec {
+    #[serde(default)]
+    pub node_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub virtual_routers: Vec<VirtualRouterSpec>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualRouterSpec {
+    #[serde(rename = "localASN")]
+    pub local_asn: i64,
+    #[serde(default, rename = "exportPodCIDR")]
+    pub export_pod_cidr: Option<bool>,
+    #[serde(default, rename = "podIPPoolSelector")]
+    pub pod_ip_pool_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub service_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub service_advertisements: Option<Vec<String>>,
+    #[serde(default)]
+    pub neighbors: Vec<NeighborSpec>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NeighborSpec {
+    pub peer_address: String,
+    #[serde(default)]
+    pub peer_port: Option<i64>,
+    #[serde(rename = "peerASN")]
+    pub peer_asn: i64,
+    #[serde(default)]
+    pub auth_secret_ref: Option<String>,
+    #[serde(default, rename = "eBGPMultihopTTL")]
+    pub ebgp_multihop_ttl: Option<i64>,
+    #[serde(default)]
+    pub connect_retry_time_seconds: Option<i64>,
+    #[serde(default)]
+    pub hold_time_seconds: Option<i64>,
+    #[serde(default)]
+    pub keep_alive_time_seconds: Option<i64>,
+    #[serde(default)]
+    pub graceful_restart: Option<GracefulRestartSpec>,
+    #[serde(default)]
+    pub families: Option<Vec<FamilySpec>>,
+    #[serde(default)]
+    pub advertised_path_attributes: Option<Vec<PathAttributesSpec>>,
+    /// kbgp extension: never connect, wait for the peer (needs a listening port).
+    #[serde(default)]
+    pub passive: Option<bool>,
+    /// kbgp extension: received routes kept from this peer; past it they are dropped.
+    #[serde(default)]
+    pub max_received_routes: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GracefulRestartSpec {
+    pub enabled: bool,
+    #[serde(default)]
+    pub restart_time_seconds: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilySpec {
+    pub afi: String,
+    pub safi: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathAttributesSpec {
+    pub selector_type: String,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub communities: Option<CommunitiesSpec>,
+    #[serde(default)]
+    pub local_preference: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommunitiesSpec {
+    #[serde(default)]
+    pub standard: Vec<String>,
+    #[serde(default)]
+    pub well_known: Vec<String>,
+    #[serde(default)]
+    pub large: Vec<String>,
+}
+
+// ---- the validated model ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    Cilium,
+    Kbgp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeeringPolicy {
+    pub name: String,
+    pub kind: PolicyKind,
+    /// `None` or empty: every node.
+    pub node_selector: Option<LabelSelector>,
+    pub virtual_routers: Vec<VirtualRouter>,
+}
+
+/// Which addresses of a selected Service are announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceAdvertisements {
+    pub load_balancer_ip: bool,
+    pub external_ip: bool,
+    pub cluster_ip: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualRouter {
+    pub local_asn: u32,
+    pub export_pod_cidr: bool,
+    /// `None` or empty: no Service is announced.
+    pub service_selector: Option<LabelSelector>,
+    pub advertise: ServiceAdvertisements,
+    pub neighbors: Vec<Neighbor>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SelectorType {
+    PodCidr,
+    LoadBalancerIpPool,
+    PodIpPool,
+}
+
+/// `advertisedPathAttributes[]`: attributes for the routes a selector picks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathAttributeRule {
+    pub selector_type: SelectorType,
+    /// `None`: every object of that type.
+    pub selector: Option<LabelSelector>,
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
+    pub local_preference: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Neighbor {
+    pub address: IpAddr,
+    pub port: u16,
+    pub peer_asn: u32,
+    pub ebgp_multihop_ttl: u8,
+    pub connect_retry_secs: u32,
+    pub hold_time: u16,
+    pub keepalive: u16,
+    /// Restart time when graceful restart is enabled.
+    pub graceful_restart: Option<u16>,
+    pub families: Vec<Family>,
+    pub path_attributes: Vec<PathAttributeRule>,
+    pub passive: bool,
+    pub max_received_routes: usize,
+}
+
+/// Parses `peerAddress`: an address, optionally with a `/len` that is ignored (Cilium parses
+/// it as a prefix and peers with the address part, so the seed's `10.0.5.1/24` means 10.0.5.1).
+pub fn parse_peer_address(s: &str) -> Result<IpAddr, String> {
+    let addr = s.split_once('/').map_or(s, |(a, len)| {
+        if len.parse::<u8>().is_err() {
+            return "";
+        }
+        a
+    });
+    addr.trim().parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address (with or without a /length)"))
+}
+
+fn parse_family(d: &mut Diag, path: &str, f: &FamilySpec) -> Option<Family> {
+    match (f.afi.as_str(), f.safi.as_str()) {
+        ("ipv4", "unicast") => Some(Family::IPV4_UNICAST),
+        ("ipv6", "unicast") => Some(Family::IPV6_UNICAST),
+        _ => {
+            d.err(path, format!("{}/{} is not supported: kbgp speaks ipv4/unicast and ipv6/unicast", f.afi, f.safi));
+            None
+        }
+    }
+}
+
+fn parse_rule(d: &mut Diag, path: &str, r: &PathAttributesSpec) -> Option<PathAttributeRule> {
+    let selector_type = match r.selector_type.as_str() {
+        "PodCIDR" => SelectorType::PodCidr,
+        "CiliumLoadBalancerIPPool" | "LoadBalancerIPPool" => SelectorType::LoadBalancerIpPool,
+        "CiliumPodIPPool" => SelectorType::PodIpPool,
+        other => {
+            d.err(
+                format!("{path}.selectorType"),
+                format!(
+                    "{other:?} is not one of PodCIDR, CiliumLoadBalancerIPPool, LoadBalancerIPPool, CiliumPodIPPool"
+                ),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    if let Some(s) = &r.selector {
+        for (p, m) in s.validate() {
+            d.err(format!("{path}.selector.{p}"), m);
+            ok = false;
+        }
+    }
+    let mut communities = Vec::new();
+    let mut large_communities = Vec::new();
+    if let Some(c) = &r.communities {
+        for (i, s) in c.standard.iter().enumerate() {
+            match s.parse::<Community>() {
+                Ok(x) if s.contains(':') || s.chars().all(|c| c.is_ascii_digit()) => communities.push(x),
+                _ => {
+                    d.err(
+                        format!("{path}.communities.standard[{i}]"),
+                        format!("{s:?}: expected ASN:VALUE (each 0..=65535) or a 32-bit number"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        for (i, s) in c.well_known.iter().enumerate() {
+            match Community::well_known(s) {
+                Some(x) => communities.push(x),
+                None => {
+                    d.err(
+                        format!("{path}.communities.wellKnown[{i}]"),
+                        format!("{s:?} is not a well-known community (no-export, no-advertise, no-export-subconfed, no-peer, blackhole, graceful-shutdown, accept-own, llgr-stale, no-llgr)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        for (i, s) in c.large.iter().enumerate() {
+            match s.parse::<LargeCommunity>() {
+                Ok(x) => large_communities.push(x),
+                Err(e) => {
+                    d.err(format!("{path}.communities.large[{i}]"), e);
+                    ok = false;
+                }
+            }
+        }
+    }
+    communities.sort();
+    communities.dedup();
+    large_communities.sort();
+    large_communities.dedup();
+    let local_preference = match r.local_preference {
+        Some(v) => match d.range(&format!("{path}.localPreference"), v, 0, u32::MAX as i64) {
+            Some(v) => Some(v as u32),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if selector_type == SelectorType::PodIpPool {
+        d.err(
+            format!("{path}.selectorType"),
+            "CiliumPodIPPool needs Cilium's multi-pool IPAM, which kbgp does not read",
+        );
+        ok = false;
+    }
+    ok.then_some(PathAttributeRule {
+        selector_type,
+        selector: r.selector.clone(),
+        communities,
+        large_communities,
+        local_preference,
+    })
+}
+
+fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) -> Option<Neighbor> {
+    let before = d.errors.len();
+    let address = parse_peer_address(&n.peer_address).map_err(|e| d.err(format!("{path}.peerAddress"), e)).ok();
+    let port =
+        n.peer_port.map_or(Some(DEFAULT_PEER_PORT as i64), |v| d.range(&format!("{path}.peerPort"), v, 1, 65535));
+    let peer_asn = d.range(&format!("{path}.peerASN"), n.peer_asn, 1, u32::MAX as i64);
+    let ttl = n
+        .ebgp_multihop_ttl
+        .map_or(Some(DEFAULT_EBGP_MULTIHOP_TTL as i64), |v| d.range(&format!("{path}.eBGPMultihopTTL"), v, 1, 255));
+    let retry = n.connect_retry_time_seconds.filter(|v| *v != 0).map_or(Some(DEFAULT_CONNECT_RETRY as i64), |v| {
+        d.range(&format!("{path}.connectRetryTimeSeconds"), v, 1, i32::MAX as i64)
+    });
+    let hold = n
+        .hold_time_seconds
+        .filter(|v| *v != 0)
+        .map_or(Some(DEFAULT_HOLD_TIME as i64), |v| d.range(&format!("{path}.holdTimeSeconds"), v, 3, 65535));
+    let keepalive = n
+        .keep_alive_time_seconds
+        .filter(|v| *v != 0)
+        .map_or(Some(DEFAULT_KEEPALIVE as i64), |v| d.range(&format!("{path}.keepAliveTimeSeconds"), v, 1, 65535));
+    if let (Some(h), Some(k)) = (hold, keepalive)
+        && k > h
+    {
+        d.err(format!("{path}.keepAliveTimeSeconds"), format!("{k} is larger than holdTimeSeconds ({h})"));
+    }
+    let graceful_restart = match &n.graceful_restart {
+        Some(g) if g.enabled => g
+            .restart_time_seconds
+            .filter(|v| *v != 0)
+            .map_or(Some(DEFAULT_RESTART_TIME as i64), |v| {
+                d.range(&format!("{path}.gracefulRestart.restartTimeSeconds"), v, 1, 4095)
+            })
+            .map(|v| v as u16),
+        _ => None,
+    };
+    if n.auth_secret_ref.is_some() {
+        d.err(
+            format!("{path}.authSecretRef"),
+            "TCP MD5 authentication is not supported yet; remove it or use a peer without a password",
+        );
+    }
+    let families = match &n.families {
+        None => vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+        Some(list) => {
+            let mut v: Vec<Family> = Vec::new();
+            for (i, f) in list.iter().enumerate() {
+                if let Some(f) = parse_family(d, &format!("{path}.families[{i}]"), f)
+                    && !v.contains(&f)
+                {
+                    v.push(f);
+                }
+            }
+            if list.is_empty() {
+                d.err(
+                    format!("{path}.families"),
+                    "must list at least one family (or be left out for ipv4 and ipv6 unicast)",
+                );
+            }
+            v
+        }
+    };
+    let mut path_attributes = Vec::new();
+    for (i, r) in n.advertised_path_attributes.iter().flatten().enumerate() {
+        if let Some(r) = parse_rule(d, &format!("{path}.advertisedPathAttributes[{i}]"), r) {
+            path_attributes.push(r);
+        }
+    }
+    if kind == PolicyKind::Cilium {
+        for (set, field) in [(n.passive.is_some(), "passive"), (n.max_received_routes.is_some(), "maxReceivedRoutes")] {
+            if set {
+                d.err(
+                    format!("{path}.{field}"),
+                    "is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy",
+                );
+            }
+        }
+    }
+    let max_received_routes = match n.max_received_routes {
+        Some(v) => d.range(&format!("{path}.maxReceivedRoutes"), v, 0, 100_000_000).map(|v| v as usize),
+        None => Some(DEFAULT_MAX_RECEIVED_ROUTES),
+    };
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(Neighbor {
+        address: address?,
+        port: port? as u16,
+        peer_asn: peer_asn? as u32,
+        ebgp_multihop_ttl: ttl? as u8,
+        connect_retry_secs: retry? as u32,
+        hold_time: hold? as u16,
+        keepalive: keepalive? as u16,
+        graceful_restart,
+        families,
+        path_attributes,
+        passive: n.passive.unwrap_or(false),
+        max_received_routes: max_received_routes?,
+    })
+}
+
+impl PeeringPolicy {
+    /// Validates and fills defaults. Errors go to `d` with their field paths.
+    pub(crate) fn from_spec(
+        name: &str,
+        kind: PolicyKind,
+        spec: &PeeringPolicySpec,
+        d: &mut Diag,
+    ) -> Option<PeeringPolicy> {
+        let before = d.errors.len();
+        if let Some(s) = &spec.node_selector {
+            for (p, m) in s.validate() {
+                d.err(format!("spec.nodeSelector.{p}"), m);
+            }
+        }
+        if spec.virtual_routers.is_empty() {
+            d.err("spec.virtualRouters", "must have at least one virtual router");
+        }
+        let mut vrs = Vec::new();
+        for (i, v) in spec.virtual_routers.iter().enumerate() {
+            let p = format!("spec.virtualRouters[{i}]");
+            let asn = d.range(&format!("{p}.localASN"), v.local_asn, 1, u32::MAX as i64);
+            if let Some(a) = asn
+                && spec.virtual_routers[..i].iter().any(|o| o.local_asn == a)
+            {
+                d.err(format!("{p}.localASN"), format!("{a} is used by an earlier virtual router of this policy"));
+            }
+            if let Some(s) = &v.service_selector {
+                for (sp, m) in s.validate() {
+                    d.err(format!("{p}.serviceSelector.{sp}"), m);
+                }
+            }
+            if v.pod_ip_pool_selector.is_some() {
+                d.err(format!("{p}.podIPPoolSelector"), "needs Cilium's multi-pool IPAM, which kbgp does not read");
+            }
+            let mut advertise = ServiceAdvertisements::default();
+            match &v.service_advertisements {
+                None => advertise.load_balancer_ip = true,
+                Some(list) => {
+                    for (j, a) in list.iter().enumerate() {
+                        match a.as_str() {
+                            "LoadBalancerIP" => advertise.load_balancer_ip = true,
+                            "ExternalIP" => advertise.external_ip = true,
+                            "ClusterIP" => advertise.cluster_ip = true,
+                            other => d.err(
+                                format!("{p}.serviceAdvertisements[{j}]"),
+                                format!("{other:?} is not one of LoadBalancerIP, ExternalIP, ClusterIP"),
+                            ),
+                        }
+                    }
+                }
+            }
+            if v.neighbors.is_empty() {
+                d.err(format!("{p}.neighbors"), "must have at least one neighbor");
+            }
+            let mut neighbors: Vec<Neighbor> = Vec::new();
+            for (j, n) in v.neighbors.iter().enumerate() {
+                let np = format!("{p}.neighbors[{j}]");
+                if let Some(n) = parse_neighbor(d, &np, n, kind) {
+                    if neighbors.iter().any(|o| o.address == n.address) {
+                        d.err(
+                            format!("{np}.peerAddress"),
+                            format!("{} is listed twice in this virtual router", n.address),
+                        );
+                    }
+                    if n.passive && n.peer_asn != 0 {
+                        // Passive peers need a listener; the node annotation gives its port.
+                    }
+                    neighbors.push(n);
+                }
+            }
+            if let Some(local_asn) = asn {
+                vrs.push(VirtualRouter {
+                    local_asn: local_asn as u32,
+                    export_pod_cidr: v.export_pod_cidr.unwrap_or(false),
+                    service_selector: v.service_selector.clone(),
+                    advertise,
+                    neighbors,
+                });
+            }
+        }
+        (d.errors.len() == before).then(|| PeeringPolicy {
+            name: name.to_string(),
+            kind,
+            node_selector: spec.node_selector.clone(),
+            virtual_routers: vrs,
+        })
+    }
+
+    /// Whether this policy applies to a node with these labels (no selector: every node).
+    pub fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.node_selector.as_ref().is_none_or(|s| s.matches(labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_address_forms() {
+        assert_eq!(parse_peer_address("10.0.5.1/24").unwrap(), "10.0.5.1".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_peer_address("10.0.5.1/32").unwrap(), "10.0.5.1".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_peer_address("10.0.5.1").unwrap(), "10.0.5.1".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_peer_address("fd00::1/128").unwrap(), "fd00::1".parse::<IpAddr>().unwrap());
+        assert!(parse_peer_address("10.0.5.1/abc").is_err());
+        assert!(parse_peer_address("leaf01").is_err());
+    }
+}

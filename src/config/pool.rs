@@ -1,0 +1,149 @@
+//! LB IPAM pools: `cilium.io/v2alpha1` (and `v2`) `CiliumLoadBalancerIPPool` and
+//! `kbgp.io/v1alpha1 LoadBalancerIPPool`. The allocator itself lives in `ipam/`; here is the
+//! schema and its validation.
+
+use super::error::Diag;
+use super::meta::{LabelSelector, ObjectMeta};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockSpec {
+    #[serde(default)]
+    pub cidr: Option<String>,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub stop: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolSpec {
+    #[serde(default)]
+    pub blocks: Vec<BlockSpec>,
+    /// Removed in Cilium 1.16 (the API server drops it); accepted here as `blocks`.
+    #[serde(default)]
+    pub cidrs: Vec<BlockSpec>,
+    #[serde(default)]
+    pub service_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, rename = "allowFirstLastIPs")]
+    pub allow_first_last_ips: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolRaw {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PoolSpec,
+}
+
+/// One address block of a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Block {
+    Cidr(IpNet),
+    /// Inclusive range.
+    Range(IpAddr, IpAddr),
+}
+
+impl Block {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match self {
+            Block::Cidr(n) => n.contains(ip),
+            Block::Range(a, b) => a.is_ipv4() == ip.is_ipv4() && a <= ip && ip <= b,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbPool {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub creation_timestamp: Option<String>,
+    pub blocks: Vec<Block>,
+    /// `None`: any Service may use the pool.
+    pub service_selector: Option<LabelSelector>,
+    pub disabled: bool,
+    /// Whether the first and last address of a `cidr` block may be handed out (Cilium ≥ 1.16
+    /// default: yes; `allowFirstLastIPs: "No"` reserves them).
+    pub allow_first_last_ips: bool,
+}
+
+impl LbPool {
+    pub(crate) fn from_raw(name: &str, r: &PoolRaw, d: &mut Diag, warnings: &mut Vec<String>) -> LbPool {
+        let mut blocks = Vec::new();
+        if !r.spec.cidrs.is_empty() {
+            warnings.push(format!("{name}: spec.cidrs was removed in Cilium 1.16; kbgp reads it as spec.blocks"));
+        }
+        let all: Vec<(String, &BlockSpec)> = r
+            .spec
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("spec.blocks[{i}]"), b))
+            .chain(r.spec.cidrs.iter().enumerate().map(|(i, b)| (format!("spec.cidrs[{i}]"), b)))
+            .collect();
+        for (p, b) in all {
+            match (&b.cidr, &b.start, &b.stop) {
+                (Some(c), None, None) => match c.parse::<IpNet>() {
+                    Ok(n) => blocks.push(Block::Cidr(n.trunc())),
+                    Err(_) => d.err(format!("{p}.cidr"), format!("{c:?} is not a CIDR")),
+                },
+                (None, Some(s), stop) => {
+                    let start = s.parse::<IpAddr>();
+                    let stop_ip = stop.as_deref().map(|x| x.parse::<IpAddr>());
+                    match (start, stop_ip) {
+                        (Err(_), _) => d.err(format!("{p}.start"), format!("{s:?} is not an IP address")),
+                        (_, Some(Err(_))) => d.err(
+                            format!("{p}.stop"),
+                            format!("{:?} is not an IP address", stop.as_deref().unwrap_or("")),
+                        ),
+                        (Ok(a), None) => blocks.push(Block::Range(a, a)),
+                        (Ok(a), Some(Ok(b))) => {
+                            if a.is_ipv4() != b.is_ipv4() {
+                                d.err(format!("{p}.stop"), "start and stop must be the same address family");
+                            } else if b < a {
+                                d.err(format!("{p}.stop"), format!("{b} is before start {a}"));
+                            } else {
+                                blocks.push(Block::Range(a, b));
+                            }
+                        }
+                    }
+                }
+                _ => d.err(p, "a block has either cidr, or start (and optionally stop)"),
+            }
+        }
+        if let Some(s) = &r.spec.service_selector {
+            for (sp, m) in s.validate() {
+                d.err(format!("spec.serviceSelector.{sp}"), m);
+            }
+        }
+        let allow_first_last_ips = match r.spec.allow_first_last_ips.as_deref() {
+            None | Some("Yes") => true,
+            Some("No") => false,
+            Some(o) => {
+                d.err("spec.allowFirstLastIPs", format!("{o:?} is not one of Yes, No"));
+                true
+            }
+        };
+        LbPool {
+            name: name.to_string(),
+            labels: r.metadata.labels.clone(),
+            creation_timestamp: r.metadata.creation_timestamp.clone(),
+            blocks,
+            service_selector: r.spec.service_selector.clone(),
+            disabled: r.spec.disabled,
+            allow_first_last_ips,
+        }
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.blocks.iter().any(|b| b.contains(ip))
+    }
+}

@@ -1,0 +1,250 @@
+use super::*;
+use crate::wire::Family;
+use std::net::IpAddr;
+
+fn seed() -> String {
+    ["bgp-peering-policies.yaml", "lb-ip-pool.yaml", "nginx.yaml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{}/examples/seed/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    load_str(yaml, "test.yaml").unwrap_err().iter().map(|e| e.to_string()).collect()
+}
+
+const POLICY: &str = r#"
+apiVersion: cilium.io/v2alpha1
+kind: CiliumBGPPeeringPolicy
+metadata: {name: rack0-65005}
+spec:
+  nodeSelector: {matchLabels: {rack: rack0}}
+  virtualRouters:
+  - localASN: 65005
+    exportPodCIDR: true
+    serviceSelector: {matchLabels: {advertise-bgp: "true"}}
+    neighbors:
+    - peerAddress: "10.0.5.1/24"
+      peerASN: 65005
+"#;
+
+#[test]
+fn the_seed_manifests_load_as_they_are() {
+    let l = load_str(&seed(), "seed").unwrap();
+    let w = &l.world;
+    assert_eq!(w.policies.len(), 2);
+    assert_eq!(w.pools.len(), 1);
+    assert_eq!(w.services.len(), 1);
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert!(l.warnings[0].contains("apps/v1 Deployment"), "{:?}", l.warnings);
+    let p = &w.policies[0];
+    assert_eq!(p.name, "rack0-65005");
+    let vr = &p.virtual_routers[0];
+    assert_eq!(vr.local_asn, 65005);
+    assert!(vr.export_pod_cidr);
+    assert!(vr.advertise.load_balancer_ip && !vr.advertise.cluster_ip && !vr.advertise.external_ip);
+    let n = &vr.neighbors[0];
+    assert_eq!(n.address, "10.0.5.1".parse::<IpAddr>().unwrap());
+    assert_eq!((n.port, n.peer_asn, n.hold_time, n.keepalive, n.connect_retry_secs), (179, 65005, 90, 30, 120));
+    assert_eq!(n.ebgp_multihop_ttl, 1);
+    assert_eq!(n.families, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert!(!n.passive && n.graceful_restart.is_none());
+    let s = &w.services[0];
+    assert_eq!(
+        (s.namespace.as_str(), s.name.as_str(), s.kind),
+        ("default", "nginx-service", ServiceType::LoadBalancer)
+    );
+    assert_eq!(s.labels["advertise-bgp"], "true");
+}
+
+#[test]
+fn out_of_range_asn_names_document_and_field() {
+    let y = POLICY.replace("peerASN: 65005", "peerASN: 0");
+    assert_eq!(
+        errors(&y),
+        vec!["rack0-65005: spec.virtualRouters[0].neighbors[0].peerASN: must be 1..=4294967295, got 0"]
+    );
+    let y = POLICY.replace("peerASN: 65005", "peerASN: 4294967296");
+    assert_eq!(
+        errors(&y)[0],
+        "rack0-65005: spec.virtualRouters[0].neighbors[0].peerASN: must be 1..=4294967295, got 4294967296"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let y = POLICY
+        .replace("peerASN: 65005", "peerASN: 65005\n      holdTimeSeconds: 2\n      peerPort: 70000")
+        .replace("localASN: 65005", "localASN: -1");
+    let e = errors(&y);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e.iter().any(|x| x.contains("localASN: must be 1..=4294967295")));
+    assert!(e.iter().any(|x| x.contains("neighbors[0].holdTimeSeconds: must be 3..=65535")));
+    assert!(e.iter().any(|x| x.contains("neighbors[0].peerPort: must be 1..=65535")));
+}
+
+#[test]
+fn typos_and_wrong_types_are_caught_with_their_path() {
+    let y = POLICY.replace("peerASN: 65005", "peerAsn: 65005");
+    let e = errors(&y);
+    assert!(e[0].starts_with("rack0-65005: spec.virtualRouters[0].neighbors[0].peerAsn: unknown field `peerAsn`, expected one of `peerAddress`"), "{e:?}");
+    let y = POLICY.replace("localASN: 65005", "localASN: sixty");
+    assert!(
+        errors(&y)[0].starts_with("rack0-65005: spec.virtualRouters[0].localASN: invalid type"),
+        "{:?}",
+        errors(&y)
+    );
+}
+
+#[test]
+fn keepalive_must_not_exceed_hold_time() {
+    let y =
+        POLICY.replace("peerASN: 65005", "peerASN: 65005\n      holdTimeSeconds: 9\n      keepAliveTimeSeconds: 10");
+    assert_eq!(
+        errors(&y),
+        vec![
+            "rack0-65005: spec.virtualRouters[0].neighbors[0].keepAliveTimeSeconds: 10 is larger than holdTimeSeconds (9)"
+        ]
+    );
+}
+
+#[test]
+fn zero_timers_mean_the_default_as_in_cilium() {
+    let y = POLICY.replace("peerASN: 65005", "peerASN: 65005\n      holdTimeSeconds: 0\n      keepAliveTimeSeconds: 0");
+    let n = &load_str(&y, "t").unwrap().world.policies[0].virtual_routers[0].neighbors[0];
+    assert_eq!((n.hold_time, n.keepalive), (90, 30));
+}
+
+#[test]
+fn kbgp_extensions_need_the_kbgp_kind() {
+    let y = POLICY.replace("peerASN: 65005", "peerASN: 65005\n      passive: true");
+    assert_eq!(
+        errors(&y),
+        vec![
+            "rack0-65005: spec.virtualRouters[0].neighbors[0].passive: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy"
+        ]
+    );
+    let y = y.replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1").replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy");
+    let l = load_str(&y, "t").unwrap();
+    assert!(l.world.policies[0].virtual_routers[0].neighbors[0].passive);
+    assert_eq!(l.world.policies[0].kind, PolicyKind::Kbgp);
+}
+
+#[test]
+fn path_attributes_and_families() {
+    let y = POLICY.replace(
+        "peerASN: 65005",
+        r#"peerASN: 65005
+      families: [{afi: ipv4, safi: unicast}]
+      advertisedPathAttributes:
+      - selectorType: CiliumLoadBalancerIPPool
+        communities: {standard: ["65005:100"], wellKnown: [no-export], large: ["65005:1:2"]}
+        localPreference: 200"#,
+    );
+    let l = load_str(&y, "t").unwrap();
+    let n = &l.world.policies[0].virtual_routers[0].neighbors[0];
+    assert_eq!(n.families, vec![Family::IPV4_UNICAST]);
+    let r = &n.path_attributes[0];
+    assert_eq!(r.communities.len(), 2);
+    assert_eq!(r.large_communities[0].to_string(), "65005:1:2");
+    assert_eq!(r.local_preference, Some(200));
+    let bad = y
+        .replace("\"65005:100\"", "\"65536:1\"")
+        .replace("no-export", "no-exports")
+        .replace("ipv4, safi: unicast", "l2vpn, safi: evpn");
+    let e = errors(&bad);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].contains("families[0]: l2vpn/evpn is not supported"), "{e:?}");
+    assert!(e.iter().any(|x| x.contains("advertisedPathAttributes[0].communities.standard[0]")));
+    assert!(e.iter().any(|x| x.contains("advertisedPathAttributes[0].communities.wellKnown[0]")));
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let e = errors("apiVersion: v1\nkind: Node\nmetadata: {name: a\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("test.yaml: YAML: "), "{e:?}");
+    assert!(e[0].contains("line"), "{e:?}");
+}
+
+#[test]
+fn documents_need_a_name_and_a_kind() {
+    let e = errors("apiVersion: v1\nkind: Service\nmetadata: {}\n");
+    assert_eq!(e, vec!["document 1 (Service): metadata.name: is required"]);
+    let e = errors("foo: bar\n");
+    assert_eq!(e, vec!["document 1: missing apiVersion or kind"]);
+}
+
+#[test]
+fn services_and_nodes() {
+    let y = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: kind-worker, labels: {rack: rack0}}
+spec: {podCIDRs: [10.1.0.0/24, "fd00:1::/64"]}
+status: {addresses: [{type: InternalIP, address: 10.0.5.11}, {type: Hostname, address: kind-worker}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod, labels: {advertise-bgp: "true"}}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10, "fd00:96::10"]
+  externalIPs: [192.0.2.10]
+  externalTrafficPolicy: Local
+status: {loadBalancer: {ingress: [{ip: 20.0.0.100}, {hostname: lb.example}]}}
+"#;
+    let w = load_str(y, "t").unwrap().world;
+    let n = w.node("kind-worker").unwrap();
+    assert_eq!(n.pod_cidrs.len(), 2);
+    assert_eq!(n.address("InternalIP", true), Some("10.0.5.11".parse().unwrap()));
+    let s = &w.services[0];
+    assert_eq!(s.key(), "prod/web");
+    assert_eq!(s.cluster_ips.len(), 2);
+    assert_eq!(s.ingress_ips, vec!["20.0.0.100".parse::<IpAddr>().unwrap()]);
+    assert!(s.external_traffic_local);
+    let e = errors(&y.replace("192.0.2.10", "192.0.2.300"));
+    assert_eq!(e, vec!["web: spec.externalIPs[0]: \"192.0.2.300\" is not an IP address"]);
+    let e = errors(&y.replace("advertise-bgp: \"true\"", "advertise-bgp: true"));
+    assert!(e[0].starts_with("web: metadata.labels.advertise-bgp: invalid type: boolean `true`"), "{e:?}");
+}
+
+#[test]
+fn a_node_with_two_policies_is_a_cross_document_error() {
+    let y = format!(
+        "{POLICY}\n---\n{}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{rack: rack0}}}}\n",
+        POLICY.replace("rack0-65005", "other")
+    );
+    let w = load_str(&y, "t").unwrap().world;
+    let e: Vec<String> = w.cross_check().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        e,
+        vec!["n1: metadata.labels: selected by 2 peering policies (rack0-65005, other); a node may have only one"]
+    );
+}
+
+#[test]
+fn lists_and_pools() {
+    let y = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: cilium.io/v2alpha1
+  kind: CiliumLoadBalancerIPPool
+  metadata: {name: p1, labels: {tier: web}}
+  spec:
+    blocks: [{cidr: 20.0.0.0/24}, {start: 20.0.1.10, stop: 20.0.1.20}, {start: 20.0.2.5}]
+    allowFirstLastIPs: "No"
+"#;
+    let w = load_str(y, "t").unwrap().world;
+    let p = &w.pools[0];
+    assert_eq!(p.blocks.len(), 3);
+    assert!(!p.allow_first_last_ips);
+    assert!(p.contains(&"20.0.1.15".parse().unwrap()));
+    assert!(p.contains(&"20.0.2.5".parse().unwrap()));
+    assert!(!p.contains(&"20.0.2.6".parse().unwrap()));
+    let e = errors(&y.replace("stop: 20.0.1.20", "stop: 20.0.1.2"));
+    assert_eq!(e, vec!["p1: spec.blocks[1].stop: 20.0.1.2 is before start 20.0.1.10"]);
+}
