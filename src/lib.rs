@@ -20,6 +20,7 @@
 //! | [`metrics`] | Prometheus series |
 
 pub mod config;
+pub mod plan;
 pub mod rib;
 pub mod session;
 pub mod wire;

@@ -462,9 +462,6 @@ impl PeeringPolicy {
                             format!("{} is listed twice in this virtual router", n.address),
                         );
                     }
-                    if n.passive && n.peer_asn != 0 {
-                        // Passive peers need a listener; the node annotation gives its port.
-                    }
                     neighbors.push(n);
                 }
             }

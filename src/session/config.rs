@@ -27,6 +27,8 @@ pub struct SessionConfig {
     pub extended_message: bool,
     /// Families in which we ask the peer to send ADD-PATH identifiers (RFC 7911 receive).
     pub add_path_receive: Vec<Family>,
+    /// Offer graceful restart (RFC 4724, with the N bit of RFC 8538) with this restart time.
+    pub graceful_restart: Option<u16>,
 }
 
 impl SessionConfig {
@@ -44,6 +46,7 @@ impl SessionConfig {
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             extended_message: true,
             add_path_receive: Vec::new(),
+            graceful_restart: None,
         }
     }
 

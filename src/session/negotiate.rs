@@ -84,6 +84,16 @@ pub fn our_open(cfg: &SessionConfig) -> Open {
     if cfg.extended_message {
         caps.push(Capability::ExtendedMessage);
     }
+    if let Some(restart_time) = cfg.graceful_restart {
+        // F bit set: the routes kbgp announces stay usable while it restarts (the node keeps
+        // serving them), which is what lets a peer keep them as stale.
+        caps.push(Capability::GracefulRestart(GracefulRestart {
+            restart_state: false,
+            notification: true,
+            restart_time: restart_time.min(4095),
+            families: cfg.families.iter().map(|f| (*f, true)).collect(),
+        }));
+    }
     if !cfg.add_path_receive.is_empty() {
         caps.push(Capability::AddPath(cfg.add_path_receive.iter().map(|f| (*f, AddPathMode::Receive)).collect()));
     }
@@ -188,6 +198,18 @@ mod tests {
         assert_eq!(o.asn(), 4200000001);
         assert_eq!(o.mp_families(), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         assert!(o.has(cap::ROUTE_REFRESH) && o.has(cap::ENHANCED_ROUTE_REFRESH) && o.has(cap::EXTENDED_MESSAGE));
+        assert!(!o.has(cap::GRACEFUL_RESTART));
+        let mut c = cfg();
+        c.graceful_restart = Some(120);
+        let o = our_open(&c);
+        let gr = o.capabilities.iter().find_map(|x| match x {
+            Capability::GracefulRestart(g) => Some(g.clone()),
+            _ => None,
+        });
+        let gr = gr.unwrap();
+        assert!(gr.notification && !gr.restart_state);
+        assert_eq!(gr.restart_time, 120);
+        assert_eq!(gr.families.len(), 2);
     }
 
     #[test]

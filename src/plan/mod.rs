@@ -1,0 +1,379 @@
+//! # plan — what this node announces, to whom, and why
+//!
+//! `plan(node, world)` is a pure function: for every peer of this node, the session settings
+//! and the routes to announce with their attributes; for every candidate address, whether it
+//! is announced and the reason. The daemon diffs plans; `kbgp why` (later) prints reasons.
+//!
+//! Semantics follow Cilium's v1 BGP control plane:
+//! - a policy applies to the nodes its `nodeSelector` selects (none or empty: all nodes); a
+//!   node selected by two policies is an error;
+//! - a virtual router announces the node's pod CIDRs with `exportPodCIDR`, and the addresses
+//!   of Services its `serviceSelector` selects (none or empty: no Service; to select all, use
+//!   `{key: somekey, operator: NotIn, values: [never-used-value]}`), as /32 or /128;
+//! - `serviceAdvertisements` chooses LoadBalancer ingress IPs (default), externalIPs,
+//!   ClusterIPs; LoadBalancer IPs only for Services without a `loadBalancerClass` or with
+//!   kbgp's or Cilium's BGP class;
+//! - `advertisedPathAttributes` add communities and LOCAL_PREF to pod CIDR routes
+//!   (`PodCIDR`) or to Service routes inside a selected pool (`CiliumLoadBalancerIPPool`).
+
+mod annotation;
+
+pub use annotation::{VRouterOverrides, parse_overrides};
+
+use crate::config::meta::SelectorMatch;
+use crate::config::policy::{Neighbor, PathAttributeRule, SelectorType, VirtualRouter};
+use crate::config::{Node, Service, ServiceType, World};
+use crate::rib::{AdvertAttrs, Advertisement};
+use crate::session::SessionConfig;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `loadBalancerClass` values whose LoadBalancer IPs kbgp announces (besides none at all).
+pub const LB_CLASSES: &[&str] = &["kbgp.io/bgp", "io.cilium/bgp-control-plane"];
+
+/// Identifies a peer across plans: a change of key is a different peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey {
+    pub local_asn: u32,
+    pub address: IpAddr,
+}
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (vrouter AS{})", self.address, self.local_asn)
+    }
+}
+
+/// Everything that, when changed, needs a new session.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerSettings {
+    pub session: SessionConfig,
+    pub address: IpAddr,
+    pub port: u16,
+    /// IP TTL for the session's packets: eBGP multihop TTL, `None` (system default) for iBGP.
+    pub ttl: Option<u8>,
+    pub max_received_routes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerPlan {
+    pub key: PeerKey,
+    pub settings: PeerSettings,
+    pub routes: Vec<Advertisement>,
+}
+
+/// One address or prefix that was considered, and what was decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub prefix: IpNet,
+    /// Where it comes from: `pod CIDR of node kind-worker`, `Service default/web LoadBalancer IP`.
+    pub source: String,
+    pub advertised: bool,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VRouterPlan {
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    pub listen_port: Option<u16>,
+    pub peers: Vec<PeerPlan>,
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub node: String,
+    /// The policy that selected the node, if any.
+    pub policy: Option<String>,
+    pub vrouters: Vec<VRouterPlan>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn peers(&self) -> impl Iterator<Item = (&VRouterPlan, &PeerPlan)> {
+        self.vrouters.iter().flat_map(|v| v.peers.iter().map(move |p| (v, p)))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    UnknownNode(String),
+    MultiplePolicies { node: String, policies: Vec<String> },
+    NoRouterId { node: String, asn: u32 },
+    Annotation { node: String, key: String, message: String },
+    PassiveWithoutListener { node: String, asn: u32, peer: IpAddr },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::UnknownNode(n) => write!(f, "node {n}: no Node document with this name"),
+            PlanError::MultiplePolicies { node, policies } => write!(
+                f,
+                "node {node}: selected by {} peering policies ({}); a node may have only one",
+                policies.len(),
+                policies.join(", ")
+            ),
+            PlanError::NoRouterId { node, asn } => write!(
+                f,
+                "node {node}: virtual router AS{asn} has no router id: the node has no IPv4 InternalIP or ExternalIP; \
+                 set the annotation kbgp.io/virtual-router.{asn}: \"router-id=A.B.C.D\""
+            ),
+            PlanError::Annotation { node, key, message } => {
+                write!(f, "node {node}: metadata.annotations.{key}: {message}")
+            }
+            PlanError::PassiveWithoutListener { node, asn, peer } => write!(
+                f,
+                "node {node}: neighbor {peer} of virtual router AS{asn} is passive but nothing listens: \
+                 set the annotation kbgp.io/virtual-router.{asn}: \"local-port=179\""
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// Attribute sets are shared: routes with equal attributes share one `Arc`.
+#[derive(Default)]
+struct Interner(HashMap<AdvertAttrs, Arc<AdvertAttrs>>);
+
+impl Interner {
+    fn get(&mut self, a: AdvertAttrs) -> Arc<AdvertAttrs> {
+        self.0.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone()
+    }
+}
+
+/// What kind of route a prefix is, for `advertisedPathAttributes`.
+#[derive(Clone, Debug)]
+enum Origin {
+    PodCidr,
+    Service(IpAddr),
+}
+
+fn router_id(node: &Node, asn: u32, o: &VRouterOverrides) -> Result<Ipv4Addr, PlanError> {
+    if let Some(id) = o.router_id {
+        return Ok(id);
+    }
+    for kind in ["InternalIP", "ExternalIP"] {
+        if let Some(IpAddr::V4(a)) = node.address(kind, true) {
+            return Ok(a);
+        }
+    }
+    Err(PlanError::NoRouterId { node: node.name.clone(), asn })
+}
+
+fn host_prefix(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+/// The Service addresses a virtual router would announce, each with its source label, or the
+/// reason it is not announced.
+fn service_candidates(vr: &VirtualRouter, s: &Service, out: &mut Vec<(IpNet, String, Result<(), String>)>) {
+    let name = s.key();
+    let mut addrs: Vec<(IpAddr, &str, Result<(), String>)> = Vec::new();
+    for ip in &s.ingress_ips {
+        let why = if !vr.advertise.load_balancer_ip {
+            Err("serviceAdvertisements does not include LoadBalancerIP".to_string())
+        } else if s.kind != ServiceType::LoadBalancer {
+            Err("the Service is not of type LoadBalancer".to_string())
+        } else if let Some(c) = s.load_balancer_class.as_deref().filter(|c| !LB_CLASSES.contains(c)) {
+            Err(format!("loadBalancerClass {c:?} belongs to another controller"))
+        } else {
+            Ok(())
+        };
+        addrs.push((*ip, "LoadBalancer IP", why));
+    }
+    for ip in &s.external_ips {
+        let why = if vr.advertise.external_ip {
+            Ok(())
+        } else {
+            Err("serviceAdvertisements does not include ExternalIP".into())
+        };
+        addrs.push((*ip, "external IP", why));
+    }
+    for ip in &s.cluster_ips {
+        let why = if vr.advertise.cluster_ip {
+            Ok(())
+        } else {
+            Err("serviceAdvertisements does not include ClusterIP".into())
+        };
+        addrs.push((*ip, "cluster IP", why));
+    }
+    if addrs.is_empty() {
+        return;
+    }
+    let selected = match &vr.service_selector {
+        None => Err("the virtual router has no serviceSelector, so it announces no Service".to_string()),
+        Some(sel) => match sel.explain(&s.selector_labels()) {
+            SelectorMatch::Matched => Ok(()),
+            SelectorMatch::Empty => Err("the serviceSelector is empty, which selects no Service".to_string()),
+            SelectorMatch::Failed(why) => Err(format!("serviceSelector does not match: {why}")),
+        },
+    };
+    for (ip, what, why) in addrs {
+        let why = selected.clone().and(why);
+        out.push((host_prefix(ip), format!("Service {name} {what}"), why));
+    }
+}
+
+fn rule_applies(rule: &PathAttributeRule, origin: &Origin, node: &Node, world: &World) -> bool {
+    match (rule.selector_type, origin) {
+        (SelectorType::PodCidr, Origin::PodCidr) => rule.selector.as_ref().is_none_or(|s| s.matches(&node.labels)),
+        (SelectorType::LoadBalancerIpPool, Origin::Service(ip)) => world
+            .pools
+            .iter()
+            .any(|p| !p.disabled && p.contains(ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels))),
+        _ => false,
+    }
+}
+
+/// The attributes for one route to one neighbor: every applicable rule's communities, and the
+/// highest LOCAL_PREF any of them sets.
+fn attrs_for(n: &Neighbor, origins: &[Origin], node: &Node, world: &World) -> AdvertAttrs {
+    let mut a = AdvertAttrs::default();
+    for rule in &n.path_attributes {
+        if !origins.iter().any(|o| rule_applies(rule, o, node, world)) {
+            continue;
+        }
+        a.communities.extend(rule.communities.iter().copied());
+        a.large_communities.extend(rule.large_communities.iter().copied());
+        if let Some(lp) = rule.local_preference {
+            a.local_pref = Some(a.local_pref.map_or(lp, |x: u32| x.max(lp)));
+        }
+    }
+    a.communities.sort();
+    a.communities.dedup();
+    a.large_communities.sort();
+    a.large_communities.dedup();
+    a
+}
+
+fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
+    let mut s = SessionConfig::new(local_asn, n.peer_asn, router_id);
+    s.hold_time = n.hold_time;
+    s.keepalive = n.keepalive;
+    s.connect_retry = Duration::from_secs(n.connect_retry_secs as u64);
+    s.min_retry = Duration::from_secs(1).min(s.connect_retry);
+    s.passive = n.passive;
+    s.families = n.families.clone();
+    s.graceful_restart = n.graceful_restart;
+    let ebgp = local_asn != n.peer_asn;
+    PeerSettings {
+        session: s,
+        address: n.address,
+        port: n.port,
+        ttl: ebgp.then_some(n.ebgp_multihop_ttl),
+        max_received_routes: n.max_received_routes,
+    }
+}
+
+/// Works out what `node` announces.
+pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
+    let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
+    let mut plan = Plan { node: node.name.clone(), ..Default::default() };
+    let policies = world.policies_for(node);
+    let policy = match policies.as_slice() {
+        [] => {
+            plan.notes.push(format!("no peering policy selects node {}: nothing to announce", node.name));
+            return Ok(plan);
+        }
+        [p] => *p,
+        many => {
+            return Err(PlanError::MultiplePolicies {
+                node: node.name.clone(),
+                policies: many.iter().map(|p| p.name.clone()).collect(),
+            });
+        }
+    };
+    plan.policy = Some(policy.name.clone());
+    let overrides = parse_overrides(node)?;
+    let mut interner = Interner::default();
+
+    for vr in &policy.virtual_routers {
+        let o = overrides.get(&vr.local_asn).cloned().unwrap_or_default();
+        let rid = router_id(node, vr.local_asn, &o)?;
+        // prefix -> (sources, origins)
+        let mut wanted: BTreeMap<IpNet, Vec<Origin>> = BTreeMap::new();
+        let mut candidates = Vec::new();
+        for p in &node.pod_cidrs {
+            let source = format!("pod CIDR of node {}", node.name);
+            if vr.export_pod_cidr {
+                wanted.entry(*p).or_default().push(Origin::PodCidr);
+                candidates.push(Candidate {
+                    prefix: *p,
+                    source,
+                    advertised: true,
+                    reason: "exportPodCIDR is true".into(),
+                });
+            } else {
+                candidates.push(Candidate {
+                    prefix: *p,
+                    source,
+                    advertised: false,
+                    reason: "exportPodCIDR is false".into(),
+                });
+            }
+        }
+        let mut svc = Vec::new();
+        for s in &world.services {
+            svc.clear();
+            service_candidates(vr, s, &mut svc);
+            for (prefix, source, why) in svc.drain(..) {
+                match why {
+                    Ok(()) => {
+                        let ip = prefix.addr();
+                        wanted.entry(prefix).or_default().push(Origin::Service(ip));
+                        let mut reason =
+                            format!("selected by the serviceSelector of {} (AS{})", policy.name, vr.local_asn);
+                        if s.external_traffic_local && !source.ends_with("cluster IP") {
+                            reason.push_str(
+                                "; externalTrafficPolicy: Local is not checked against endpoints in file mode",
+                            );
+                        }
+                        candidates.push(Candidate { prefix, source, advertised: true, reason });
+                    }
+                    Err(reason) => candidates.push(Candidate { prefix, source, advertised: false, reason }),
+                }
+            }
+        }
+        let mut peers = Vec::new();
+        for n in &vr.neighbors {
+            if n.passive && o.local_port.is_none() {
+                return Err(PlanError::PassiveWithoutListener {
+                    node: node.name.clone(),
+                    asn: vr.local_asn,
+                    peer: n.address,
+                });
+            }
+            let routes = wanted
+                .iter()
+                .filter(|(p, _)| n.families.contains(&crate::wire::Family::of_prefix(p)))
+                .map(|(p, origins)| Advertisement {
+                    prefix: *p,
+                    attrs: interner.get(attrs_for(n, origins, node, world)),
+                })
+                .collect();
+            peers.push(PeerPlan {
+                key: PeerKey { local_asn: vr.local_asn, address: n.address },
+                settings: settings(n, vr.local_asn, rid),
+                routes,
+            });
+        }
+        plan.vrouters.push(VRouterPlan {
+            local_asn: vr.local_asn,
+            router_id: rid,
+            listen_port: o.local_port,
+            peers,
+            candidates,
+        });
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use super::*;
+use crate::config::load_str;
+
+const POLICY: &str = r#"
+apiVersion: cilium.io/v2alpha1
+kind: CiliumBGPPeeringPolicy
+metadata: {name: rack0-65005}
+spec:
+  nodeSelector: {matchLabels: {rack: rack0}}
+  virtualRouters:
+  - localASN: 65005
+    exportPodCIDR: true
+    serviceSelector: {matchLabels: {advertise-bgp: "true"}}
+    neighbors:
+    - peerAddress: "10.0.5.1/24"
+      peerASN: 65005
+"#;
+
+const NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: kind-worker, labels: {rack: rack0}}
+spec: {podCIDRs: [10.1.0.0/24]}
+status: {addresses: [{type: InternalIP, address: 10.0.5.11}]}
+"#;
+
+fn service(name: &str, labels: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  externalIPs: [192.0.2.10]\n{extra}status: {{loadBalancer: {{ingress: [{{ip: 20.0.0.100}}]}}}}\n"
+    )
+}
+
+fn world(docs: &[&str]) -> World {
+    load_str(&docs.join("\n---\n"), "t").unwrap().world
+}
+
+fn routes(p: &Plan) -> Vec<String> {
+    p.peers().flat_map(|(_, pp)| pp.routes.iter().map(|r| r.prefix.to_string())).collect()
+}
+
+#[test]
+fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
+    let svc = service("nginx-service", "advertise-bgp: \"true\"", "");
+    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    assert_eq!(p.policy.as_deref(), Some("rack0-65005"));
+    assert_eq!(routes(&p), vec!["10.1.0.0/24", "20.0.0.100/32"]);
+    let (vr, peer) = p.peers().next().unwrap();
+    assert_eq!(vr.router_id, Ipv4Addr::new(10, 0, 5, 11));
+    assert_eq!(peer.key, PeerKey { local_asn: 65005, address: "10.0.5.1".parse().unwrap() });
+    let s = &peer.settings;
+    assert_eq!((s.port, s.ttl, s.session.peer_as, s.session.hold_time), (179, None, 65005, 90));
+    assert!(peer.routes.iter().all(|r| *r.attrs == AdvertAttrs::default()));
+    // ClusterIP and externalIP are candidates but not announced by default.
+    let c: Vec<_> = vr.candidates.iter().filter(|c| !c.advertised).collect();
+    assert_eq!(c.len(), 2);
+    assert!(c.iter().any(|c| c.reason == "serviceAdvertisements does not include ClusterIP"));
+}
+
+#[test]
+fn reasons_name_the_failing_label() {
+    let svc = service("web", "app: web", "");
+    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
+    let c = p.vrouters[0].candidates.iter().find(|c| c.prefix.to_string() == "20.0.0.100/32").unwrap();
+    assert!(!c.advertised);
+    assert_eq!(c.source, "Service default/web LoadBalancer IP");
+    assert_eq!(
+        c.reason,
+        "serviceSelector does not match: no label advertise-bgp (selector wants advertise-bgp=\"true\")"
+    );
+}
+
+#[test]
+fn service_advertisements_and_classes() {
+    let pol = POLICY
+        .replace("exportPodCIDR: true", "exportPodCIDR: false\n    serviceAdvertisements: [ExternalIP, ClusterIP]");
+    let svc = service("web", "advertise-bgp: \"true\"", "");
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc])).unwrap();
+    assert_eq!(routes(&p), vec!["10.96.0.10/32", "192.0.2.10/32"]);
+    let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: example.com/other\n");
+    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
+    assert!(p.vrouters[0].candidates.iter().any(|c| c.reason.contains("belongs to another controller")));
+    let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: io.cilium/bgp-control-plane\n");
+    assert_eq!(routes(&plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap()).len(), 2);
+}
+
+#[test]
+fn empty_or_missing_service_selector_selects_nothing() {
+    let svc = service("web", "advertise-bgp: \"true\"", "");
+    for pol in [
+        POLICY.replace("serviceSelector: {matchLabels: {advertise-bgp: \"true\"}}", "serviceSelector: {}"),
+        POLICY.replace("    serviceSelector: {matchLabels: {advertise-bgp: \"true\"}}\n", ""),
+    ] {
+        assert_eq!(routes(&plan("kind-worker", &world(&[&pol, NODE, &svc])).unwrap()), vec!["10.1.0.0/24"]);
+    }
+    let all = POLICY.replace(
+        "serviceSelector: {matchLabels: {advertise-bgp: \"true\"}}",
+        "serviceSelector: {matchExpressions: [{key: somekey, operator: NotIn, values: [never-used-value]}]}",
+    );
+    let svc = service("web", "", "");
+    assert_eq!(routes(&plan("kind-worker", &world(&[&all, NODE, &svc])).unwrap()).len(), 2);
+}
+
+#[test]
+fn node_selection() {
+    let other = NODE.replace("rack: rack0", "rack: rack1");
+    let p = plan("kind-worker", &world(&[POLICY, &other])).unwrap();
+    assert!(p.vrouters.is_empty());
+    assert_eq!(p.notes, vec!["no peering policy selects node kind-worker: nothing to announce"]);
+    let second = POLICY.replace("rack0-65005", "again");
+    let e = plan("kind-worker", &world(&[POLICY, &second, NODE])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node kind-worker: selected by 2 peering policies (rack0-65005, again); a node may have only one"
+    );
+    assert_eq!(plan("nope", &world(&[POLICY, NODE])).unwrap_err(), PlanError::UnknownNode("nope".into()));
+}
+
+#[test]
+fn annotations_override_router_id_and_port() {
+    let n = NODE.replace(
+        "labels: {rack: rack0}",
+        "labels: {rack: rack0}, annotations: {cilium.io/bgp-virtual-router.65005: \"router-id=1.1.1.1,local-port=1179\", kbgp.io/virtual-router.65005: \"router-id=2.2.2.2\"}",
+    );
+    let p = plan("kind-worker", &world(&[POLICY, &n])).unwrap();
+    assert_eq!(p.vrouters[0].router_id, Ipv4Addr::new(2, 2, 2, 2));
+    assert_eq!(p.vrouters[0].listen_port, Some(1179));
+    let bad = NODE.replace(
+        "labels: {rack: rack0}",
+        "labels: {rack: rack0}, annotations: {kbgp.io/virtual-router.65005: \"router-id=fd00::1\"}",
+    );
+    assert!(plan("kind-worker", &world(&[POLICY, &bad])).unwrap_err().to_string().contains("is not an IPv4 address"));
+}
+
+#[test]
+fn router_id_needs_an_ipv4_address() {
+    let n = NODE.replace("{type: InternalIP, address: 10.0.5.11}", "{type: InternalIP, address: \"fd00::11\"}");
+    let e = plan("kind-worker", &world(&[POLICY, &n])).unwrap_err();
+    assert_eq!(e, PlanError::NoRouterId { node: "kind-worker".into(), asn: 65005 });
+}
+
+#[test]
+fn passive_neighbors_need_a_listener() {
+    let pol = POLICY
+        .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
+        .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
+        .replace("peerASN: 65005", "peerASN: 65005\n      passive: true");
+    assert!(matches!(plan("kind-worker", &world(&[&pol, NODE])), Err(PlanError::PassiveWithoutListener { .. })));
+}
+
+#[test]
+fn path_attributes_per_selector_type() {
+    let pol = POLICY.replace(
+        "peerASN: 65005",
+        r#"peerASN: 65005
+      advertisedPathAttributes:
+      - selectorType: CiliumLoadBalancerIPPool
+        selector: {matchLabels: {tier: web}}
+        communities: {standard: ["65005:100"]}
+      - selectorType: PodCIDR
+        localPreference: 150"#,
+    );
+    let pool = "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: web, labels: {tier: web}}\nspec: {blocks: [{cidr: 20.0.0.0/24}]}\n";
+    let svc = service("web", "advertise-bgp: \"true\"", "");
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc, pool])).unwrap();
+    let (_, peer) = p.peers().next().unwrap();
+    let pod = &peer.routes[0];
+    assert_eq!(pod.prefix.to_string(), "10.1.0.0/24");
+    assert_eq!((pod.attrs.local_pref, pod.attrs.communities.len()), (Some(150), 0));
+    let vip = &peer.routes[1];
+    assert_eq!(vip.attrs.communities[0].to_string(), "65005:100");
+    assert_eq!(vip.attrs.local_pref, None);
+    // A pool that does not match the selector adds nothing.
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc, &pool.replace("tier: web", "tier: db")])).unwrap();
+    assert!(p.peers().next().unwrap().1.routes[1].attrs.communities.is_empty());
+}
+
+#[test]
+fn families_filter_routes_and_ebgp_sets_ttl() {
+    let pol = POLICY.replace(
+        "peerASN: 65005",
+        "peerASN: 65100\n      eBGPMultihopTTL: 3\n      families: [{afi: ipv4, safi: unicast}]",
+    );
+    let n = NODE.replace("podCIDRs: [10.1.0.0/24]", "podCIDRs: [10.1.0.0/24, \"fd00:1::/64\"]");
+    let p = plan("kind-worker", &world(&[&pol, &n])).unwrap();
+    assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
+    assert_eq!(p.peers().next().unwrap().1.settings.ttl, Some(3));
+}
+
+#[test]
+fn equal_attributes_share_one_allocation() {
+    let svc1 = service("a", "advertise-bgp: \"true\"", "");
+    let svc2 = service("b", "advertise-bgp: \"true\"", "").replace("20.0.0.100", "20.0.0.101");
+    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc1, &svc2])).unwrap();
+    let r = &p.peers().next().unwrap().1.routes;
+    assert_eq!(r.len(), 3);
+    assert!(Arc::ptr_eq(&r[1].attrs, &r[2].attrs));
+}
