@@ -20,7 +20,10 @@
 //! | [`metrics`] | Prometheus series |
 
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod plan;
 pub mod rib;
 pub mod session;
+pub mod source;
 pub mod wire;

@@ -1,1 +1,137 @@
-fn main() {}
+//! The `kbgp` command: `run` the speaker, `check` a configuration file.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "kbgp", version, about = "BGP speaker for Kubernetes service IPs and pod CIDRs")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the speaker from a static file (multi-document YAML).
+    Run {
+        /// The configuration file: peering policies, pools, the Node, Services.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// The node to run as (default: $NODE_NAME, else the only Node in the file).
+        #[arg(long, env = "NODE_NAME")]
+        node: Option<String>,
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, default_value = "0.0.0.0:9180")]
+        metrics_addr: SocketAddr,
+        /// Seconds between checks of the file for changes (SIGHUP reloads at once).
+        #[arg(long, default_value_t = 1)]
+        watch_interval: u64,
+    },
+    /// Validate a configuration file: exit 0 if good, else one line per problem.
+    Check {
+        file: PathBuf,
+        /// Also plan for this node (default: every Node in the file).
+        #[arg(long)]
+        node: Option<String>,
+    },
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
+    let loaded = match kbgp::config::load_file(file) {
+        Ok(l) => l,
+        Err(errs) => {
+            for e in errs {
+                println!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &loaded.warnings {
+        println!("warning: {w}");
+    }
+    let mut problems: Vec<String> = loaded.world.cross_check().iter().map(|e| e.to_string()).collect();
+    let nodes: Vec<String> = match node {
+        Some(n) => vec![n.to_string()],
+        None => loaded.world.nodes.iter().map(|n| n.name.clone()).collect(),
+    };
+    for n in &nodes {
+        match kbgp::plan::plan(n, &loaded.world) {
+            Ok(p) => {
+                let peers = p.peers().count();
+                let routes: usize = p.peers().map(|(_, pp)| pp.routes.len()).sum();
+                println!(
+                    "node {n}: policy {}, {peers} peers, {routes} routes",
+                    p.policy.as_deref().unwrap_or("(none)")
+                );
+            }
+            Err(kbgp::plan::PlanError::MultiplePolicies { .. }) => {} // reported by cross_check
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} policies, {} pools, {} nodes, {} services)",
+            file.display(),
+            loaded.world.policies.len(),
+            loaded.world.pools.len(),
+            loaded.world.nodes.len(),
+            loaded.world.services.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { file, node } => check(&file, node.as_deref()),
+        Cmd::Run { config, node, metrics_addr, watch_interval } => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("kbgp: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = kbgp::daemon::RunOptions {
+                config,
+                node,
+                metrics_addr,
+                watch_interval: Duration::from_secs(watch_interval.max(1)),
+            };
+            match rt.block_on(kbgp::daemon::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in e.lines() {
+                        eprintln!("kbgp: {line}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

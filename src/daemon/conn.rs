@@ -1,0 +1,112 @@
+//! One TCP connection: how it is opened, and the two tasks that frame what it reads and write
+//! what it is given. All framing happens here and only here.
+
+use crate::session::ConnId;
+use crate::wire::DecodeError;
+use crate::wire::header::{self, MAX_EXTENDED_LEN};
+use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// What a reader task reports.
+#[derive(Debug)]
+pub enum ReadEvent {
+    /// One complete message, header included.
+    Frame(Bytes),
+    /// The header was invalid: the session must send this NOTIFICATION.
+    Invalid(DecodeError),
+    /// The peer closed the connection, or reading failed.
+    Closed(Option<io::Error>),
+}
+
+/// Sets the IP TTL / hop limit (eBGP: 1 unless multihop).
+fn set_ttl(s: &Socket, addr: &SocketAddr, ttl: u8) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => s.set_ttl_v4(ttl as u32),
+        SocketAddr::V6(_) => s.set_unicast_hops_v6(ttl as u32),
+    }
+}
+
+/// Opens a connection to `peer`, with the given TTL.
+pub async fn connect(peer: SocketAddr, ttl: Option<u8>) -> io::Result<TcpStream> {
+    let domain = if peer.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(t) = ttl {
+        set_ttl(&s, &peer, t)?;
+    }
+    s.set_tcp_nodelay(true)?;
+    s.set_nonblocking(true)?;
+    let std: std::net::TcpStream = s.into();
+    let stream = tokio::net::TcpSocket::from_std_stream(std).connect(peer).await?;
+    Ok(stream)
+}
+
+/// Applies session socket options to an accepted connection.
+pub fn prepare_accepted(stream: &TcpStream, ttl: Option<u8>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if let Some(t) = ttl {
+        stream.set_ttl(t as u32)?;
+    }
+    Ok(())
+}
+
+/// Reads from the socket and sends one event per complete message. A full channel stops the
+/// reading, so a slow session pushes back on the peer through TCP.
+pub fn spawn_reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<(ConnId, ReadEvent)>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            // Hand out every complete message already in the buffer.
+            loop {
+                match header::peek_header(&buf, MAX_EXTENDED_LEN) {
+                    Ok(Some(h)) if buf.len() >= h.len => {
+                        let frame = buf.split_to(h.len).freeze();
+                        if tx.send((id, ReadEvent::Frame(frame))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        let _ = tx.send((id, ReadEvent::Invalid(e))).await;
+                        return;
+                    }
+                }
+            }
+            buf.reserve(64 * 1024);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let _ = tx.send((id, ReadEvent::Closed(None))).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send((id, ReadEvent::Closed(Some(e)))).await;
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Writes what it receives, in order. When the sender is dropped it writes what is queued,
+/// shuts the connection down and ends. A stuck peer cannot hold it: the owner aborts it.
+pub fn spawn_writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    })
+}
+
+/// How long a closing connection may take to flush its last messages (a NOTIFICATION).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,270 @@
+//! # daemon — the thin tokio layer
+//!
+//! Loads the World, plans, and keeps one task per peer in line with the plan. Reloads on
+//! SIGHUP and when the file changes, applying only the difference: peers whose settings did
+//! not change keep their session and get the new routes; changed peers are restarted; removed
+//! peers get a Cease. SIGTERM / SIGINT send every peer a Cease with the shutdown
+//! communication "shutdown" (RFC 9003) and exit 0.
+//!
+//! | file | what |
+//! |---|---|
+//! | `peer.rs` | one task per peer: FSM, connections, RIBs |
+//! | `conn.rs` | connecting, framing reads, queued writes |
+//! | `listener.rs` | accepting connections from configured peers |
+//! | `local_addr.rs` | next hop of the other address family |
+//! | `http.rs` | `/metrics`, `/healthz`, `/readyz` |
+
+pub mod conn;
+pub mod http;
+pub mod listener;
+pub mod local_addr;
+pub mod peer;
+
+use crate::config::World;
+use crate::metrics::Metrics;
+use crate::plan::{self, PeerKey, Plan};
+use crate::source::FileSource;
+use crate::wire::Notification;
+use crate::wire::error::cease_sub;
+use peer::{PeerCmd, PeerHandle, PeerTask};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub node: Option<String>,
+    pub metrics_addr: SocketAddr,
+    /// How often the file is checked for changes.
+    pub watch_interval: Duration,
+}
+
+/// The message of the Cease sent on SIGTERM / SIGINT.
+pub const SHUTDOWN_MESSAGE: &str = "shutdown";
+
+/// Picks the node: the one named, else the only Node in the file.
+pub fn resolve_node(named: Option<&str>, world: &World) -> Result<String, String> {
+    match named {
+        Some(n) => {
+            if world.node(n).is_none() {
+                return Err(format!(
+                    "node {n:?}: no Node document with this name in the file (Nodes: {})",
+                    world.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            Ok(n.to_string())
+        }
+        None => match world.nodes.as_slice() {
+            [one] => Ok(one.name.clone()),
+            [] => Err("the file has no Node document: add the Node kbgp runs as".into()),
+            many => Err(format!(
+                "the file has {} Node documents ({}): pass --node or set NODE_NAME",
+                many.len(),
+                many.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        },
+    }
+}
+
+/// Loads and plans; every problem is one line of the error.
+pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<(Plan, Vec<String>), String> {
+    let loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
+    let node = resolve_node(node, &loaded.world)?;
+    let p = plan::plan(&node, &loaded.world).map_err(|e| e.to_string())?;
+    Ok((p, loaded.warnings))
+}
+
+fn seed(key: &PeerKey) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(key.to_string().as_bytes());
+    h.finish()
+}
+
+struct Daemon {
+    metrics: Arc<Metrics>,
+    peers: HashMap<PeerKey, PeerHandle>,
+    listeners: HashMap<u16, JoinHandle<()>>,
+    routing: listener::Routing,
+    plan: Plan,
+    /// Peer tasks being stopped; awaited at exit.
+    stopping: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn stop_peer(&mut self, key: &PeerKey, n: Notification) {
+        if let Some(h) = self.peers.remove(key) {
+            let _ = h.tx.try_send(PeerCmd::Shutdown(n));
+            self.stopping.push(h.task);
+        }
+    }
+
+    /// Makes the running peers match `plan`, touching only what differs.
+    fn apply(&mut self, plan: Plan) {
+        let wanted: HashMap<PeerKey, (&plan::VRouterPlan, &plan::PeerPlan)> =
+            plan.peers().map(|(v, p)| (p.key, (v, p))).collect();
+        let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+        for k in gone {
+            info!(peer = %k.address, vrouter = k.local_asn, "peer removed from the configuration");
+            self.stop_peer(&k, Notification::cease(cease_sub::PEER_DECONFIGURED, ""));
+        }
+        for (key, (_, p)) in &wanted {
+            match self.peers.get(key) {
+                Some(h) if h.settings == p.settings => {
+                    let _ = h.tx.try_send(PeerCmd::Routes(p.routes.clone()));
+                }
+                existing => {
+                    if existing.is_some() {
+                        info!(peer = %key.address, vrouter = key.local_asn, "session settings changed: restarting the session");
+                        self.stop_peer(key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
+                    }
+                    let h =
+                        PeerTask::spawn(*key, p.settings.clone(), p.routes.clone(), self.metrics.clone(), seed(key));
+                    self.peers.insert(*key, h);
+                }
+            }
+        }
+        // Listeners and the routing of inbound connections.
+        let mut routes = HashMap::new();
+        let mut ports = HashSet::new();
+        for (v, p) in plan.peers() {
+            if let (Some(port), Some(h)) = (v.listen_port, self.peers.get(&p.key)) {
+                ports.insert(port);
+                routes.insert((port, p.key.address), h.tx.clone());
+            }
+        }
+        if let Ok(mut r) = self.routing.lock() {
+            *r = routes;
+        }
+        self.listeners.retain(|port, task| {
+            let keep = ports.contains(port);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for port in ports {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.listeners.entry(port) {
+                match listener::spawn(port, self.routing.clone()) {
+                    Ok(t) => {
+                        info!(port, "listening for BGP connections");
+                        e.insert(t);
+                    }
+                    Err(err) => error!(port, "cannot listen for BGP connections: {err}"),
+                }
+            }
+        }
+        self.stopping.retain(|t| !t.is_finished());
+        self.plan = plan;
+    }
+
+    async fn shutdown(mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.stop_peer(&k, Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE));
+        }
+        for t in self.stopping.drain(..) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                abort.abort();
+            }
+        }
+        for (_, l) in self.listeners.drain() {
+            l.abort();
+        }
+    }
+}
+
+fn log_plan(p: &Plan) {
+    for n in &p.notes {
+        warn!("{n}");
+    }
+    for (v, peer) in p.peers() {
+        info!(
+            peer = %peer.key.address,
+            vrouter = v.local_asn,
+            router_id = %v.router_id,
+            routes = peer.routes.len(),
+            "planned"
+        );
+    }
+}
+
+/// Runs the speaker until SIGTERM or SIGINT.
+pub async fn run(opts: RunOptions) -> Result<(), String> {
+    let mut source = FileSource::new(&opts.config);
+    let (first, warnings) = load_and_plan(&mut source, opts.node.as_deref())?;
+    for w in &warnings {
+        warn!("{w}");
+    }
+    let node = first.node.clone();
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    http::serve(opts.metrics_addr, metrics.clone(), ready.clone())
+        .await
+        .map_err(|e| format!("--metrics-addr {}: {e}", opts.metrics_addr))?;
+    info!(node = %node, config = %opts.config.display(), metrics = %opts.metrics_addr, "kbgp {} starting", env!("CARGO_PKG_VERSION"));
+    log_plan(&first);
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+
+    let mut d = Daemon {
+        metrics: metrics.clone(),
+        peers: HashMap::new(),
+        listeners: HashMap::new(),
+        routing: Default::default(),
+        plan: Plan::default(),
+        stopping: Vec::new(),
+    };
+    d.apply(first);
+    ready.store(true, Ordering::Relaxed);
+    let mut tick = tokio::time::interval(opts.watch_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        let reason = tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: closing every session"); break; }
+            _ = sigint.recv() => { info!("SIGINT: closing every session"); break; }
+            _ = sighup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                if !source.changed() {
+                    continue;
+                }
+                "file changed"
+            }
+        };
+        match load_and_plan(&mut source, Some(&node)) {
+            Ok((p, warnings)) => {
+                for w in &warnings {
+                    warn!("{w}");
+                }
+                if p == d.plan {
+                    info!("{reason}: configuration unchanged");
+                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                } else {
+                    info!("{reason}: applying the new configuration");
+                    log_plan(&p);
+                    d.apply(p);
+                    metrics.config_reloads.with_label_values(&["applied"]).inc();
+                }
+            }
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["rejected"]).inc();
+                for line in e.lines() {
+                    error!("{reason}: configuration rejected, keeping the running one: {line}");
+                }
+            }
+        }
+    }
+    d.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
