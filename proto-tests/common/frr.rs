@@ -1,0 +1,205 @@
+//! FRR 8.4 `bgpd` (no zebra) as kbgp's peer.
+
+use super::peer::{PEER_V4, PEER_V6, Peer, PeerSpec, SeenRoute, origin_name, sorted};
+use super::{Lab, Proc, adopt, require, sh, sh_lenient};
+use ipnet::IpNet;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub struct Frr {
+    dir: PathBuf,
+    ns: String,
+    kbgp: IpAddr,
+    proc_: Proc,
+}
+
+const BGPD: &str = "/usr/lib/frr/bgpd";
+
+impl Frr {
+    pub fn start(lab: &mut Lab, spec: &PeerSpec) -> Frr {
+        require(BGPD);
+        require("vtysh");
+        let dir = lab.path("frr");
+        fs::create_dir_all(&dir).expect("frr dir");
+        let d = dir.display();
+        let (peer, kbgp, peer6) = (lab.peer_v4, lab.kbgp_v4, lab.peer_v6);
+        let rr = if spec.ibgp() { format!("  neighbor {kbgp} route-reflector-client\n") } else { String::new() };
+        let nets4: String = PEER_V4.iter().map(|p| format!("  network {p}\n")).collect();
+        let nets6: String = PEER_V6.iter().map(|p| format!("  network {p}\n")).collect();
+        let conf = format!(
+            "frr defaults traditional\nhostname peer\nlog file {d}/bgpd.log informational\nlog timestamp precision 3\n!\n\
+             router bgp {asn}\n bgp router-id {peer}\n bgp log-neighbor-changes\n no bgp ebgp-requires-policy\n\
+             no bgp default ipv4-unicast\n no bgp network import-check\n neighbor {kbgp} remote-as {kasn}\n\
+             neighbor {kbgp} timers connect 1\n address-family ipv4 unicast\n{nets4}  neighbor {kbgp} activate\n{rr}\
+             exit-address-family\n address-family ipv6 unicast\n{nets6}  neighbor {kbgp} activate\n{rr}\
+             neighbor {kbgp} route-map V6NH out\n exit-address-family\n!\nroute-map V6NH permit 10\n set ipv6 next-hop global {peer6}\n!\n",
+            asn = spec.asn,
+            kasn = spec.kbgp_asn,
+        );
+        fs::write(dir.join("bgpd.conf"), conf).expect("bgpd.conf");
+        sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
+        let conf = dir.join("bgpd.conf");
+        let pid = dir.join("bgpd.pid");
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.peer_ns,
+            BGPD,
+            "-d",
+            "-u",
+            "frr",
+            "-g",
+            "frr",
+            "-Z",
+            "-f",
+            conf.to_str().expect("utf8"),
+            "-i",
+            pid.to_str().expect("utf8"),
+            "--vty_socket",
+            dir.to_str().expect("utf8"),
+            "-P",
+            "0",
+        ]);
+        let proc_ = adopt("bgpd", &pid);
+        Frr { dir, ns: lab.peer_ns.clone(), kbgp: IpAddr::V4(kbgp), proc_ }
+    }
+
+    fn vtysh(&self, cmds: &[String]) -> String {
+        let mut args: Vec<String> = ["timeout", "20", "ip", "netns", "exec", &self.ns, "vtysh", "--vty_socket"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(self.dir.display().to_string());
+        for c in cmds {
+            args.push("-c".into());
+            args.push(c.clone());
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        sh_lenient(&a)
+    }
+
+    /// (afi, prefix) of every route kbgp sent, from the summary table.
+    fn table(&self) -> Result<Vec<(&'static str, String)>, String> {
+        let mut prefixes = Vec::new();
+        for afi in ["ipv4", "ipv6"] {
+            let t = self.vtysh(&[format!("show bgp {afi} unicast json")]);
+            let v: Value =
+                serde_json::from_str(&t).map_err(|e| format!("show bgp {afi} unicast json: {e}: {t:.200}"))?;
+            if let Some(routes) = v.get("routes").and_then(Value::as_object) {
+                for (p, paths) in routes {
+                    let from_kbgp = paths.as_array().is_some_and(|a| {
+                        a.iter().any(|x| x.get("peerId").and_then(Value::as_str) == Some(&self.kbgp.to_string()))
+                    });
+                    if from_kbgp {
+                        prefixes.push((afi, p.clone()));
+                    }
+                }
+            }
+        }
+        Ok(prefixes)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("bgpd.log")).unwrap_or_default()
+    }
+}
+
+fn json_objects(text: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(text).into_iter::<Value>().filter_map(Result::ok).collect()
+}
+
+impl Peer for Frr {
+    fn name(&self) -> &'static str {
+        "frr"
+    }
+
+    fn prefixes(&self) -> Result<std::collections::BTreeSet<IpNet>, String> {
+        Ok(self.table()?.into_iter().filter_map(|(_, p)| p.parse().ok()).collect())
+    }
+
+    fn routes(&self) -> Result<BTreeMap<IpNet, SeenRoute>, String> {
+        // The table lists prefixes; per-prefix JSON has every attribute. One vtysh run
+        // takes many per-prefix commands.
+        let prefixes = self.table()?;
+        let cmds: Vec<String> = prefixes.iter().map(|(afi, p)| format!("show bgp {afi} unicast {p} json")).collect();
+        let mut out = BTreeMap::new();
+        for chunk in cmds.chunks(400) {
+            for v in json_objects(&self.vtysh(chunk)) {
+                let prefix: IpNet = match v.get("prefix").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+                    Some(p) => p,
+                    None => continue,
+                };
+                let Some(path) = v.get("paths").and_then(Value::as_array).and_then(|a| {
+                    a.iter().find(|x| x.pointer("/peer/peerId").and_then(Value::as_str) == Some(&self.kbgp.to_string()))
+                }) else {
+                    continue;
+                };
+                let next_hop = path
+                    .pointer("/nexthops/0/ip")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("{prefix}: no next hop in {path}"))?;
+                let as_path = path
+                    .pointer("/aspath/string")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
+                let list = |key: &str| -> Vec<String> {
+                    path.pointer(&format!("/{key}/list"))
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default()
+                };
+                out.insert(
+                    prefix,
+                    SeenRoute {
+                        prefix,
+                        next_hop,
+                        origin: origin_name(path.get("origin").and_then(Value::as_str).unwrap_or("")),
+                        as_path,
+                        local_pref: path.get("locPrf").and_then(Value::as_u64).map(|x| x as u32),
+                        communities: sorted(list("community")),
+                        large_communities: sorted(list("largeCommunity")),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn established(&self) -> Result<bool, String> {
+        let t = self.vtysh(&[format!("show bgp neighbors {} json", self.kbgp)]);
+        let v: Value = serde_json::from_str(&t).map_err(|e| format!("{e}: {t:.200}"))?;
+        Ok(v.pointer(&format!("/{}/bgpState", self.kbgp)).and_then(Value::as_str) == Some("Established"))
+    }
+
+    fn received_notification(&self, code: u8, subcode: u8) -> Result<Option<bool>, String> {
+        let needle = format!("%NOTIFICATION: received from neighbor {} {code}/{subcode} ", self.kbgp);
+        Ok(Some(self.log().contains(&needle)))
+    }
+
+    fn notified(&self) -> Result<bool, String> {
+        Ok(self.log().contains(&format!("%NOTIFICATION: received from neighbor {}", self.kbgp)))
+    }
+
+    fn process(&self) -> &Proc {
+        &self.proc_
+    }
+
+    fn raw_log(&self) -> String {
+        self.log()
+    }
+
+    fn request_refresh(&self) -> Option<Result<(), String>> {
+        for afi in ["ipv4", "ipv6"] {
+            self.vtysh(&[format!("clear bgp {afi} unicast {} soft in", self.kbgp)]);
+        }
+        Some(Ok(()))
+    }
+}
