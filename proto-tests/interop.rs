@@ -299,6 +299,14 @@ fn shutdown(daemon: &str) {
                 other => Err(format!("{other:?}")),
             }
         });
+        // And the shutdown communication's text, as each daemon logs it.
+        let text = match daemon {
+            "frr" => "6/2 (Cease/Administrative Shutdown) \"shutdown\"",
+            "bird" => "Received: Administrative shutdown: \"shutdown\"",
+            "gobgp" => "Communicated-Reason=shutdown",
+            other => panic!("no shutdown text known for {other}"),
+        };
+        assert!(peer.raw_log().contains(text), "{daemon} did not log the shutdown communication {text:?}");
     }
     wait_prefixes(peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
 }

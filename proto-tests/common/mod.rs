@@ -202,10 +202,10 @@ impl Drop for Lab {
         for ns in [&self.kbgp_ns, &self.peer_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        } else {
+        if std::thread::panicking() || std::env::var_os("KBGP_KEEP_LABS").is_some() {
             eprintln!("lab files kept for inspection in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }

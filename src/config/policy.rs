@@ -303,6 +303,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
     let address = parse_peer_address(&n.peer_address).map_err(|e| d.err(format!("{path}.peerAddress"), e)).ok();
     let port =
         n.peer_port.map_or(Some(DEFAULT_PEER_PORT as i64), |v| d.range(&format!("{path}.peerPort"), v, 1, 65535));
+    // AS 0 is reserved (RFC 7607).
     let peer_asn = d.range(&format!("{path}.peerASN"), n.peer_asn, 1, u32::MAX as i64);
     let ttl = n
         .ebgp_multihop_ttl
@@ -333,6 +334,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             .map(|v| v as u16),
         _ => None,
     };
+    // TCP MD5 (RFC 2385) is not implemented: refusing beats running without the password.
     if n.auth_secret_ref.is_some() {
         d.err(
             format!("{path}.authSecretRef"),

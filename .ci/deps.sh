@@ -1,0 +1,28 @@
+# Installs what kbgp's tests and demos need on Debian, as root, only when missing.
+# Sourced by .ci/test and examples/demo.sh.
+
+install_deps() {
+    local need=()
+    command -v /usr/lib/frr/bgpd >/dev/null 2>&1 || [ -x /usr/lib/frr/bgpd ] || need+=(frr)
+    command -v bird >/dev/null 2>&1 || need+=(bird2)
+    command -v gobgpd >/dev/null 2>&1 || need+=(gobgpd)
+    command -v exabgp >/dev/null 2>&1 || need+=(exabgp)
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "installing: ${need[*]}"
+        # Keep the packages from starting their system services: every daemon is started by
+        # hand, in its own network namespace.
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
+        return 1
+    fi
+}
