@@ -172,6 +172,7 @@ fn check_attributes(peer: &dyn Peer, lab: &Lab, routes: &BTreeMap<IpNet, SeenRou
 
 fn routes(daemon: &str) {
     let mut lab = Lab::new(&format!("{daemon}-routes"));
+    lab.capture(daemon);
     let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let all: Vec<usize> = (0..SERVICES).collect();
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None };

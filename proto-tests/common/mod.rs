@@ -191,6 +191,22 @@ impl Lab {
         lab
     }
 
+    /// With `KBGP_CAPTURE=DIR` set, records the BGP traffic of this lab to `DIR/<tag>.pcap`
+    /// (used by proto-tests/capture-fixtures.sh to refresh the codec's fixtures).
+    pub fn capture(&mut self, tag: &str) {
+        let Some(dir) = std::env::var_os("KBGP_CAPTURE") else { return };
+        let file = PathBuf::from(dir).join(format!("{tag}.pcap"));
+        let p = spawn_in(
+            &self.kbgp_ns,
+            "tcpdump",
+            &["tcpdump", "-i", "eth0", "-U", "-s", "0", "-w", file.to_str().expect("utf8"), "tcp port 179"],
+            &self.path("tcpdump.log"),
+            &[],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        self.procs.push(p);
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -198,6 +214,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for p in &self.procs {
+            // Let tcpdump flush its file.
+            let _ = Command::new("kill").args(["-INT", &p.pid.to_string()]).output();
+        }
+        std::thread::sleep(Duration::from_millis(200));
         self.procs.clear();
         for ns in [&self.kbgp_ns, &self.peer_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();

@@ -20,6 +20,8 @@ pub mod attribute;
 pub mod capability;
 pub mod error;
 pub mod family;
+#[cfg(test)]
+mod fixtures;
 pub mod header;
 pub mod nlri;
 pub mod notification;

@@ -174,8 +174,9 @@ mod tests {
     use super::*;
     use crate::wire::family::Family;
 
-    /// An OPEN body as FRR 8.4 sends it (AS 65005, hold 9, id 10.0.5.1): MP ipv4 and ipv6,
-    /// route refresh (2 and 128), 4-octet AS, each in its own parameter.
+    /// An OPEN body laid out the way FRR builds one (AS 65005, hold 9, id 10.0.5.1): MP ipv4
+    /// and ipv6, route refresh (2 and 128), 4-octet AS, each in its own parameter. Real
+    /// captures from each daemon are tested in `wire/fixtures.rs`.
     const FRR_OPEN: &[u8] = &[
         4, 0xfd, 0xed, 0, 9, 10, 0, 5, 1, 32, //
         2, 6, 1, 4, 0, 1, 0, 1, //
