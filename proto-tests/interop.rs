@@ -312,6 +312,44 @@ fn shutdown(daemon: &str) {
     wait_prefixes(peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
 }
 
+/// Changing a session setting restarts only that session, with Cease 6/6; taking the peer out
+/// of the configuration ends it with Cease 6/3 and withdraws everything.
+fn reconfigure(daemon: &str) {
+    let mut lab = Lab::new(&format!("{daemon}-reconf"));
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![2], timers: None };
+    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let want = expected(&[2]);
+    wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
+    let notified = |code: u8, sub: u8| {
+        let p = &peer;
+        move || match p.received_notification(code, sub)? {
+            Some(true) => Ok(()),
+            other => Err(format!("{code}/{sub} not reported: {other:?}")),
+        }
+    };
+    // New hold time: a new session.
+    kbgp.reload(&yaml(&lab, &Conf { timers: Some((30, 10)), ..conf }));
+    wait_for(&format!("{daemon} to report Cease 6/6"), Duration::from_secs(20), notified(6, 6));
+    wait_for("the new session", Duration::from_secs(60), || {
+        let up = kbgp.metric("kbgp_session_up", &[]);
+        if up == 1.0 && peer.established()? { Ok(()) } else { Err(format!("kbgp_session_up {up}")) }
+    });
+    wait_prefixes(peer.as_ref(), &want, Duration::from_secs(30));
+    // The node's labels no longer match the policy: the peer is de-configured.
+    let gone = yaml(&lab, &Conf { timers: Some((30, 10)), services: vec![2], local_asn: 65005, peer_asn: 65005 })
+        .replace(
+            "labels: {rack: rack0}}
+status",
+            "labels: {rack: rack9}}
+status",
+        );
+    kbgp.reload(&gone);
+    wait_for(&format!("{daemon} to report Cease 6/3"), Duration::from_secs(20), notified(6, 3));
+    wait_prefixes(peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
+    assert_eq!(kbgp.metric("kbgp_config_reloads_total", &[("result", "applied")]), 2.0);
+}
+
 fn route_refresh(daemon: &str) {
     let mut lab = Lab::new(&format!("{daemon}-rr"));
     let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
@@ -351,6 +389,8 @@ macro_rules! matrix {
                 fn hold_timer() { super::hold_timer(stringify!($daemon)) }
                 #[test]
                 fn shutdown() { super::shutdown(stringify!($daemon)) }
+                #[test]
+                fn reconfigure() { super::reconfigure(stringify!($daemon)) }
             }
         )*
     };

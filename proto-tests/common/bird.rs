@@ -156,6 +156,7 @@ impl Peer for Bird {
             (4, 0) => "Received: Hold timer expired",
             (6, 2) => "Received: Administrative shutdown",
             (6, 3) => "Received: Peer de-configured",
+            (6, 6) => "Received: Other configuration change",
             _ => return Err(format!("no BIRD text known for {code}/{subcode}")),
         };
         Ok(Some(self.log().contains(text)))

@@ -1,0 +1,101 @@
+//! The `kbgp` command as a user meets it: `check` output and exit codes, and `run` refusing a
+//! bad configuration before anything starts.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kbgp");
+
+fn file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kbgp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn seed() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
+    let mut docs: Vec<String> = ["bgp-peering-policies.yaml", "lb-ip-pool.yaml", "nginx.yaml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{dir}/{f}")).unwrap())
+        .collect();
+    docs.push(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: kind-worker, labels: {rack: rack0}}\n\
+         spec: {podCIDRs: [10.1.0.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 10.0.5.11}]}\n"
+            .into(),
+    );
+    docs.join("\n---\n")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).args(args).env_remove("NODE_NAME").output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn check_accepts_the_seed_and_notes_what_it_ignores() {
+    let p = file("seed.yaml", &seed());
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning: nginx-deployment: apps/v1 Deployment is not a kind kbgp reads; ignored"), "{out}");
+    assert!(out.contains("node kind-worker: policy rack0-65005, 1 peers, 1 routes"), "{out}");
+    assert!(out.trim_end().ends_with("ok (2 policies, 1 pools, 1 nodes, 1 services)"), "{out}");
+}
+
+#[test]
+fn check_prints_one_line_per_problem_and_fails() {
+    let bad = seed()
+        .replace("peerASN: 65005 # BGP Peer 的ASN", "peerASN: 0")
+        .replace("peerAddress: \"10.0.10.1/24\"", "peerAddress: \"leaf02\"");
+    let p = file("bad.yaml", &bad);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("warning:")).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "rack0-65005: spec.virtualRouters[0].neighbors[0].peerASN: must be 1..=4294967295, got 0",
+            "rack1-65010: spec.virtualRouters[0].neighbors[0].peerAddress: \"leaf02\" is not an IP address (with or without a /length)",
+        ]
+    );
+}
+
+#[test]
+fn check_reports_a_node_with_two_policies() {
+    let text = seed().replace("rack: rack1", "rack: rack0");
+    let p = file("two.yaml", &text);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("kind-worker: metadata.labels: selected by 2 peering policies (rack0-65005, rack1-65010)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_file_before_starting() {
+    let p = file("run-bad.yaml", &seed().replace("localASN: 65010", "localASN: 0"));
+    let (code, _, err) = run(&["run", "--config", p.to_str().unwrap(), "--metrics-addr", "127.0.0.1:0"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "kbgp: rack1-65010: spec.virtualRouters[0].localASN: must be 1..=4294967295, got 0");
+}
+
+#[test]
+fn run_needs_to_know_its_node() {
+    let two = format!("{}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: other}}\n", seed());
+    let p = file("run-nodes.yaml", &two);
+    let (code, _, err) = run(&["run", "--config", p.to_str().unwrap(), "--metrics-addr", "127.0.0.1:0"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "kbgp: the file has 2 Node documents (kind-worker, other): pass --node or set NODE_NAME");
+    let (code, _, err) =
+        run(&["run", "--config", p.to_str().unwrap(), "--node", "nope", "--metrics-addr", "127.0.0.1:0"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("node \"nope\": no Node document with this name in the file (Nodes: kind-worker, other)"),
+        "{err}"
+    );
+}
