@@ -110,6 +110,14 @@ status: {{addresses: [{{type: InternalIP, address: {me}}}]}}
     y
 }
 
+/// A lab with `daemon` as peer AS `peer_asn` and kbgp running `conf`.
+fn setup(daemon: &str, tag: &str, conf: &Conf) -> (Lab, Box<dyn Peer>, Kbgp) {
+    let mut lab = Lab::new(&format!("{daemon}-{tag}"));
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn });
+    let kbgp = Kbgp::start(&lab, &yaml(&lab, conf));
+    (lab, peer, kbgp)
+}
+
 fn diff(got: &BTreeSet<IpNet>, want: &BTreeSet<IpNet>) -> String {
     let missing: Vec<_> = want.difference(got).take(3).collect();
     let extra: Vec<_> = got.difference(want).take(3).collect();
@@ -211,10 +219,8 @@ fn routes(daemon: &str) {
 }
 
 fn four_octet_ebgp(daemon: &str) {
-    let mut lab = Lab::new(&format!("{daemon}-as4"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65100, kbgp_asn: 4200000001 });
     let conf = Conf { local_asn: 4200000001, peer_asn: 65100, services: vec![3], timers: None };
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let (lab, peer, kbgp) = setup(daemon, "as4", &conf);
     let want = expected(&[3]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
     let seen = peer.routes().expect("routes");
@@ -223,9 +229,10 @@ fn four_octet_ebgp(daemon: &str) {
 }
 
 fn wrong_peer_asn(daemon: &str) {
+    // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
+    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None };
     let mut lab = Lab::new(&format!("{daemon}-badas"));
     let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
-    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None };
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     wait_for("kbgp to send NOTIFICATION 2/2", Duration::from_secs(30), || {
         let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "2"), ("subcode", "2")]);
@@ -251,10 +258,8 @@ fn wrong_peer_asn(daemon: &str) {
 }
 
 fn hold_timer(daemon: &str) {
-    let mut lab = Lab::new(&format!("{daemon}-hold"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: Some((3, 1)) };
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let (_lab, peer, kbgp) = setup(daemon, "hold", &conf);
     let up = |want: f64| {
         let k = &kbgp;
         move || {
@@ -275,10 +280,8 @@ fn hold_timer(daemon: &str) {
 }
 
 fn shutdown(daemon: &str) {
-    let mut lab = Lab::new(&format!("{daemon}-term"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![1], timers: None };
-    let mut kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let (_lab, peer, mut kbgp) = setup(daemon, "term", &conf);
     wait_prefixes(peer.as_ref(), &expected(&[1]), Duration::from_secs(60));
     kbgp.proc.signal("TERM");
     let status = kbgp.proc.wait_exit(Duration::from_secs(10));
@@ -315,10 +318,8 @@ fn shutdown(daemon: &str) {
 /// Changing a session setting restarts only that session, with Cease 6/6; taking the peer out
 /// of the configuration ends it with Cease 6/3 and withdraws everything.
 fn reconfigure(daemon: &str) {
-    let mut lab = Lab::new(&format!("{daemon}-reconf"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![2], timers: None };
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let (lab, peer, kbgp) = setup(daemon, "reconf", &conf);
     let want = expected(&[2]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
     let notified = |code: u8, sub: u8| {
@@ -351,10 +352,8 @@ status",
 }
 
 fn route_refresh(daemon: &str) {
-    let mut lab = Lab::new(&format!("{daemon}-rr"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0, 1], timers: None };
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    let (_lab, peer, kbgp) = setup(daemon, "rr", &conf);
     let want = expected(&[0, 1]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
     let updates = kbgp.metric("kbgp_messages_total", &[("direction", "sent"), ("type", "update")]);

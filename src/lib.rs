@@ -27,3 +27,6 @@ pub mod rib;
 pub mod session;
 pub mod source;
 pub mod wire;
+
+#[cfg(test)]
+mod test_fixtures;

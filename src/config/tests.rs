@@ -14,20 +14,7 @@ fn errors(yaml: &str) -> Vec<String> {
     load_str(yaml, "test.yaml").unwrap_err().iter().map(|e| e.to_string()).collect()
 }
 
-const POLICY: &str = r#"
-apiVersion: cilium.io/v2alpha1
-kind: CiliumBGPPeeringPolicy
-metadata: {name: rack0-65005}
-spec:
-  nodeSelector: {matchLabels: {rack: rack0}}
-  virtualRouters:
-  - localASN: 65005
-    exportPodCIDR: true
-    serviceSelector: {matchLabels: {advertise-bgp: "true"}}
-    neighbors:
-    - peerAddress: "10.0.5.1/24"
-      peerASN: 65005
-"#;
+use crate::test_fixtures::POLICY;
 
 #[test]
 fn the_seed_manifests_load_as_they_are() {

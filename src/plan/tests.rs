@@ -1,20 +1,7 @@
 use super::*;
 use crate::config::load_str;
 
-const POLICY: &str = r#"
-apiVersion: cilium.io/v2alpha1
-kind: CiliumBGPPeeringPolicy
-metadata: {name: rack0-65005}
-spec:
-  nodeSelector: {matchLabels: {rack: rack0}}
-  virtualRouters:
-  - localASN: 65005
-    exportPodCIDR: true
-    serviceSelector: {matchLabels: {advertise-bgp: "true"}}
-    neighbors:
-    - peerAddress: "10.0.5.1/24"
-      peerASN: 65005
-"#;
+use crate::test_fixtures::POLICY;
 
 const NODE: &str = r#"
 apiVersion: v1
