@@ -53,6 +53,8 @@ struct Conf {
     services: Vec<usize>,
     /// (hold, keepalive)
     timers: Option<(u16, u16)>,
+    /// kbgp only listens (kbgp.io kind with `passive: true`, node annotation `local-port=179`).
+    passive: bool,
 }
 
 /// kbgp's file: the seed's policy shape, a pool that gives the services' routes communities
@@ -62,9 +64,19 @@ fn yaml(lab: &Lab, c: &Conf) -> String {
         .timers
         .map(|(h, k)| format!("      holdTimeSeconds: {h}\n      keepAliveTimeSeconds: {k}\n"))
         .unwrap_or_default();
+    let (api, kind, passive, annotations) = if c.passive {
+        (
+            "kbgp.io/v1alpha1",
+            "BGPPeeringPolicy",
+            "      passive: true\n",
+            format!(", annotations: {{kbgp.io/virtual-router.{}: \"local-port=179\"}}", c.local_asn),
+        )
+    } else {
+        ("cilium.io/v2alpha1", "CiliumBGPPeeringPolicy", "", String::new())
+    };
     let mut y = format!(
-        r#"apiVersion: cilium.io/v2alpha1
-kind: CiliumBGPPeeringPolicy
+        r#"apiVersion: {api}
+kind: {kind}
 metadata: {{name: rack0}}
 spec:
   nodeSelector: {{matchLabels: {{rack: rack0}}}}
@@ -76,7 +88,7 @@ spec:
     - peerAddress: "{peer}/24"
       peerASN: {peer_asn}
       connectRetryTimeSeconds: 5
-{timers}      advertisedPathAttributes:
+{timers}{passive}      advertisedPathAttributes:
       - selectorType: CiliumLoadBalancerIPPool
         selector: {{matchLabels: {{pool: test}}}}
         communities: {{standard: ["{COMMUNITY}"], large: ["{LARGE}"]}}
@@ -90,7 +102,7 @@ spec:
 ---
 apiVersion: v1
 kind: Node
-metadata: {{name: node1, labels: {{rack: rack0}}}}
+metadata: {{name: node1, labels: {{rack: rack0}}{annotations}}}
 status: {{addresses: [{{type: InternalIP, address: {me}}}]}}
 "#,
         local = c.local_asn,
@@ -183,7 +195,7 @@ fn routes(daemon: &str) {
     lab.capture(daemon);
     let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let all: Vec<usize> = (0..SERVICES).collect();
-    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None };
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None, passive: false };
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     let want = expected(&all);
     assert_eq!(want.len(), 1100);
@@ -219,7 +231,7 @@ fn routes(daemon: &str) {
 }
 
 fn four_octet_ebgp(daemon: &str) {
-    let conf = Conf { local_asn: 4200000001, peer_asn: 65100, services: vec![3], timers: None };
+    let conf = Conf { local_asn: 4200000001, peer_asn: 65100, services: vec![3], timers: None, passive: false };
     let (lab, peer, kbgp) = setup(daemon, "as4", &conf);
     let want = expected(&[3]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
@@ -230,7 +242,7 @@ fn four_octet_ebgp(daemon: &str) {
 
 fn wrong_peer_asn(daemon: &str) {
     // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
-    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None };
+    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-badas"));
     let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
@@ -258,7 +270,7 @@ fn wrong_peer_asn(daemon: &str) {
 }
 
 fn hold_timer(daemon: &str) {
-    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: Some((3, 1)) };
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: Some((3, 1)), passive: false };
     let (_lab, peer, kbgp) = setup(daemon, "hold", &conf);
     let up = |want: f64| {
         let k = &kbgp;
@@ -280,7 +292,7 @@ fn hold_timer(daemon: &str) {
 }
 
 fn shutdown(daemon: &str) {
-    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![1], timers: None };
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![1], timers: None, passive: false };
     let (_lab, peer, mut kbgp) = setup(daemon, "term", &conf);
     wait_prefixes(peer.as_ref(), &expected(&[1]), Duration::from_secs(60));
     kbgp.proc.signal("TERM");
@@ -318,7 +330,7 @@ fn shutdown(daemon: &str) {
 /// Changing a session setting restarts only that session, with Cease 6/6; taking the peer out
 /// of the configuration ends it with Cease 6/3 and withdraws everything.
 fn reconfigure(daemon: &str) {
-    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![2], timers: None };
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![2], timers: None, passive: false };
     let (lab, peer, kbgp) = setup(daemon, "reconf", &conf);
     let want = expected(&[2]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
@@ -338,21 +350,40 @@ fn reconfigure(daemon: &str) {
     });
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(30));
     // The node's labels no longer match the policy: the peer is de-configured.
-    let gone = yaml(&lab, &Conf { timers: Some((30, 10)), services: vec![2], local_asn: 65005, peer_asn: 65005 })
-        .replace(
-            "labels: {rack: rack0}}
+    let gone = yaml(
+        &lab,
+        &Conf { timers: Some((30, 10)), services: vec![2], local_asn: 65005, peer_asn: 65005, passive: false },
+    )
+    .replace(
+        "labels: {rack: rack0}}
 status",
-            "labels: {rack: rack9}}
+        "labels: {rack: rack9}}
 status",
-        );
+    );
     kbgp.reload(&gone);
     wait_for(&format!("{daemon} to report Cease 6/3"), Duration::from_secs(20), notified(6, 3));
     wait_prefixes(peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
     assert_eq!(kbgp.metric("kbgp_config_reloads_total", &[("result", "applied")]), 2.0);
 }
 
+/// kbgp never connects: the daemon does, to kbgp's listener.
+fn passive(daemon: &str) {
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![4], timers: None, passive: true };
+    let (lab, peer, kbgp) = setup(daemon, "passive", &conf);
+    wait_prefixes(peer.as_ref(), &expected(&[4]), Duration::from_secs(60));
+    // Next hops too: an accepted connection's local address must not be taken for IPv6.
+    check_attributes(peer.as_ref(), &lab, &peer.routes().expect("routes"), 65005, true);
+    // The session is the daemon's connection to port 179 (kbgp made no attempt).
+    let ss = common::sh(&["ip", "netns", "exec", &kbgp.ns, "ss", "-tn", "state", "established"]);
+    let local_ports: Vec<&str> = ss.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert!(
+        !local_ports.is_empty() && local_ports.iter().all(|a| a.ends_with(":179")),
+        "kbgp's end of every session is port 179: {ss}"
+    );
+}
+
 fn route_refresh(daemon: &str) {
-    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0, 1], timers: None };
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0, 1], timers: None, passive: false };
     let (_lab, peer, kbgp) = setup(daemon, "rr", &conf);
     let want = expected(&[0, 1]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
@@ -396,6 +427,20 @@ macro_rules! matrix {
 }
 
 matrix!(frr, bird, gobgp, exabgp);
+
+// ExaBGP is set up passive (it only listens), so it cannot reach a passive kbgp.
+#[test]
+fn frr_passive() {
+    passive("frr")
+}
+#[test]
+fn bird_passive() {
+    passive("bird")
+}
+#[test]
+fn gobgp_passive() {
+    passive("gobgp")
+}
 
 // ExaBGP cannot ask for a route refresh; GoBGP's soft reset in replays its own Adj-RIB-In
 // instead of sending ROUTE-REFRESH.

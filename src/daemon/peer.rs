@@ -210,8 +210,10 @@ impl PeerTask {
     fn add_conn(&mut self, stream: TcpStream, inbound: bool) {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        // A dual-stack listener reports IPv4 sessions as ::ffff:a.b.c.d; the next hop logic
+        // needs the IPv4 address.
         let local = match stream.local_addr() {
-            Ok(a) => a,
+            Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
             Err(e) => {
                 debug!(peer = %self.label, vrouter = %self.vrouter, "connection without a local address: {e}");
                 return;
