@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod ipam;
 pub mod metrics;
 pub mod plan;
 pub mod rib;

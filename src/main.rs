@@ -20,9 +20,10 @@ struct Cli {
 enum Cmd {
     /// Run the speaker from a static file (multi-document YAML).
     Run {
-        /// The configuration file: peering policies, pools, the Node, Services.
-        #[arg(long, short = 'c')]
-        config: PathBuf,
+        /// Configuration: a YAML file, or a directory of them; repeat to combine (e.g. shared
+        /// manifests and this node's Node). Peering policies, pools, Nodes, Services.
+        #[arg(long, short = 'c', required = true)]
+        config: Vec<PathBuf>,
         /// The node to run as (default: $NODE_NAME, else the only Node in the file).
         #[arg(long, env = "NODE_NAME")]
         node: Option<String>,
@@ -33,9 +34,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         watch_interval: u64,
     },
-    /// Validate a configuration file: exit 0 if good, else one line per problem.
+    /// Validate configuration files (or directories) as one: exit 0 if good, else one line per
+    /// problem. Also shows the LB IPAM assignments and each node's plan.
     Check {
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Also plan for this node (default: every Node in the file).
         #[arg(long)]
         node: Option<String>,
@@ -54,8 +57,8 @@ fn init_logs(format: &str) {
     }
 }
 
-fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
-    let loaded = match kbgp::config::load_file(file) {
+fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
+    let mut loaded = match kbgp::config::load_files(files) {
         Ok(l) => l,
         Err(errs) => {
             for e in errs {
@@ -68,6 +71,19 @@ fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
         println!("warning: {w}");
     }
     let mut problems: Vec<String> = loaded.world.cross_check().iter().map(|e| e.to_string()).collect();
+    let alloc = kbgp::ipam::allocate(&loaded.world);
+    for (svc, ips) in &alloc.services {
+        let list: Vec<String> = ips
+            .iter()
+            .map(|(ip, pool)| match pool {
+                Some(p) => format!("{ip} (pool {p})"),
+                None => format!("{ip} (its status, in no pool)"),
+            })
+            .collect();
+        println!("LB IPAM: {svc}: {}", list.join(", "));
+    }
+    problems.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
+    kbgp::ipam::apply(&mut loaded.world, &alloc);
     let nodes: Vec<String> = match node {
         Some(n) => vec![n.to_string()],
         None => loaded.world.nodes.iter().map(|n| n.name.clone()).collect(),
@@ -92,7 +108,7 @@ fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
     if problems.is_empty() {
         println!(
             "{}: ok ({} policies, {} pools, {} nodes, {} services)",
-            file.display(),
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
             loaded.world.policies.len(),
             loaded.world.pools.len(),
             loaded.world.nodes.len(),
@@ -107,7 +123,7 @@ fn check(file: &std::path::Path, node: Option<&str>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { file, node } => check(&file, node.as_deref()),
+        Cmd::Check { files, node } => check(&files, node.as_deref()),
         Cmd::Run { config, node, metrics_addr, watch_interval } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

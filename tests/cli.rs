@@ -42,7 +42,9 @@ fn check_accepts_the_seed_and_notes_what_it_ignores() {
     let (code, out, _) = run(&["check", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("warning: nginx-deployment: apps/v1 Deployment is not a kind kbgp reads; ignored"), "{out}");
-    assert!(out.contains("node kind-worker: policy rack0-65005, 1 peers, 1 routes"), "{out}");
+    // The seed's pool as published (20.0.10.0/24): LB IPAM gives the Service its first address.
+    assert!(out.contains("LB IPAM: default/nginx-service: 20.0.10.0 (pool lb-pool)"), "{out}");
+    assert!(out.contains("node kind-worker: policy rack0-65005, 1 peers, 2 routes"), "{out}");
     assert!(out.trim_end().ends_with("ok (2 policies, 1 pools, 1 nodes, 1 services)"), "{out}");
 }
 
@@ -74,6 +76,34 @@ fn check_reports_a_node_with_two_policies() {
         out.contains("kind-worker: metadata.labels: selected by 2 peering policies (rack0-65005, rack1-65010)"),
         "{out}"
     );
+}
+
+#[test]
+fn check_fails_on_lb_ipam_conflicts() {
+    let text = seed().replace("type: LoadBalancer", "type: LoadBalancer\n  loadBalancerIP: 192.0.2.1");
+    let p = file("ipam.yaml", &text);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("LB IPAM: default/nginx-service: requested 192.0.2.1 is in no pool"), "{out}");
+}
+
+#[test]
+fn several_files_and_directories_make_one_configuration() {
+    let dir = std::env::temp_dir().join(format!("kbgp-cli-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
+    let node = file(
+        "node.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: rack1}}\nstatus: {addresses: [{type: InternalIP, address: 10.0.10.11}]}\n",
+    );
+    let (code, out, _) = run(&["check", seed_dir, node.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("node n1: policy rack1-65010, 1 peers, 1 routes"), "{out}");
+    // The same Node twice, in two files: one error naming it.
+    let (code, out, _) = run(&["check", seed_dir, node.to_str().unwrap(), node.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("n1: metadata.name: another Node has this name"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -111,6 +111,22 @@ pub struct ServiceSpecRaw {
     pub external_traffic_policy: Option<String>,
     #[serde(default)]
     pub internal_traffic_policy: Option<String>,
+    #[serde(default)]
+    pub ip_families: Vec<String>,
+    #[serde(default)]
+    pub ip_family_policy: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<ServicePortRaw>,
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServicePortRaw {
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +186,14 @@ pub struct Service {
     pub load_balancer_class: Option<String>,
     pub external_traffic_local: bool,
     pub internal_traffic_local: bool,
+    /// `spec.ipFamilies` as given (`IPv4`, `IPv6`).
+    pub ip_families: Vec<String>,
+    pub ip_family_policy: Option<String>,
+    /// `spec.ports[].port`.
+    pub ports: Vec<u16>,
+    /// `spec.selector` (LB IP sharing compares it under `externalTrafficPolicy: Local`).
+    pub selector: BTreeMap<String, String>,
+    pub creation_timestamp: Option<String>,
 }
 
 fn ips(d: &mut Diag, path: &str, list: &[String]) -> Vec<IpAddr> {
@@ -187,7 +211,17 @@ fn ips(d: &mut Diag, path: &str, list: &[String]) -> Vec<IpAddr> {
     v
 }
 
+/// `loadBalancerClass` values kbgp serves, besides none at all: its own, and Cilium's BGP
+/// control plane's so that Cilium's manifests keep working.
+pub const LB_CLASSES: &[&str] = &["kbgp.io/bgp", "io.cilium/bgp-control-plane"];
+
 impl Service {
+    /// A LoadBalancer Service whose addresses are kbgp's business (LB IPAM and announcing).
+    pub fn is_kbgp_load_balancer(&self) -> bool {
+        self.kind == ServiceType::LoadBalancer
+            && self.load_balancer_class.as_deref().is_none_or(|c| LB_CLASSES.contains(&c))
+    }
+
     pub(crate) fn from_raw(name: &str, r: &ServiceRaw, d: &mut Diag) -> Service {
         let kind = match r.spec.kind.as_deref() {
             None | Some("ClusterIP") => ServiceType::ClusterIp,
@@ -238,6 +272,24 @@ impl Service {
                 false
             }
         };
+        let mut ports = Vec::new();
+        for (i, p) in r.spec.ports.iter().enumerate() {
+            match p.port {
+                Some(n) if (1..=65535).contains(&n) => ports.push(n as u16),
+                Some(n) => d.err(format!("spec.ports[{i}].port"), format!("must be 1..=65535, got {n}")),
+                None => d.err(format!("spec.ports[{i}].port"), "is required"),
+            }
+        }
+        for (i, f) in r.spec.ip_families.iter().enumerate() {
+            if f != "IPv4" && f != "IPv6" {
+                d.err(format!("spec.ipFamilies[{i}]"), format!("{f:?} is not one of IPv4, IPv6"));
+            }
+        }
+        if let Some(p) = &r.spec.ip_family_policy
+            && !["SingleStack", "PreferDualStack", "RequireDualStack"].contains(&p.as_str())
+        {
+            d.err("spec.ipFamilyPolicy", format!("{p:?} is not one of SingleStack, PreferDualStack, RequireDualStack"));
+        }
         Service {
             namespace: r.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: name.to_string(),
@@ -251,6 +303,11 @@ impl Service {
             load_balancer_class: r.spec.load_balancer_class.clone(),
             external_traffic_local: policy("spec.externalTrafficPolicy", &r.spec.external_traffic_policy, d),
             internal_traffic_local: policy("spec.internalTrafficPolicy", &r.spec.internal_traffic_policy, d),
+            ip_families: r.spec.ip_families.clone(),
+            ip_family_policy: r.spec.ip_family_policy.clone(),
+            ports,
+            selector: r.spec.selector.clone(),
+            creation_timestamp: r.metadata.creation_timestamp.clone(),
         }
     }
 

@@ -11,7 +11,7 @@ use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
 use super::pool::{LbPool, PoolRaw};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A loaded file: the World and the notes that did not stop it (unknown kinds, deprecations).
 #[derive(Debug, Default)]
@@ -107,9 +107,6 @@ impl Loader<'_> {
                 if let Some(raw) = typed::<PolicyRaw>(v, &name, d.errors)
                     && let Some(p) = PeeringPolicy::from_spec(&name, pk, &raw.spec, &mut d)
                 {
-                    if self.loaded.world.policies.iter().any(|o| o.name == name) {
-                        d.err("metadata.name", "another peering policy has this name");
-                    }
                     self.loaded.world.policies.push(p);
                 }
             }
@@ -117,9 +114,6 @@ impl Loader<'_> {
                 if let Some(raw) = typed::<PoolRaw>(v, &name, d.errors) {
                     let before = d.errors.len();
                     let p = LbPool::from_raw(&name, &raw, &mut d, &mut self.loaded.warnings);
-                    if self.loaded.world.pools.iter().any(|o| o.name == name) {
-                        d.err("metadata.name", "another LB IP pool has this name");
-                    }
                     if d.errors.len() == before {
                         self.loaded.world.pools.push(p);
                     }
@@ -128,18 +122,12 @@ impl Loader<'_> {
             Kind::Node => {
                 if let Some(raw) = typed::<NodeRaw>(v, &name, d.errors) {
                     let n = Node::from_raw(&name, &raw, &mut d);
-                    if self.loaded.world.nodes.iter().any(|o| o.name == name) {
-                        d.err("metadata.name", "another Node has this name");
-                    }
                     self.loaded.world.nodes.push(n);
                 }
             }
             Kind::Service => {
                 if let Some(raw) = typed::<ServiceRaw>(v, &name, d.errors) {
                     let s = Service::from_raw(&name, &raw, &mut d);
-                    if self.loaded.world.services.iter().any(|o| o.key() == s.key()) {
-                        d.err("metadata.name", format!("another Service is named {}", s.key()));
-                    }
                     self.loaded.world.services.push(s);
                 }
             }
@@ -162,13 +150,60 @@ pub fn load_str(text: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
             }
         }
     }
+    l.errors.extend(l.loaded.world.duplicates());
     if l.errors.is_empty() { Ok(l.loaded) } else { Err(l.errors) }
 }
 
-pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
-    let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &name),
-        Err(e) => Err(vec![ConfigError::new(name, "", format!("cannot read: {e}"))]),
+/// The files behind `paths`: each file as given, each directory's `*.yaml` and `*.yml` in
+/// name order (not recursive).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| ConfigError::new(p.display().to_string(), "", format!("cannot read: {e}")))?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
     }
+    Ok(out)
+}
+
+/// Loads several files (or directories) as one World; every problem of every file is reported.
+pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<ConfigError>> {
+    let files = expand(paths).map_err(|e| vec![e])?;
+    let mut all = Loaded::default();
+    let mut errors = Vec::new();
+    for f in &files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(ConfigError::new(name, "", format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        match load_str(&text, &name) {
+            Ok(l) => {
+                all.world.extend(l.world);
+                all.warnings.extend(l.warnings);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    if files.len() > 1 {
+        errors.extend(all.world.duplicates());
+    }
+    if errors.is_empty() { Ok(all) } else { Err(errors) }
+}
+
+/// Loads one file.
+pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    load_files(&[path.to_path_buf()])
 }

@@ -14,7 +14,7 @@ pub mod pool;
 
 pub use error::ConfigError;
 pub use k8s::{Node, Service, ServiceType};
-pub use load::{Loaded, load_file, load_str};
+pub use load::{Loaded, expand, load_file, load_files, load_str};
 pub use meta::LabelSelector;
 pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
 pub use pool::LbPool;
@@ -36,6 +36,32 @@ impl World {
     /// Policies that select `node`.
     pub fn policies_for(&self, node: &Node) -> Vec<&PeeringPolicy> {
         self.policies.iter().filter(|p| p.selects(&node.labels)).collect()
+    }
+
+    /// Adds another file's objects.
+    pub fn extend(&mut self, other: World) {
+        self.policies.extend(other.policies);
+        self.pools.extend(other.pools);
+        self.nodes.extend(other.nodes);
+        self.services.extend(other.services);
+    }
+
+    /// Objects of one kind with the same name (Services: namespace and name).
+    pub fn duplicates(&self) -> Vec<ConfigError> {
+        fn dups(names: impl Iterator<Item = String>, what: &str, out: &mut Vec<ConfigError>) {
+            let mut seen = std::collections::BTreeSet::new();
+            for n in names {
+                if !seen.insert(n.clone()) {
+                    out.push(ConfigError::new(n, "metadata.name", format!("another {what} has this name")));
+                }
+            }
+        }
+        let mut v = Vec::new();
+        dups(self.policies.iter().map(|p| p.name.clone()), "peering policy", &mut v);
+        dups(self.pools.iter().map(|p| p.name.clone()), "LB IP pool", &mut v);
+        dups(self.nodes.iter().map(|n| n.name.clone()), "Node", &mut v);
+        dups(self.services.iter().map(|s| s.key()), "Service", &mut v);
+        v
     }
 
     /// Problems that involve several documents, for `kbgp check`: a Node selected by more than

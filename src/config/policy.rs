@@ -252,7 +252,7 @@ fn parse_rule(d: &mut Diag, path: &str, r: &PathAttributesSpec) -> Option<PathAt
                 None => {
                     d.err(
                         format!("{path}.communities.wellKnown[{i}]"),
-                        format!("{s:?} is not a well-known community (no-export, no-advertise, no-export-subconfed, no-peer, blackhole, graceful-shutdown, accept-own, llgr-stale, no-llgr)"),
+                        format!("{s:?} is not a well-known community (no-export, no-advertise, no-export-subconfed, no-peer, blackhole, planned-shut, accept-own, llgr-stale, no-llgr, internet, route-filter-v4, route-filter-v6, route-filter-translated-v4, route-filter-translated-v6)"),
                     );
                     ok = false;
                 }

@@ -21,6 +21,7 @@ pub mod local_addr;
 pub mod peer;
 
 use crate::config::World;
+use crate::ipam;
 use crate::metrics::Metrics;
 use crate::plan::{self, PeerKey, Plan};
 use crate::source::FileSource;
@@ -39,7 +40,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 pub struct RunOptions {
-    pub config: PathBuf,
+    /// Files or directories, read as one World.
+    pub config: Vec<PathBuf>,
     pub node: Option<String>,
     pub metrics_addr: SocketAddr,
     /// How often the file is checked for changes.
@@ -73,12 +75,17 @@ pub fn resolve_node(named: Option<&str>, world: &World) -> Result<String, String
     }
 }
 
-/// Loads and plans; every problem is one line of the error.
+/// Loads, assigns LB IPs the way the cluster's IPAM controller would, and plans. Every
+/// problem is one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
 pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<(Plan, Vec<String>), String> {
-    let loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
+    let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let node = resolve_node(node, &loaded.world)?;
+    let alloc = ipam::allocate(&loaded.world);
+    ipam::apply(&mut loaded.world, &alloc);
+    let mut warnings = loaded.warnings;
+    warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
     let p = plan::plan(&node, &loaded.world).map_err(|e| e.to_string())?;
-    Ok((p, loaded.warnings))
+    Ok((p, warnings))
 }
 
 fn seed(key: &PeerKey) -> u64 {
@@ -198,7 +205,7 @@ fn log_plan(p: &Plan) {
 
 /// Runs the speaker until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> Result<(), String> {
-    let mut source = FileSource::new(&opts.config);
+    let mut source = FileSource::new(opts.config.clone());
     let (first, warnings) = load_and_plan(&mut source, opts.node.as_deref())?;
     for w in &warnings {
         warn!("{w}");
@@ -209,7 +216,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     http::serve(opts.metrics_addr, metrics.clone(), ready.clone())
         .await
         .map_err(|e| format!("--metrics-addr {}: {e}", opts.metrics_addr))?;
-    info!(node = %node, config = %opts.config.display(), metrics = %opts.metrics_addr, "kbgp {} starting", env!("CARGO_PKG_VERSION"));
+    info!(node = %node, config = %source.describe(), metrics = %opts.metrics_addr, "kbgp {} starting", env!("CARGO_PKG_VERSION"));
     log_plan(&first);
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;

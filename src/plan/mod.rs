@@ -32,8 +32,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `loadBalancerClass` values whose LoadBalancer IPs kbgp announces (besides none at all).
-pub const LB_CLASSES: &[&str] = &["kbgp.io/bgp", "io.cilium/bgp-control-plane"];
+pub use crate::config::k8s::LB_CLASSES;
 
 /// Identifies a peer across plans: a change of key is a different peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

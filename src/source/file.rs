@@ -1,50 +1,55 @@
 //! The static file source: load, and notice changes.
 //!
-//! Change detection compares size, modification time and a hash of the content, so an edit
-//! that keeps the size, an editor's rename-over and a Kubernetes ConfigMap's symlink swap are
-//! all seen; touching the file without changing it is not a change.
+//! The source is one or more files or directories (every `*.yaml`/`*.yml` in them). Change
+//! detection hashes the list of files and their content, so an edit that keeps the size, an
+//! editor's rename-over, a Kubernetes ConfigMap's symlink swap and a file added to a
+//! directory are all seen, and touching a file without changing it is not a change.
 
-use crate::config::{ConfigError, Loaded, load_file};
+use crate::config::{ConfigError, Loaded, expand, load_files};
 use std::hash::Hasher;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-type Fingerprint = (SystemTime, u64, u64);
+use std::path::PathBuf;
 
 pub struct FileSource {
-    path: PathBuf,
-    seen: Option<Fingerprint>,
+    paths: Vec<PathBuf>,
+    seen: Option<u64>,
 }
 
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let m = std::fs::metadata(path).ok()?;
-    let text = std::fs::read(path).ok()?;
+fn fingerprint(paths: &[PathBuf]) -> Option<u64> {
+    let files = expand(paths).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(&text);
-    Some((m.modified().ok()?, m.len(), h.finish()))
+    for f in &files {
+        h.write(f.as_os_str().as_encoded_bytes());
+        h.write(&std::fs::read(f).ok()?);
+    }
+    Some(h.finish())
 }
 
 impl FileSource {
-    pub fn new(path: impl Into<PathBuf>) -> FileSource {
-        FileSource { path: path.into(), seen: None }
+    pub fn new(paths: Vec<PathBuf>) -> FileSource {
+        FileSource { paths, seen: None }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
     }
 
-    /// Loads the file and remembers its state as seen.
+    /// A short name for logs: the paths, comma-separated.
+    pub fn describe(&self) -> String {
+        self.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Loads every file and remembers their state as seen.
     pub fn load(&mut self) -> Result<Loaded, Vec<ConfigError>> {
-        self.seen = fingerprint(&self.path);
-        load_file(&self.path)
+        self.seen = fingerprint(&self.paths);
+        load_files(&self.paths)
     }
 
-    /// Whether the content changed since the last load. A file that disappeared is not a
-    /// change: the running configuration stays until a readable file replaces it.
+    /// Whether anything changed since the last load. Files that cannot be read are not a
+    /// change: the running configuration stays until readable files replace them.
     pub fn changed(&self) -> bool {
-        match fingerprint(&self.path) {
+        match fingerprint(&self.paths) {
             None => false,
-            Some(f) => self.seen.is_none_or(|s| s.2 != f.2 || s.1 != f.1),
+            Some(f) => self.seen != Some(f),
         }
     }
 }
@@ -59,7 +64,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.yaml");
         std::fs::write(&p, "apiVersion: v1\nkind: Node\nmetadata: {name: a}\n").unwrap();
-        let mut s = FileSource::new(&p);
+        let mut s = FileSource::new(vec![dir.clone()]);
         assert!(s.changed(), "never loaded");
         s.load().unwrap();
         assert!(!s.changed());
@@ -67,8 +72,16 @@ mod tests {
         assert!(!s.changed(), "same content rewritten");
         std::fs::write(&p, "apiVersion: v1\nkind: Node\nmetadata: {name: b}\n").unwrap();
         assert!(s.changed(), "same size, new content");
-        std::fs::remove_file(&p).unwrap();
-        assert!(!s.changed(), "a missing file keeps the running configuration");
+        s.load().unwrap();
+        std::fs::write(dir.join("d.yml"), "apiVersion: v1\nkind: Node\nmetadata: {name: c}\n").unwrap();
+        assert!(s.changed(), "a file added to the directory");
+        assert_eq!(s.load().unwrap().world.nodes.len(), 2);
+        std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        assert!(!s.changed(), "only YAML files count");
+        std::fs::write(dir.join("e.yaml"), "apiVersion: v1\nkind: Node\nmetadata: {name: b}\n").unwrap();
+        let e = s.load().unwrap_err();
+        assert_eq!(e[0].to_string(), "b: metadata.name: another Node has this name");
         std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!s.changed(), "a missing file keeps the running configuration");
     }
 }

@@ -13,10 +13,18 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Community(pub u32);
 
-/// Well-known communities (RFC 1997, RFC 3765, RFC 8326, RFC 7999, RFC 9494, RFC 7611).
+/// Well-known communities (RFC 1997, RFC 3765, RFC 8326, RFC 7999, RFC 9494, RFC 7611, and
+/// the IANA registry), by the names Cilium's `wellKnown` enum uses; `graceful-shutdown` is
+/// RFC 8326's name for `planned-shut`.
 const WELL_KNOWN: &[(&str, u32)] = &[
+    ("internet", 0x0000_0000),
+    ("planned-shut", 0xFFFF_0000),
     ("graceful-shutdown", 0xFFFF_0000),
     ("accept-own", 0xFFFF_0001),
+    ("route-filter-translated-v4", 0xFFFF_0002),
+    ("route-filter-v4", 0xFFFF_0003),
+    ("route-filter-translated-v6", 0xFFFF_0004),
+    ("route-filter-v6", 0xFFFF_0005),
     ("llgr-stale", 0xFFFF_0006),
     ("no-llgr", 0xFFFF_0007),
     ("blackhole", 0xFFFF_029A),

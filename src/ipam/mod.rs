@@ -1,0 +1,339 @@
+//! # ipam — LB IPAM: addresses for LoadBalancer Services, from pools
+//!
+//! `allocate(&World)` is pure and deterministic: the same objects give the same assignments on
+//! every node, so nodes running from the same file agree without talking to each other, and
+//! the controller that will write `status.loadBalancer.ingress` in a cluster runs the same
+//! code. Semantics follow Cilium's LB IPAM:
+//!
+//! - Services of `type: LoadBalancer` without a `loadBalancerClass`, or with kbgp's or Cilium's
+//!   BGP class, get addresses; others are left alone.
+//! - Addresses a Service already has (`status.loadBalancer.ingress`) are kept.
+//! - A Service may ask for addresses: annotation `kbgp.io/ips`, `lbipam.cilium.io/ips` or
+//!   `io.cilium/lb-ipam-ips` (the first present; comma-separated), plus `spec.loadBalancerIP`.
+//!   Each must be in an enabled pool that selects the Service and not held by another Service.
+//! - Otherwise each needed family (`spec.ipFamilies`, `ipFamilyPolicy`) gets the lowest free
+//!   address of the first pool, by name, that selects the Service and has one.
+//! - Services with the same `lbipam.cilium.io/sharing-key` share an address when compatible
+//!   (no equal port, same `externalTrafficPolicy`, identical selectors under `Local`, both
+//!   namespaces allowed by `lbipam.cilium.io/sharing-cross-namespace`).
+//! - Overlapping pools: the newer (by `creationTimestamp`, then name) is conflicting and hands
+//!   out nothing. Every conflict is reported, never silently resolved.
+//! - Order: Services by `creationTimestamp`, then namespace/name. In a file, Services without
+//!   timestamps that are added later can shift unpinned addresses: pin what must not move.
+
+mod range;
+
+use crate::config::pool::LbPool;
+use crate::config::{Service, World};
+use range::{Num, bounds, capacity, lowest_free, num, overlaps};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Annotations that request addresses, in the order they are looked up.
+pub const IPS_ANNOTATIONS: &[&str] = &["kbgp.io/ips", "lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips"];
+pub const SHARING_KEY_ANNOTATIONS: &[&str] =
+    &["kbgp.io/sharing-key", "lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key"];
+pub const SHARING_NAMESPACES_ANNOTATIONS: &[&str] = &[
+    "kbgp.io/sharing-cross-namespace",
+    "lbipam.cilium.io/sharing-cross-namespace",
+    "io.cilium/lb-ipam-sharing-cross-namespace",
+];
+
+/// A pool's counters and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub name: String,
+    pub total: u128,
+    pub used: u128,
+    pub disabled: bool,
+    /// Why the pool hands out nothing, when it overlaps another.
+    pub conflict: Option<String>,
+}
+
+impl PoolStatus {
+    pub fn available(&self) -> u128 {
+        if self.conflict.is_some() || self.disabled { 0 } else { self.total.saturating_sub(self.used) }
+    }
+}
+
+/// Something that could not be done as asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// `namespace/name` of the Service, or `pool NAME`.
+    pub subject: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.subject, self.message)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// Addresses per Service (`namespace/name`), with the pool each came from (`None`: kept
+    /// from the Service's status and inside no pool).
+    pub services: BTreeMap<String, Vec<(IpAddr, Option<String>)>>,
+    pub pools: Vec<PoolStatus>,
+    pub problems: Vec<Problem>,
+}
+
+fn first_annotation<'a>(s: &'a Service, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| s.annotations.get(*k)).map(String::as_str)
+}
+
+fn sharing_key(s: &Service) -> Option<&str> {
+    first_annotation(s, SHARING_KEY_ANNOTATIONS).filter(|k| !k.is_empty())
+}
+
+fn allows_namespace(s: &Service, ns: &str) -> bool {
+    s.namespace == ns
+        || first_annotation(s, SHARING_NAMESPACES_ANNOTATIONS)
+            .is_some_and(|v| v.split(',').map(str::trim).any(|x| x == "*" || x == ns))
+}
+
+/// Whether two Services may hold the same address (Cilium's rules).
+fn compatible(a: &Service, b: &Service) -> Result<(), String> {
+    match (sharing_key(a), sharing_key(b)) {
+        (Some(x), Some(y)) if x == y => {}
+        _ => return Err("they do not have the same sharing key".into()),
+    }
+    if !allows_namespace(a, &b.namespace) || !allows_namespace(b, &a.namespace) {
+        return Err("their namespaces do not allow each other (sharing-cross-namespace)".into());
+    }
+    if let Some(p) = a.ports.iter().find(|p| b.ports.contains(p)) {
+        return Err(format!("both use port {p}"));
+    }
+    if a.external_traffic_local != b.external_traffic_local {
+        return Err("their externalTrafficPolicy differs".into());
+    }
+    if a.external_traffic_local && (a.selector.is_empty() || a.selector != b.selector) {
+        return Err("externalTrafficPolicy: Local needs identical selectors".into());
+    }
+    Ok(())
+}
+
+/// The families a Service needs, IPv4 first unless `ipFamilies` says otherwise.
+fn families(s: &Service) -> Vec<bool> {
+    let listed: Vec<bool> = s.ip_families.iter().map(|f| f == "IPv6").collect();
+    match s.ip_family_policy.as_deref() {
+        Some("PreferDualStack") | Some("RequireDualStack") => {
+            let mut v = listed.clone();
+            for fam in [false, true] {
+                if !v.contains(&fam) {
+                    v.push(fam);
+                }
+            }
+            v
+        }
+        _ => vec![listed.first().copied().unwrap_or(false)],
+    }
+}
+
+fn selects(p: &LbPool, s: &Service) -> bool {
+    p.service_selector.as_ref().is_none_or(|sel| sel.matches(&s.selector_labels()))
+}
+
+fn age_key(ts: &Option<String>, name: &str) -> (bool, String, String) {
+    (ts.is_none(), ts.clone().unwrap_or_default(), name.to_string())
+}
+
+struct State<'a> {
+    services: &'a [Service],
+    /// Address -> indexes of the Services holding it.
+    owners: HashMap<IpAddr, Vec<usize>>,
+    used: BTreeSet<Num>,
+    out: Allocation,
+}
+
+impl State<'_> {
+    fn problem(&mut self, subject: String, message: String) {
+        self.out.problems.push(Problem { subject, message });
+    }
+
+    /// Gives `ip` to Service `i` if nobody incompatible holds it.
+    fn take(&mut self, i: usize, ip: IpAddr, pool: Option<String>) -> bool {
+        let s = &self.services[i];
+        if let Some(holders) = self.owners.get(&ip) {
+            for &h in holders {
+                if let Err(why) = compatible(&self.services[h], s) {
+                    let msg = format!(
+                        "{ip} is already assigned to {}, and they cannot share it: {why}",
+                        self.services[h].key()
+                    );
+                    self.problem(s.key(), msg);
+                    return false;
+                }
+            }
+        }
+        self.owners.entry(ip).or_default().push(i);
+        self.used.insert(num(ip));
+        self.out.services.entry(s.key()).or_default().push((ip, pool));
+        true
+    }
+}
+
+/// Works out every handled Service's addresses and every pool's state.
+pub fn allocate(world: &World) -> Allocation {
+    // Pools, oldest first: a newer pool overlapping an older one is the conflicting one.
+    let mut by_age: Vec<&LbPool> = world.pools.iter().collect();
+    by_age.sort_by_key(|p| age_key(&p.creation_timestamp, &p.name));
+    let mut conflicts: HashMap<String, String> = HashMap::new();
+    let mut problems = Vec::new();
+    for (i, p) in by_age.iter().enumerate() {
+        let own = p.blocks.iter().enumerate().find_map(|(a, x)| {
+            p.blocks[a + 1..]
+                .iter()
+                .position(|y| overlaps(x, y))
+                .map(|b| format!("its blocks {a} and {} overlap", a + 1 + b))
+        });
+        let other = by_age[..i].iter().filter(|q| !conflicts.contains_key(&q.name)).find_map(|q| {
+            p.blocks
+                .iter()
+                .any(|x| q.blocks.iter().any(|y| overlaps(x, y)))
+                .then(|| format!("it overlaps the older pool {}", q.name))
+        });
+        if let Some(why) = own.or(other) {
+            problems.push(Problem {
+                subject: format!("pool {}", p.name),
+                message: format!("conflicting, no addresses handed out: {why}"),
+            });
+            conflicts.insert(p.name.clone(), why);
+        }
+    }
+    let mut by_name: Vec<&LbPool> = world.pools.iter().collect();
+    by_name.sort_by(|a, b| a.name.cmp(&b.name));
+    let usable: Vec<&LbPool> = by_name.iter().filter(|p| !conflicts.contains_key(&p.name)).copied().collect();
+    let pool_of = |ip: &IpAddr| usable.iter().find(|p| p.contains(ip)).copied();
+
+    let mut order: Vec<usize> =
+        (0..world.services.len()).filter(|&i| world.services[i].is_kbgp_load_balancer()).collect();
+    order.sort_by_key(|&i| {
+        let s = &world.services[i];
+        (
+            s.creation_timestamp.is_none(),
+            s.creation_timestamp.clone().unwrap_or_default(),
+            s.namespace.clone(),
+            s.name.clone(),
+        )
+    });
+    let mut st =
+        State { services: &world.services, owners: HashMap::new(), used: BTreeSet::new(), out: Allocation::default() };
+    st.out.problems = problems;
+
+    // Addresses Services already have stay theirs.
+    for &i in &order {
+        for ip in world.services[i].ingress_ips.clone() {
+            let pool = pool_of(&ip).map(|p| p.name.clone());
+            st.take(i, ip, pool);
+        }
+    }
+    for &i in &order {
+        let s = &world.services[i];
+        if !s.ingress_ips.is_empty() {
+            continue;
+        }
+        let mut requested: Vec<IpAddr> = s.load_balancer_ip.into_iter().collect();
+        let annotation = first_annotation(s, IPS_ANNOTATIONS);
+        // A Service that asks for addresses gets those or none: a typo must not turn into
+        // some other address.
+        let asked = !requested.is_empty() || annotation.is_some();
+        if let Some(list) = annotation {
+            for item in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                match item.parse::<IpAddr>() {
+                    Ok(ip) if !requested.contains(&ip) => requested.push(ip),
+                    Ok(_) => {}
+                    Err(_) => st.problem(s.key(), format!("requested address {item:?} is not an IP address")),
+                }
+            }
+        }
+        if asked {
+            for ip in requested {
+                match by_name.iter().find(|p| p.contains(&ip)) {
+                    None => st.problem(s.key(), format!("requested {ip} is in no pool")),
+                    Some(p) if conflicts.contains_key(&p.name) => {
+                        st.problem(s.key(), format!("requested {ip} is in pool {}, which is conflicting", p.name))
+                    }
+                    Some(p) if p.disabled => {
+                        st.problem(s.key(), format!("requested {ip} is in pool {}, which is disabled", p.name))
+                    }
+                    Some(p) if !selects(p, s) => st.problem(
+                        s.key(),
+                        format!(
+                            "requested {ip} is in pool {}, whose serviceSelector does not select this Service",
+                            p.name
+                        ),
+                    ),
+                    Some(p) => {
+                        let name = p.name.clone();
+                        st.take(i, ip, Some(name));
+                    }
+                }
+            }
+            continue;
+        }
+        let candidates: Vec<&LbPool> = usable.iter().filter(|p| !p.disabled && selects(p, s)).copied().collect();
+        for v6 in families(s) {
+            let fam = if v6 { "IPv6" } else { "IPv4" };
+            // An address already shared under this Service's key, if it is compatible.
+            let shared = sharing_key(s).and_then(|_| {
+                let mut held: Vec<(&IpAddr, &Vec<usize>)> =
+                    st.owners.iter().filter(|(ip, _)| ip.is_ipv6() == v6).collect();
+                held.sort();
+                held.into_iter()
+                    .find(|(_, hs)| hs.iter().all(|&h| compatible(&world.services[h], s).is_ok()))
+                    .map(|(ip, _)| *ip)
+            });
+            if let Some(ip) = shared {
+                let pool = pool_of(&ip).map(|p| p.name.clone());
+                st.take(i, ip, pool);
+                continue;
+            }
+            let found = candidates.iter().find_map(|p| {
+                p.blocks
+                    .iter()
+                    .filter(|b| bounds(b).0.v6 == v6)
+                    .find_map(|b| lowest_free(b, p.allow_first_last_ips, &st.used))
+                    .map(|ip| (ip, p.name.clone()))
+            });
+            match found {
+                Some((ip, pool)) => {
+                    st.take(i, ip, Some(pool));
+                }
+                None if candidates.is_empty() => st.problem(s.key(), "no enabled pool selects this Service".into()),
+                None => st.problem(s.key(), format!("no {fam} address left in the pools that select this Service")),
+            }
+        }
+    }
+
+    for p in &world.pools {
+        let total: u128 = p.blocks.iter().map(|b| capacity(b, p.allow_first_last_ips)).fold(0, u128::saturating_add);
+        let used = st.owners.keys().filter(|ip| p.contains(ip)).count() as u128;
+        st.out.pools.push(PoolStatus {
+            name: p.name.clone(),
+            total,
+            used,
+            disabled: p.disabled,
+            conflict: conflicts.get(&p.name).cloned(),
+        });
+    }
+    st.out
+}
+
+/// Gives every handled Service without addresses the ones `a` assigned (file mode: what the
+/// controller would write to `status.loadBalancer.ingress`).
+pub fn apply(world: &mut World, a: &Allocation) {
+    for s in &mut world.services {
+        if s.is_kbgp_load_balancer()
+            && s.ingress_ips.is_empty()
+            && let Some(v) = a.services.get(&s.key())
+        {
+            s.ingress_ips = v.iter().map(|(ip, _)| *ip).collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
