@@ -1,4 +1,4 @@
-# Installs what kbgp's tests and demos need on Debian, as root, only when missing.
+# Installs what kbgp's tests, demo and lab need on Debian, as root, only when missing.
 # Sourced by .ci/test and examples/demo.sh.
 
 install_deps() {
@@ -10,6 +10,7 @@ install_deps() {
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v busybox >/dev/null 2>&1 || need+=(busybox)
     if [ ${#need[@]} -gt 0 ]; then
         echo "installing: ${need[*]}"
         # Keep the packages from starting their system services: every daemon is started by

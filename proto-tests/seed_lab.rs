@@ -1,0 +1,237 @@
+//! The acceptance test: seed 001's spine-leaf lab (containerlab/seed-bgp), built in network
+//! namespaces by `kbgp-lab` from the containerlab file, with FRR leaves and spines and kbgp on
+//! the four nodes running the seed's manifests.
+//!
+//! Checks, in order: leaf01's kernel has the service /32 and rack 0's pod CIDRs via rack 0's
+//! nodes, as in the seed; both spines learn the /32 from both leaves; 20/20 HTTP answers from
+//! the client behind spine02 and from client2 on rack 0's LAN; taking the label off the
+//! Service withdraws the /32 from every leaf and spine kernel within 2 s while pod CIDRs stay;
+//! with `maximum-paths` raised, leaf01 and spine01 spread the /32 over both paths (ECMP);
+//! stopping kbgp on one node keeps the service reachable through the others.
+
+mod common;
+
+use common::{sh, wait_for};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LAB_BIN: &str = env!("CARGO_BIN_EXE_kbgp-lab");
+const KBGP_BIN: &str = env!("CARGO_BIN_EXE_kbgp");
+const VIP: &str = "20.0.0.100";
+
+/// The lab, copied to a temporary directory (the test edits a manifest) under its own name,
+/// so it never clashes with a lab a user has up. Taken down on drop.
+struct SeedLab {
+    dir: PathBuf,
+    file: PathBuf,
+    state: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+impl SeedLab {
+    fn up() -> SeedLab {
+        common::require("/usr/lib/frr/bgpd");
+        common::require("busybox");
+        common::require("curl");
+        let dir = std::env::temp_dir().join(format!("kbgp-seedlab-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/containerlab/seed-bgp")), &dir);
+        let file = dir.join("seed-bgp.clab.yml");
+        let text = std::fs::read_to_string(&file).unwrap().replace("name: seed-bgp", "name: seedtest");
+        std::fs::write(&file, text).unwrap();
+        let lab = SeedLab { state: dir.join("state"), dir, file };
+        let out = lab.lab(&["up", "--kbgp", KBGP_BIN]);
+        assert!(out.status.success(), "kbgp-lab up: {}", String::from_utf8_lossy(&out.stderr));
+        lab
+    }
+
+    fn lab(&self, args: &[&str]) -> std::process::Output {
+        let mut a: Vec<&str> = vec![args[0], self.file.to_str().unwrap(), "--state", self.state.to_str().unwrap()];
+        a.extend_from_slice(&args[1..]);
+        Command::new(LAB_BIN).args(&a).output().unwrap()
+    }
+
+    /// Runs a command in a node; its stdout.
+    fn exec(&self, node: &str, cmd: &[&str]) -> String {
+        let mut a = vec!["exec", node, "--"];
+        a.extend_from_slice(cmd);
+        let out = self.lab(&a);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn route(&self, node: &str, prefix: &str) -> String {
+        self.exec(node, &["ip", "route", "show", prefix])
+    }
+
+    /// Next hops of a kernel route (one or several), sorted.
+    fn next_hops(&self, node: &str, prefix: &str) -> Vec<String> {
+        let r = self.route(node, prefix);
+        let mut v: Vec<String> = r
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .map(|w| w[1].to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// (successes, attempts) of 20 HTTP GETs to the service IP from a node.
+    fn curl20(&self, node: &str) -> usize {
+        let out = self.exec(
+            node,
+            &["sh", "-c", &format!("for i in $(seq 1 20); do curl -s -o /dev/null -w '%{{http_code}}\\n' --connect-timeout 3 http://{VIP}; done")],
+        );
+        out.lines().filter(|l| *l == "200").count()
+    }
+
+    fn kbgp_pid(&self, node: &str) -> String {
+        std::fs::read_to_string(self.state.join(node).join("kbgp.pid")).unwrap().trim().to_string()
+    }
+
+    fn hup_all(&self) {
+        for n in ["rack0-node1", "rack0-node2", "rack1-node1", "rack1-node2"] {
+            sh(&["kill", "-HUP", &self.kbgp_pid(n)]);
+        }
+    }
+
+    fn vtysh(&self, node: &str, cmds: &[&str]) -> String {
+        let mut a = vec!["vtysh"];
+        for c in cmds {
+            a.push("-c");
+            a.push(c);
+        }
+        self.exec(node, &a)
+    }
+}
+
+impl Drop for SeedLab {
+    fn drop(&mut self) {
+        let out = self.lab(&["down"]);
+        if !out.status.success() {
+            eprintln!("kbgp-lab down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn wait_hops(lab: &SeedLab, node: &str, prefix: &str, want: &[&str], timeout: Duration) {
+    wait_for(&format!("{node}: {prefix} via {want:?}"), timeout, || {
+        let got = lab.next_hops(node, prefix);
+        if got == want { Ok(()) } else { Err(format!("next hops {got:?}; route: {}", lab.route(node, prefix).trim())) }
+    });
+}
+
+#[test]
+fn seed_lab_end_to_end() {
+    let lab = SeedLab::up();
+
+    // The seed's routes: leaf01 reaches the service and rack 0's pod CIDRs through rack 0's
+    // nodes; the spines through leaf01 (10.0.101.2 on spine01, 10.0.103.2 on spine02).
+    wait_hops(&lab, "leaf01", VIP, &["10.0.5.11"], Duration::from_secs(60));
+    wait_hops(&lab, "leaf01", "10.1.0.0/24", &["10.0.5.11"], Duration::from_secs(30));
+    wait_hops(&lab, "leaf01", "10.1.3.0/24", &["10.0.5.12"], Duration::from_secs(30));
+    // Rack 1's LAN and pod CIDRs through spine01, the client's LAN through spine02.
+    for p in ["10.0.10.0/24", "10.1.1.0/24", "10.1.2.0/24"] {
+        wait_hops(&lab, "leaf01", p, &["10.0.101.1"], Duration::from_secs(30));
+    }
+    wait_hops(&lab, "leaf01", "192.168.0.0/24", &["10.0.103.1"], Duration::from_secs(30));
+    wait_hops(&lab, "spine01", VIP, &["10.0.101.2"], Duration::from_secs(30));
+    wait_hops(&lab, "spine02", VIP, &["10.0.103.2"], Duration::from_secs(30));
+    println!("leaf01:\n{}", lab.exec("leaf01", &["ip", "route"]));
+    println!("spine01:\n{}", lab.exec("spine01", &["ip", "route"]));
+    // Both racks announce it: each spine has a path through each leaf.
+    for spine in ["spine01", "spine02"] {
+        wait_for(&format!("{spine} to have {VIP} from both leaves"), Duration::from_secs(30), || {
+            let j = lab.vtysh(spine, &[&format!("show bgp ipv4 unicast {VIP}/32 json")]);
+            let v: serde_json::Value = serde_json::from_str(&j).map_err(|e| format!("{e}: {j:.200}"))?;
+            let mut from: Vec<String> = v["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.pointer("/peer/routerId").and_then(|x| x.as_str()).map(str::to_owned))
+                .collect();
+            from.sort();
+            if from == ["10.0.10.1", "10.0.5.1"] { Ok(()) } else { Err(format!("paths from {from:?}")) }
+        });
+    }
+    for client in ["client", "client2"] {
+        assert_eq!(lab.curl20(client), 20, "{client}: answers out of 20");
+    }
+
+    // Take the label off the Service: every leaf and spine loses the /32 within 2 s, the pod
+    // CIDRs stay.
+    let svc = lab.dir.join("manifests/nginx-service.yaml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(&svc, text.replace("advertise-bgp: \"true\"", "advertise-bgp: \"false\"")).unwrap();
+    let t0 = Instant::now();
+    lab.hup_all();
+    for node in ["leaf01", "leaf02", "spine01", "spine02"] {
+        wait_for(
+            &format!("{node} to withdraw {VIP} within 2 s"),
+            Duration::from_secs(2).saturating_sub(t0.elapsed()),
+            || {
+                let r = lab.route(node, VIP);
+                if r.trim().is_empty() { Ok(()) } else { Err(r) }
+            },
+        );
+    }
+    println!("withdrawn everywhere {:?} after SIGHUP", t0.elapsed());
+    for (node, prefix, via) in [
+        ("leaf01", "10.1.0.0/24", "10.0.5.11"),
+        ("leaf01", "10.1.3.0/24", "10.0.5.12"),
+        ("leaf02", "10.1.1.0/24", "10.0.10.11"),
+        ("leaf02", "10.1.2.0/24", "10.0.10.12"),
+        ("spine01", "10.1.0.0/24", "10.0.101.2"),
+        ("spine02", "10.1.1.0/24", "10.0.104.2"),
+    ] {
+        assert_eq!(lab.next_hops(node, prefix), [via], "{node}: pod CIDR {prefix} after the label went");
+    }
+    std::fs::write(&svc, text).unwrap();
+    lab.hup_all();
+    wait_hops(&lab, "leaf01", VIP, &["10.0.5.11"], Duration::from_secs(10));
+
+    // ECMP: raise maximum-paths on the leaves (iBGP, both nodes of a rack) and the spines
+    // (eBGP, both leaves).
+    for (leaf, asn) in [("leaf01", "65005"), ("leaf02", "65010")] {
+        lab.vtysh(
+            leaf,
+            &["conf t", &format!("router bgp {asn}"), "address-family ipv4 unicast", "maximum-paths ibgp 4"],
+        );
+    }
+    for (spine, asn) in [("spine01", "65100"), ("spine02", "65200")] {
+        lab.vtysh(spine, &["conf t", &format!("router bgp {asn}"), "address-family ipv4 unicast", "maximum-paths 4"]);
+    }
+    wait_hops(&lab, "leaf01", VIP, &["10.0.5.11", "10.0.5.12"], Duration::from_secs(20));
+    wait_hops(&lab, "leaf02", VIP, &["10.0.10.11", "10.0.10.12"], Duration::from_secs(20));
+    wait_hops(&lab, "spine01", VIP, &["10.0.101.2", "10.0.102.2"], Duration::from_secs(20));
+    println!("leaf01 with ECMP:\n{}", lab.route("leaf01", VIP));
+    for client in ["client", "client2"] {
+        assert_eq!(lab.curl20(client), 20, "{client} with ECMP: answers out of 20");
+    }
+
+    // Stop kbgp on rack0-node1: its routes go, the service stays reachable through the others.
+    sh(&["kill", "-TERM", &lab.kbgp_pid("rack0-node1")]);
+    wait_hops(&lab, "leaf01", VIP, &["10.0.5.12"], Duration::from_secs(10));
+    wait_for("rack0-node1's pod CIDR to be withdrawn", Duration::from_secs(10), || {
+        let r = lab.route("leaf01", "10.1.0.0/24");
+        if r.trim().is_empty() { Ok(()) } else { Err(r) }
+    });
+    for client in ["client", "client2"] {
+        assert_eq!(lab.curl20(client), 20, "{client} with rack0-node1 stopped: answers out of 20");
+    }
+}

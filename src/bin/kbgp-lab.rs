@@ -1,0 +1,89 @@
+//! `kbgp-lab`: runs a containerlab topology in network namespaces (as root).
+//!
+//!   kbgp-lab up FILE [--kbgp PATH] [--state DIR]
+//!   kbgp-lab status FILE
+//!   kbgp-lab exec FILE NODE -- COMMAND...      (vtysh on an FRR node talks to its FRR)
+//!   kbgp-lab down FILE
+
+use clap::{Parser, Subcommand};
+use kbgp::lab::{Runner, Topology};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kbgp-lab", version, about = "Run a containerlab topology in network namespaces")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct Lab {
+    /// The containerlab topology file.
+    file: PathBuf,
+    /// Where logs, pid files and FRR's sockets go (default /tmp/kbgp-lab/<lab name>).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The kbgp binary that runs on kbgp nodes (default: next to this program).
+    #[arg(long)]
+    kbgp: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the namespaces, links and addresses, and start FRR and kbgp.
+    Up(Lab),
+    /// Stop everything the lab started and remove its namespaces.
+    Down(Lab),
+    /// Each node: up or down, and its processes.
+    Status(Lab),
+    /// Run a command in a node.
+    Exec {
+        #[command(flatten)]
+        lab: Lab,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn runner(lab: &Lab) -> Result<Runner, String> {
+    let topo = Topology::load(&lab.file)?;
+    let kbgp = lab.kbgp.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("kbgp")))
+            .unwrap_or_else(|| PathBuf::from("kbgp"))
+    });
+    Ok(Runner::new(topo, lab.state.clone(), kbgp))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Up(lab) => runner(lab).and_then(|r| {
+            r.up()?;
+            println!(
+                "lab {} is up: {} nodes, {} links (state in {})",
+                r.topo.name,
+                r.topo.nodes.len(),
+                r.topo.links.len(),
+                r.state.display()
+            );
+            Ok(())
+        }),
+        Cmd::Down(lab) => runner(lab).and_then(|r| r.down()),
+        Cmd::Status(lab) => runner(lab).map(|r| print!("{}", r.status())),
+        Cmd::Exec { lab, node, command } => runner(lab).and_then(|r| {
+            let status = r.exec_command(node, command)?.status().map_err(|e| e.to_string())?;
+            if status.success() { Ok(()) } else { Err(format!("exit status {status}")) }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kbgp-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
