@@ -118,7 +118,8 @@ pub fn spawn_in(ns: &str, name: &str, cmd: &[&str], log: &Path, env: &[(&str, &s
     let out = fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     let err = out.try_clone().expect("log file handle");
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).args(cmd).stdin(Stdio::null()).stdout(out).stderr(err);
+    // kbgp reads $NODE_NAME; the tests name nodes in their files only.
+    c.args(["netns", "exec", ns]).args(cmd).stdin(Stdio::null()).stdout(out).stderr(err).env_remove("NODE_NAME");
     for (k, v) in env {
         c.env(k, v);
     }

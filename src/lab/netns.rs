@@ -183,7 +183,13 @@ impl Runner {
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let ns = self.ns(&n.name);
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns]).args(&words).stdin(Stdio::null()).stdout(log).stderr(err);
+        // As in a container: only what the topology gives (it names the node by its Node file).
+        c.args(["netns", "exec", &ns])
+            .args(&words)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .env_remove("NODE_NAME");
         // Its own session: it outlives this command and a Ctrl-C in the caller's terminal.
         use std::os::unix::process::CommandExt;
         c.process_group(0);
