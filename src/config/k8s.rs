@@ -323,3 +323,82 @@ impl Service {
         format!("{}/{}", self.namespace, self.name)
     }
 }
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointConditionsRaw {
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(default)]
+    pub serving: Option<bool>,
+    #[serde(default)]
+    pub terminating: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointRaw {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub conditions: EndpointConditionsRaw,
+    #[serde(default)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSliceRaw {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointRaw>,
+}
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One endpoint's node and conditions, with Kubernetes' defaults applied: `ready` unset is
+/// ready, `serving` unset is `ready`, `terminating` unset is false.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub node: Option<String>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// An EndpointSlice (`discovery.k8s.io/v1`), as the planner needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointSlice {
+    pub namespace: String,
+    pub name: String,
+    /// The Service it belongs to (`kubernetes.io/service-name`).
+    pub service: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl EndpointSlice {
+    pub(crate) fn from_raw(name: &str, r: &EndpointSliceRaw) -> EndpointSlice {
+        EndpointSlice {
+            namespace: r.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: name.to_string(),
+            service: r.metadata.labels.get(SERVICE_NAME_LABEL).cloned(),
+            endpoints: r
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let ready = e.conditions.ready.unwrap_or(true);
+                    Endpoint {
+                        node: e.node_name.clone(),
+                        ready,
+                        serving: e.conditions.serving.unwrap_or(ready),
+                        terminating: e.conditions.terminating.unwrap_or(false),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}

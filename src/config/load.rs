@@ -6,7 +6,7 @@
 
 use super::World;
 use super::error::{ConfigError, Diag};
-use super::k8s::{Node, NodeRaw, Service, ServiceRaw};
+use super::k8s::{EndpointSlice, EndpointSliceRaw, Node, NodeRaw, Service, ServiceRaw};
 use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
 use super::pool::{LbPool, PoolRaw};
 use serde::Deserialize;
@@ -33,6 +33,7 @@ enum Kind {
     Pool,
     Node,
     Service,
+    EndpointSlice,
     List,
 }
 
@@ -44,6 +45,7 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
         | ("kbgp.io/v1alpha1", "LoadBalancerIPPool") => Kind::Pool,
         ("v1", "Node") => Kind::Node,
         ("v1", "Service") => Kind::Service,
+        ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
         ("v1", "List") => Kind::List,
         _ => return None,
     })
@@ -129,6 +131,11 @@ impl Loader<'_> {
                 if let Some(raw) = typed::<ServiceRaw>(v, &name, d.errors) {
                     let s = Service::from_raw(&name, &raw, &mut d);
                     self.loaded.world.services.push(s);
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(raw) = typed::<EndpointSliceRaw>(v, &name, d.errors) {
+                    self.loaded.world.endpoint_slices.push(EndpointSlice::from_raw(&name, &raw));
                 }
             }
             Kind::List => {}

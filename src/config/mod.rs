@@ -13,7 +13,7 @@ pub mod policy;
 pub mod pool;
 
 pub use error::ConfigError;
-pub use k8s::{Node, Service, ServiceType};
+pub use k8s::{Endpoint, EndpointSlice, Node, Service, ServiceType};
 pub use load::{Loaded, expand, load_file, load_files, load_str};
 pub use meta::LabelSelector;
 pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
@@ -26,6 +26,7 @@ pub struct World {
     pub pools: Vec<LbPool>,
     pub nodes: Vec<Node>,
     pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl World {
@@ -44,6 +45,7 @@ impl World {
         self.pools.extend(other.pools);
         self.nodes.extend(other.nodes);
         self.services.extend(other.services);
+        self.endpoint_slices.extend(other.endpoint_slices);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).
@@ -61,6 +63,7 @@ impl World {
         dups(self.pools.iter().map(|p| p.name.clone()), "LB IP pool", &mut v);
         dups(self.nodes.iter().map(|n| n.name.clone()), "Node", &mut v);
         dups(self.services.iter().map(|s| s.key()), "Service", &mut v);
+        dups(self.endpoint_slices.iter().map(|s| s.key()), "EndpointSlice", &mut v);
         v
     }
 

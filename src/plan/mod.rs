@@ -13,6 +13,9 @@
 //! - `serviceAdvertisements` chooses LoadBalancer ingress IPs (default), externalIPs,
 //!   ClusterIPs; LoadBalancer IPs only for Services without a `loadBalancerClass` or with
 //!   kbgp's or Cilium's BGP class;
+//! - with `externalTrafficPolicy: Local` (`internalTrafficPolicy: Local` for ClusterIPs) a
+//!   node announces only while it has a ready endpoint of the Service (EndpointSlices), and
+//!   through a graceful drain (its endpoints terminating but still serving);
 //! - `advertisedPathAttributes` add communities and LOCAL_PREF to pod CIDR routes
 //!   (`PodCIDR`) or to Service routes inside a selected pool (`CiliumLoadBalancerIPPool`).
 
@@ -170,11 +173,59 @@ fn host_prefix(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
 }
 
-/// The Service addresses a virtual router would announce, each with its source label, or the
-/// reason it is not announced.
-fn service_candidates(vr: &VirtualRouter, s: &Service, out: &mut Vec<(IpNet, String, Result<(), String>)>) {
+/// A Service's endpoints on one node (EndpointSlice conditions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalEndpoints {
+    pub ready: usize,
+    /// Terminating but still serving: a graceful drain in progress.
+    pub draining: usize,
+}
+
+impl LocalEndpoints {
+    /// Whether a `trafficPolicy: Local` address is announced from this node, and why.
+    fn decide(&self, policy: &str) -> Result<String, String> {
+        if self.ready > 0 {
+            Ok(format!("{policy}: Local and {} ready endpoint(s) on this node", self.ready))
+        } else if self.draining > 0 {
+            Ok(format!(
+                "{policy}: Local and {} endpoint(s) on this node terminating but still serving (graceful drain)",
+                self.draining
+            ))
+        } else {
+            Err(format!("{policy}: Local and no ready endpoint on this node"))
+        }
+    }
+}
+
+/// Endpoints of every Service on `node`, by `namespace/name`.
+fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints> {
+    let mut out: HashMap<String, LocalEndpoints> = HashMap::new();
+    for slice in &world.endpoint_slices {
+        let Some(svc) = &slice.service else { continue };
+        let e = out.entry(format!("{}/{svc}", slice.namespace)).or_default();
+        for ep in slice.endpoints.iter().filter(|ep| ep.node.as_deref() == Some(node)) {
+            if ep.ready && !ep.terminating {
+                e.ready += 1;
+            } else if ep.serving && ep.terminating {
+                e.draining += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The Service addresses a virtual router would announce, each with its source label and the
+/// extra reason it is announced, or the reason it is not.
+fn service_candidates(
+    vr: &VirtualRouter,
+    s: &Service,
+    local: LocalEndpoints,
+    out: &mut Vec<(IpNet, String, Result<String, String>)>,
+) {
     let name = s.key();
-    let mut addrs: Vec<(IpAddr, &str, Result<(), String>)> = Vec::new();
+    let external = if s.external_traffic_local { local.decide("externalTrafficPolicy") } else { Ok(String::new()) };
+    let internal = if s.internal_traffic_local { local.decide("internalTrafficPolicy") } else { Ok(String::new()) };
+    let mut addrs: Vec<(IpAddr, &str, Result<String, String>)> = Vec::new();
     for ip in &s.ingress_ips {
         let why = if !vr.advertise.load_balancer_ip {
             Err("serviceAdvertisements does not include LoadBalancerIP".to_string())
@@ -183,13 +234,13 @@ fn service_candidates(vr: &VirtualRouter, s: &Service, out: &mut Vec<(IpNet, Str
         } else if let Some(c) = s.load_balancer_class.as_deref().filter(|c| !LB_CLASSES.contains(c)) {
             Err(format!("loadBalancerClass {c:?} belongs to another controller"))
         } else {
-            Ok(())
+            external.clone()
         };
         addrs.push((*ip, "LoadBalancer IP", why));
     }
     for ip in &s.external_ips {
         let why = if vr.advertise.external_ip {
-            Ok(())
+            external.clone()
         } else {
             Err("serviceAdvertisements does not include ExternalIP".into())
         };
@@ -197,7 +248,7 @@ fn service_candidates(vr: &VirtualRouter, s: &Service, out: &mut Vec<(IpNet, Str
     }
     for ip in &s.cluster_ips {
         let why = if vr.advertise.cluster_ip {
-            Ok(())
+            internal.clone()
         } else {
             Err("serviceAdvertisements does not include ClusterIP".into())
         };
@@ -291,6 +342,7 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     };
     plan.policy = Some(policy.name.clone());
     let overrides = parse_overrides(node)?;
+    let endpoints = local_endpoints(world, &node.name);
     let mut interner = Interner::default();
 
     for vr in &policy.virtual_routers {
@@ -321,18 +373,18 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
         let mut svc = Vec::new();
         for s in &world.services {
             svc.clear();
-            service_candidates(vr, s, &mut svc);
+            let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+            service_candidates(vr, s, local, &mut svc);
             for (prefix, source, why) in svc.drain(..) {
                 match why {
-                    Ok(()) => {
+                    Ok(extra) => {
                         let ip = prefix.addr();
                         wanted.entry(prefix).or_default().push(Origin::Service(ip));
                         let mut reason =
                             format!("selected by the serviceSelector of {} (AS{})", policy.name, vr.local_asn);
-                        if s.external_traffic_local && !source.ends_with("cluster IP") {
-                            reason.push_str(
-                                "; externalTrafficPolicy: Local is not checked against endpoints in file mode",
-                            );
+                        if !extra.is_empty() {
+                            reason.push_str("; ");
+                            reason.push_str(&extra);
                         }
                         candidates.push(Candidate { prefix, source, advertised: true, reason });
                     }

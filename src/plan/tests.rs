@@ -184,3 +184,104 @@ fn equal_attributes_share_one_allocation() {
     assert_eq!(r.len(), 3);
     assert!(Arc::ptr_eq(&r[1].attrs, &r[2].attrs));
 }
+
+/// An EndpointSlice of `web` with endpoints `(node, ready, serving, terminating)`.
+fn slice(name: &str, eps: &[(&str, Option<bool>, Option<bool>, Option<bool>)]) -> String {
+    let b = |v: Option<bool>| v.map_or("null".to_string(), |x| x.to_string());
+    let list: Vec<String> = eps
+        .iter()
+        .map(|(n, r, s, t)| {
+            format!(
+                "{{addresses: [10.1.0.9], nodeName: {n}, conditions: {{ready: {}, serving: {}, terminating: {}}}}}",
+                b(*r),
+                b(*s),
+                b(*t)
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nendpoints: [{}]\n",
+        list.join(", ")
+    )
+}
+
+fn local_svc() -> String {
+    service("web", "advertise-bgp: \"true\"", "  externalTrafficPolicy: Local\n")
+}
+
+fn vip(p: &Plan) -> Option<Candidate> {
+    p.vrouters[0].candidates.iter().find(|c| c.prefix.to_string() == "20.0.0.100/32").cloned()
+}
+
+#[test]
+fn external_traffic_policy_local_follows_endpoints_on_this_node() {
+    let t = Some(true);
+    let f = Some(false);
+    let cases: Vec<(&str, Vec<String>, bool, &str)> = vec![
+        ("ready here", vec![slice("a", &[("kind-worker", t, t, f)])], true, "1 ready endpoint(s) on this node"),
+        ("conditions unset mean ready", vec![slice("a", &[("kind-worker", None, None, None)])], true, "1 ready"),
+        ("only elsewhere", vec![slice("a", &[("other", t, t, f)])], false, "no ready endpoint on this node"),
+        ("not ready here", vec![slice("a", &[("kind-worker", f, f, f)])], false, "no ready endpoint"),
+        (
+            "draining here",
+            vec![slice("a", &[("kind-worker", f, t, t)])],
+            true,
+            "terminating but still serving (graceful drain)",
+        ),
+        ("terminated here", vec![slice("a", &[("kind-worker", f, f, t)])], false, "no ready endpoint"),
+        ("no slices at all", vec![], false, "no ready endpoint"),
+        (
+            "second slice",
+            vec![slice("a", &[("other", t, t, f)]), slice("b", &[("kind-worker", t, t, f)])],
+            true,
+            "1 ready",
+        ),
+    ];
+    for (name, slices, announced, why) in cases {
+        let mut docs: Vec<String> = vec![POLICY.into(), NODE.into(), local_svc()];
+        docs.extend(slices);
+        let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let c = vip(&plan("kind-worker", &world(&refs)).unwrap()).unwrap();
+        assert_eq!(c.advertised, announced, "{name}: {}", c.reason);
+        assert!(c.reason.contains(why), "{name}: {}", c.reason);
+        assert!(c.reason.contains("externalTrafficPolicy: Local"), "{name}: {}", c.reason);
+    }
+}
+
+#[test]
+fn a_rolling_update_keeps_the_route_without_a_gap() {
+    let t = Some(true);
+    let f = Some(false);
+    // old pod ready -> old pod draining while the new one starts -> new ready -> old gone.
+    let steps = [
+        slice("a", &[("kind-worker", t, t, f)]),
+        slice("a", &[("kind-worker", f, t, t), ("kind-worker", f, f, f)]),
+        slice("a", &[("kind-worker", f, t, t), ("kind-worker", t, t, f)]),
+        slice("a", &[("kind-worker", t, t, f)]),
+    ];
+    for (i, s) in steps.iter().enumerate() {
+        let svc = local_svc();
+        let p = plan("kind-worker", &world(&[POLICY, NODE, &svc, s])).unwrap();
+        assert!(vip(&p).unwrap().advertised, "step {i}: {}", vip(&p).unwrap().reason);
+        assert!(routes(&p).contains(&"20.0.0.100/32".to_string()), "step {i}");
+    }
+    // The last local endpoint stops serving: withdrawn.
+    let svc = local_svc();
+    let gone = slice("a", &[("kind-worker", f, f, t)]);
+    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc, &gone])).unwrap();
+    assert!(!routes(&p).contains(&"20.0.0.100/32".to_string()));
+}
+
+#[test]
+fn internal_traffic_policy_local_applies_to_cluster_ips_only() {
+    let pol = POLICY
+        .replace("exportPodCIDR: true", "exportPodCIDR: true\n    serviceAdvertisements: [LoadBalancerIP, ClusterIP]");
+    let svc = service("web", "advertise-bgp: \"true\"", "  internalTrafficPolicy: Local\n");
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc])).unwrap();
+    let r = routes(&p);
+    assert!(r.contains(&"20.0.0.100/32".to_string()), "eTP Cluster: the LB IP stays");
+    assert!(!r.contains(&"10.96.0.10/32".to_string()), "iTP Local without a local endpoint: no cluster IP");
+    let here = slice("a", &[("kind-worker", Some(true), Some(true), Some(false))]);
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc, &here])).unwrap();
+    assert!(routes(&p).contains(&"10.96.0.10/32".to_string()));
+}
