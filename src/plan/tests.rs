@@ -185,8 +185,11 @@ fn equal_attributes_share_one_allocation() {
     assert!(Arc::ptr_eq(&r[1].attrs, &r[2].attrs));
 }
 
-/// An EndpointSlice of `web` with endpoints `(node, ready, serving, terminating)`.
-fn slice(name: &str, eps: &[(&str, Option<bool>, Option<bool>, Option<bool>)]) -> String {
+/// An endpoint: (node, ready, serving, terminating), `None` for an unset condition.
+type Ep<'a> = (&'a str, Option<bool>, Option<bool>, Option<bool>);
+
+/// An EndpointSlice of `web` with these endpoints.
+fn slice(name: &str, eps: &[Ep]) -> String {
     let b = |v: Option<bool>| v.map_or("null".to_string(), |x| x.to_string());
     let list: Vec<String> = eps
         .iter()
