@@ -34,6 +34,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         watch_interval: u64,
     },
+    /// Print the CustomResourceDefinitions of kbgp's kinds, or write them to a directory.
+    Crds {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Validate configuration files (or directories) as one: exit 0 if good, else one line per
     /// problem. Also shows the LB IPAM assignments and each node's plan.
     Check {
@@ -124,6 +129,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { files, node } => check(&files, node.as_deref()),
+        Cmd::Crds { out } => {
+            for (name, text) in kbgp::config::crd::crds() {
+                match &out {
+                    None => print!("---\n{text}"),
+                    Some(dir) => {
+                        let path = dir.join(name);
+                        if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
+                            eprintln!("kbgp: {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                        println!("wrote {}", path.display());
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Run { config, node, metrics_addr, watch_interval } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,5 +1,6 @@
 //! Kubernetes object metadata and label selectors (the subset kbgp reads).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -19,22 +20,27 @@ pub struct ObjectMeta {
     pub creation_timestamp: Option<String>,
 }
 
-/// One `matchExpressions` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A label requirement.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
+    /// The label key.
     pub key: String,
+    /// In, NotIn, Exists or DoesNotExist.
     pub operator: String,
+    /// Values for In and NotIn; empty for Exists and DoesNotExist.
     #[serde(default)]
     pub values: Vec<String>,
 }
 
-/// A Kubernetes label selector: every `matchLabels` pair and every expression must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A label selector: every matchLabels pair and every expression must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
+    /// Labels that must be present with these values.
     #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
+    /// Requirements on labels.
     #[serde(default)]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }

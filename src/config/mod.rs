@@ -5,6 +5,7 @@
 //! is validated into a model type with defaults filled in, and every problem is reported with
 //! the document, the field path and what is wrong.
 
+pub mod crd;
 pub mod error;
 pub mod k8s;
 pub mod load;

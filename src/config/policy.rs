@@ -7,6 +7,8 @@ use super::error::Diag;
 use super::meta::LabelSelector;
 use crate::wire::Family;
 use crate::wire::attribute::{Community, LargeCommunity};
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -20,98 +22,158 @@ pub const DEFAULT_RESTART_TIME: u16 = 120;
 /// kbgp extension default: received routes kept per peer.
 pub const DEFAULT_MAX_RECEIVED_ROUTES: usize = 100_000;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+// The CRD `kbgp.io/v1alpha1 BGPPeeringPolicy` is generated from these types (`kbgp crds`); their
+// doc comments are what `kubectl explain` shows. Cilium's CiliumBGPPeeringPolicy has the same
+// fields, without kbgp's extensions.
+
+/// Which nodes run which BGP virtual routers, with which neighbors, announcing what.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kbgp.io",
+    version = "v1alpha1",
+    kind = "BGPPeeringPolicy",
+    plural = "bgppeeringpolicies",
+    shortname = "kbgpp",
+    category = "kbgp",
+    doc = "Which nodes peer with which BGP neighbors, and what they announce (Cilium's CiliumBGPPeeringPolicy schema plus kbgp's extensions)."
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PeeringPolicySpec {
+    /// Nodes this policy applies to; absent or empty selects every node. A node may be
+    /// selected by one policy only.
     #[serde(default)]
     pub node_selector: Option<LabelSelector>,
+    /// The BGP routers each selected node runs, one per local AS.
     #[serde(default)]
     pub virtual_routers: Vec<VirtualRouterSpec>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// One BGP router on each selected node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VirtualRouterSpec {
+    /// The local AS number.
     #[serde(rename = "localASN")]
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub local_asn: i64,
+    /// Announce the node's pod CIDRs (Node spec.podCIDRs). Default false.
     #[serde(default, rename = "exportPodCIDR")]
     pub export_pod_cidr: Option<bool>,
+    /// Cilium multi-pool IPAM; not supported by kbgp.
     #[serde(default, rename = "podIPPoolSelector")]
     pub pod_ip_pool_selector: Option<LabelSelector>,
+    /// Services whose addresses are announced. Absent or empty selects none; to select every
+    /// Service use matchExpressions [{key: somekey, operator: NotIn, values: [never-used-value]}].
     #[serde(default)]
     pub service_selector: Option<LabelSelector>,
+    /// Which addresses of a selected Service: LoadBalancerIP (default), ExternalIP, ClusterIP.
     #[serde(default)]
     pub service_advertisements: Option<Vec<String>>,
+    /// The BGP neighbors.
     #[serde(default)]
     pub neighbors: Vec<NeighborSpec>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// A BGP neighbor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NeighborSpec {
+    /// The neighbor's address; a /length suffix is accepted and ignored (10.0.5.1/24 means 10.0.5.1).
     pub peer_address: String,
+    /// TCP port of the neighbor. Default 179.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<i64>,
+    /// The neighbor's AS; equal to localASN means iBGP.
     #[serde(rename = "peerASN")]
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub peer_asn: i64,
+    /// TCP MD5 password Secret; not supported yet (refused).
     #[serde(default)]
     pub auth_secret_ref: Option<String>,
+    /// IP TTL of eBGP sessions; 1 (default) for directly connected neighbors.
     #[serde(default, rename = "eBGPMultihopTTL")]
+    #[schemars(range(min = 1, max = 255))]
     pub ebgp_multihop_ttl: Option<i64>,
+    /// Longest wait between connection attempts, seconds. Default 120; attempts start after 1 s
+    /// and back off with jitter.
     #[serde(default)]
     pub connect_retry_time_seconds: Option<i64>,
+    /// Hold time proposed, seconds (3 to 65535). Default 90.
     #[serde(default)]
     pub hold_time_seconds: Option<i64>,
+    /// Keepalive interval, seconds; at most holdTimeSeconds. Default 30.
     #[serde(default)]
     pub keep_alive_time_seconds: Option<i64>,
+    /// Offer graceful restart (RFC 4724 with the N bit of RFC 8538).
     #[serde(default)]
     pub graceful_restart: Option<GracefulRestartSpec>,
+    /// Address families offered; default ipv4/unicast and ipv6/unicast.
     #[serde(default)]
     pub families: Option<Vec<FamilySpec>>,
+    /// Communities and LOCAL_PREF for the routes a selector picks.
     #[serde(default)]
     pub advertised_path_attributes: Option<Vec<PathAttributesSpec>>,
-    /// kbgp extension: never connect, wait for the peer (needs a listening port).
+    /// kbgp extension: never connect, wait for the neighbor (needs the node annotation
+    /// kbgp.io/virtual-router.<localASN>: "local-port=N").
     #[serde(default)]
     pub passive: Option<bool>,
-    /// kbgp extension: received routes kept from this peer; past it they are dropped.
+    /// kbgp extension: routes kept from this neighbor (default 100000); past it, new ones are
+    /// dropped, counted and logged.
     #[serde(default)]
     pub max_received_routes: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Graceful restart settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GracefulRestartSpec {
+    /// Offer the capability.
     pub enabled: bool,
+    /// Restart Time offered, seconds (1 to 4095). Default 120.
     #[serde(default)]
     pub restart_time_seconds: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// An address family: ipv4 or ipv6, unicast.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FamilySpec {
+    /// ipv4 or ipv6.
     pub afi: String,
+    /// unicast.
     pub safi: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Path attributes for the routes a selector picks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PathAttributesSpec {
+    /// PodCIDR (the node's pod CIDRs, selector on Node labels) or CiliumLoadBalancerIPPool /
+    /// LoadBalancerIPPool (Service routes inside a pool, selector on pool labels).
     pub selector_type: String,
+    /// Absent: every object of that type.
     #[serde(default)]
     pub selector: Option<LabelSelector>,
+    /// Communities to add.
     #[serde(default)]
     pub communities: Option<CommunitiesSpec>,
+    /// LOCAL_PREF on iBGP sessions; when several entries match, the highest wins.
     #[serde(default)]
     pub local_preference: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Communities to add to a route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommunitiesSpec {
+    /// ASN:VALUE (each 0 to 65535) or a 32-bit number.
     #[serde(default)]
     pub standard: Vec<String>,
+    /// Names: no-export, no-advertise, no-export-subconfed, no-peer, blackhole, ...
     #[serde(default)]
     pub well_known: Vec<String>,
+    /// GLOBAL:LOCAL1:LOCAL2, each a 32-bit number.
     #[serde(default)]
     pub large: Vec<String>,
 }

@@ -5,35 +5,82 @@
 use super::error::Diag;
 use super::meta::{LabelSelector, ObjectMeta};
 use ipnet::IpNet;
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// A block of addresses: cidr, or start (and stop).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockSpec {
+    /// A prefix, e.g. 20.0.0.0/24.
     #[serde(default)]
     pub cidr: Option<String>,
+    /// First address of a range.
     #[serde(default)]
     pub start: Option<String>,
+    /// Last address of a range, included; default start.
     #[serde(default)]
     pub stop: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+// The CRD `kbgp.io/v1alpha1 LoadBalancerIPPool` is generated from these types (`kbgp crds`).
+
+/// Address blocks, and which Services may take addresses from them.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kbgp.io",
+    version = "v1alpha1",
+    kind = "LoadBalancerIPPool",
+    plural = "loadbalancerippools",
+    shortname = "kbippool",
+    category = "kbgp",
+    status = "PoolStatusCr",
+    printcolumn(name = "Disabled", type_ = "boolean", json_path = ".spec.disabled"),
+    printcolumn(name = "Conflicting", type_ = "string", json_path = ".status.conflict"),
+    printcolumn(name = "IPs Available", type_ = "string", json_path = ".status.ipsAvailable"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    doc = "Addresses LB IPAM hands to LoadBalancer Services (Cilium's CiliumLoadBalancerIPPool schema)."
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PoolSpec {
+    /// The address blocks.
     #[serde(default)]
     pub blocks: Vec<BlockSpec>,
-    /// Removed in Cilium 1.16 (the API server drops it); accepted here as `blocks`.
+    /// Removed in Cilium 1.16 (the API server drops it); accepted in files as `blocks`.
     #[serde(default)]
+    #[schemars(skip)]
     pub cidrs: Vec<BlockSpec>,
+    /// Services that may use the pool; absent selects every Service.
     #[serde(default)]
     pub service_selector: Option<LabelSelector>,
+    /// No new addresses from this pool.
     #[serde(default)]
     pub disabled: bool,
+    /// Yes (default) or No: whether the first and last address of a cidr block may be handed out.
     #[serde(default, rename = "allowFirstLastIPs")]
     pub allow_first_last_ips: Option<String>,
+}
+
+/// What LB IPAM writes to a pool's `status`. Counts are decimal strings: an IPv6 pool can hold
+/// more addresses than a 64-bit integer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatusCr {
+    /// Addresses the pool holds.
+    #[serde(default)]
+    pub ips_total: String,
+    /// Addresses it can still hand out.
+    #[serde(default)]
+    pub ips_available: String,
+    /// Addresses assigned to Services.
+    #[serde(default)]
+    pub ips_used: String,
+    /// Why the pool hands out nothing, when it overlaps another; empty otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
