@@ -29,6 +29,8 @@ pub struct BlockSpec {
 // The CRD `kbgp.io/v1alpha1 LoadBalancerIPPool` is generated from these types (`kbgp crds`).
 
 /// Address blocks, and which Services may take addresses from them.
+// kube's printcolumn(...) entries repeat the same keys by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kbgp.io",
