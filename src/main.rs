@@ -18,12 +18,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the speaker from a static file (multi-document YAML).
+    /// Run the speaker: from files with --config, else from the Kubernetes API server.
     Run {
         /// Configuration: a YAML file, or a directory of them; repeat to combine (e.g. shared
-        /// manifests and this node's Node). Peering policies, pools, Nodes, Services.
-        #[arg(long, short = 'c', required = true)]
+        /// manifests and this node's Node). Without it, kbgp watches the Kubernetes API
+        /// (in-cluster, or $KUBECONFIG).
+        #[arg(long, short = 'c', conflicts_with = "kubernetes")]
         config: Vec<PathBuf>,
+        /// Read the configuration from the Kubernetes API server (the default without --config).
+        #[arg(long)]
+        kubernetes: bool,
         /// The node to run as (default: $NODE_NAME, else the only Node in the file).
         #[arg(long, env = "NODE_NAME")]
         node: Option<String>,
@@ -145,7 +149,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Run { config, node, metrics_addr, watch_interval } => {
+        Cmd::Run { config, kubernetes: _, node, metrics_addr, watch_interval } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,

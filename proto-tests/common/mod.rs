@@ -11,6 +11,7 @@ pub mod bird;
 pub mod exabgp;
 pub mod frr;
 pub mod gobgp;
+pub mod list_watch_server;
 pub mod peer;
 
 use std::fs;
@@ -264,6 +265,7 @@ pub struct Kbgp {
     pub ns: String,
     pub config: PathBuf,
     pub proc: Proc,
+    pub metrics_addr: String,
 }
 
 pub const METRICS: &str = "127.0.0.1:9180";
@@ -280,9 +282,32 @@ impl Kbgp {
             &lab.path("kbgp.log"),
             &[("RUST_LOG", "info,kbgp=debug")],
         );
-        let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc };
+        let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc, metrics_addr: METRICS.to_string() };
         wait_for("kbgp /readyz", Duration::from_secs(10), || match http_get(&k.ns, METRICS, "/readyz") {
             Ok(b) if b.starts_with("ready") => Ok(()),
+            Ok(b) => Err(b),
+            Err(e) => Err(e),
+        });
+        k
+    }
+
+    /// kbgp in Kubernetes mode, as node `node`, reading the API server behind `kubeconfig`.
+    pub fn start_kube(lab: &Lab, kubeconfig: &str, node: &str, metrics: &str, extra: &[&str]) -> Kbgp {
+        let kc = lab.path(&format!("kubeconfig-{node}"));
+        fs::write(&kc, kubeconfig).expect("write kubeconfig");
+        let bin = env!("CARGO_BIN_EXE_kbgp");
+        let mut args = vec![bin, "run", "--kubernetes", "--node", node, "--metrics-addr", metrics];
+        args.extend_from_slice(extra);
+        let proc = spawn_in(
+            &lab.kbgp_ns,
+            "kbgp",
+            &args,
+            &lab.path(&format!("kbgp-{node}.log")),
+            &[("RUST_LOG", "info,kbgp=debug"), ("KUBECONFIG", kc.to_str().expect("utf8"))],
+        );
+        let k = Kbgp { ns: lab.kbgp_ns.clone(), config: kc, proc, metrics_addr: metrics.to_string() };
+        wait_for("kbgp /healthz", Duration::from_secs(10), || match http_get(&k.ns, metrics, "/healthz") {
+            Ok(b) if b.starts_with("ok") => Ok(()),
             Ok(b) => Err(b),
             Err(e) => Err(e),
         });
@@ -296,7 +321,7 @@ impl Kbgp {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(&self.ns, METRICS, "/metrics").unwrap_or_default()
+        http_get(&self.ns, &self.metrics_addr, "/metrics").unwrap_or_default()
     }
 
     /// Sum of the samples of `name` whose labels contain every `k="v"` in `labels`.

@@ -203,8 +203,51 @@ fn log_plan(p: &Plan) {
     }
 }
 
-/// Runs the speaker until SIGTERM or SIGINT.
+/// SIGTERM, SIGINT and SIGHUP.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, String> {
+        let s = |k: SignalKind, name: &str| signal(k).map_err(|e| format!("{name} handler: {e}"));
+        Ok(Signals {
+            term: s(SignalKind::terminate(), "SIGTERM")?,
+            int: s(SignalKind::interrupt(), "SIGINT")?,
+            hup: s(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+impl Daemon {
+    fn new(metrics: Arc<Metrics>) -> Daemon {
+        Daemon {
+            metrics,
+            peers: HashMap::new(),
+            listeners: HashMap::new(),
+            routing: Default::default(),
+            plan: Plan::default(),
+            stopping: Vec::new(),
+        }
+    }
+}
+
+/// Runs the speaker until SIGTERM or SIGINT: from files when `opts.config` names some, else
+/// from the Kubernetes API server.
 pub async fn run(opts: RunOptions) -> Result<(), String> {
+    if opts.config.is_empty() { run_kubernetes(opts).await } else { run_files(opts).await }
+}
+
+async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<AtomicBool>) -> Result<(), String> {
+    http::serve(opts.metrics_addr, metrics.clone(), ready.clone())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("--metrics-addr {}: {e}", opts.metrics_addr))
+}
+
+async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let (first, warnings) = load_and_plan(&mut source, opts.node.as_deref())?;
     for w in &warnings {
@@ -213,24 +256,11 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     let node = first.node.clone();
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
-    http::serve(opts.metrics_addr, metrics.clone(), ready.clone())
-        .await
-        .map_err(|e| format!("--metrics-addr {}: {e}", opts.metrics_addr))?;
+    serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, config = %source.describe(), metrics = %opts.metrics_addr, "kbgp {} starting", env!("CARGO_PKG_VERSION"));
     log_plan(&first);
-
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-
-    let mut d = Daemon {
-        metrics: metrics.clone(),
-        peers: HashMap::new(),
-        listeners: HashMap::new(),
-        routing: Default::default(),
-        plan: Plan::default(),
-        stopping: Vec::new(),
-    };
+    let mut sig = Signals::new()?;
+    let mut d = Daemon::new(metrics.clone());
     d.apply(first);
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
@@ -238,9 +268,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 
     loop {
         let reason = tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM: closing every session"); break; }
-            _ = sigint.recv() => { info!("SIGINT: closing every session"); break; }
-            _ = sighup.recv() => "SIGHUP",
+            _ = sig.term.recv() => { info!("SIGTERM: closing every session"); break; }
+            _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
+            _ = sig.hup.recv() => "SIGHUP",
             _ = tick.tick() => {
                 if !source.changed() {
                     continue;
@@ -267,6 +297,59 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
                 metrics.config_reloads.with_label_values(&["rejected"]).inc();
                 for line in e.lines() {
                     error!("{reason}: configuration rejected, keeping the running one: {line}");
+                }
+            }
+        }
+    }
+    d.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// How long watch events are coalesced before a new World is planned.
+pub const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
+
+async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
+    let node = opts.node.clone().ok_or(
+        "Kubernetes mode needs the node's name: set NODE_NAME (from the downward API's spec.nodeName) or pass --node; \
+         to run from files, pass --config",
+    )?;
+    let client = kube::Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    serve_metrics(&opts, &metrics, &ready).await?;
+    info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
+    let mut worlds = crate::source::kube::start(client, node.clone(), KUBE_DEBOUNCE);
+    let mut sig = Signals::new()?;
+    let mut d = Daemon::new(metrics.clone());
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = sig.term.recv() => { info!("SIGTERM: closing every session"); break; }
+            _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
+            _ = sig.hup.recv() => info!("SIGHUP: nothing to reload, the configuration comes from the API server"),
+            changed = worlds.changed() => {
+                if changed.is_err() {
+                    return Err("the Kubernetes watchers stopped".into());
+                }
+                let Some(world) = worlds.borrow_and_update().clone() else { continue };
+                match plan::plan(&node, &world) {
+                    Ok(p) => {
+                        last_error = None;
+                        if p != d.plan {
+                            log_plan(&p);
+                            d.apply(p);
+                        }
+                        ready.store(true, Ordering::Relaxed);
+                    }
+                    // Keep announcing what the last good plan said.
+                    Err(e) => {
+                        let e = e.to_string();
+                        if last_error.as_deref() != Some(&e) {
+                            error!("cannot plan, keeping the running plan: {e}");
+                            last_error = Some(e);
+                        }
+                    }
                 }
             }
         }

@@ -4,5 +4,6 @@
 //! watchers join here later; both produce the same [`World`](crate::config::World).
 
 pub mod file;
+pub mod kube;
 
 pub use file::FileSource;

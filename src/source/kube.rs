@@ -1,0 +1,403 @@
+//! The World from the Kubernetes API server.
+//!
+//! One watcher per kind (kube-rs `watcher` with its default backoff) turns API objects into
+//! the same model types the file loader makes, and sends them to a [`Store`]. The store is
+//! pure and decides what the World is:
+//!
+//! - A relist (`Init` … `InitDone`) is buffered and swapped in whole at `InitDone`: only the
+//!   real difference reaches the plan, and objects deleted while the watch was down go.
+//! - A watch that fails, or an API server gone for minutes, changes nothing: the last known
+//!   objects stay until a relist completes.
+//! - A peering policy or pool that becomes invalid keeps its last valid version (and the error
+//!   is logged): a typo does not withdraw routes.
+//! - Only what the planner reads is kept: the model types hold no managed fields or unrelated
+//!   annotations, and EndpointSlices keep only this node's endpoints.
+//! - Kinds whose CRD is not installed (Cilium's, or kbgp's) count as empty and are looked for
+//!   again every 30 s.
+
+use crate::config::error::Diag;
+use crate::config::k8s::{EndpointSliceRaw, NodeRaw, ServiceRaw};
+use crate::config::policy::{PeeringPolicySpec, PolicyKind};
+use crate::config::pool::PoolRaw;
+use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
+use k8s_openapi::api::discovery::v1::EndpointSlice as K8sEndpointSlice;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// The kinds kbgp watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Node,
+    Service,
+    EndpointSlice,
+    KbgpPolicy,
+    CiliumPolicy,
+    KbgpPool,
+    CiliumPool,
+}
+
+pub const KINDS: [Kind; 7] = [
+    Kind::Node,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::KbgpPolicy,
+    Kind::CiliumPolicy,
+    Kind::KbgpPool,
+    Kind::CiliumPool,
+];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Node => "nodes",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::KbgpPolicy => "bgppeeringpolicies.kbgp.io",
+            Kind::CiliumPolicy => "ciliumbgppeeringpolicies.cilium.io",
+            Kind::KbgpPool => "loadbalancerippools.kbgp.io",
+            Kind::CiliumPool => "ciliumloadbalancerippools.cilium.io",
+        }
+    }
+
+    /// The custom resource behind a CRD kind.
+    pub fn api_resource(self) -> Option<ApiResource> {
+        let (g, v, k, p) = match self {
+            Kind::KbgpPolicy => ("kbgp.io", "v1alpha1", "BGPPeeringPolicy", "bgppeeringpolicies"),
+            Kind::CiliumPolicy => ("cilium.io", "v2alpha1", "CiliumBGPPeeringPolicy", "ciliumbgppeeringpolicies"),
+            Kind::KbgpPool => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
+            Kind::CiliumPool => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
+            _ => return None,
+        };
+        Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), p))
+    }
+}
+
+/// One object, as the World keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Obj {
+    Node(Node),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Policy(PeeringPolicy),
+    Pool(LbPool),
+}
+
+/// What a watcher reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// A relist starts.
+    Init(Kind),
+    /// An object of the relist; `Err` when it does not validate.
+    InitApply(Kind, String, Result<Obj, String>),
+    /// The relist is complete: it replaces what was known.
+    InitDone(Kind),
+    Apply(Kind, String, Result<Obj, String>),
+    Delete(Kind, String),
+    /// The kind's CRD is not installed: no objects.
+    Absent(Kind),
+}
+
+/// The objects known per kind, and the World they make.
+#[derive(Debug, Default)]
+pub struct Store {
+    current: HashMap<Kind, BTreeMap<String, Obj>>,
+    relist: HashMap<Kind, BTreeMap<String, Obj>>,
+    synced: HashMap<Kind, bool>,
+    /// Validation problems seen, newest last (for logs and, later, status).
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Applies one update; whether the World may have changed.
+    pub fn apply(&mut self, u: Update) -> bool {
+        match u {
+            Update::Init(k) => {
+                self.relist.insert(k, BTreeMap::new());
+                false
+            }
+            Update::InitApply(k, key, obj) => {
+                let kept = self.current.get(&k).and_then(|m| m.get(&key)).cloned();
+                let buf = self.relist.entry(k).or_default();
+                match obj {
+                    Ok(o) => {
+                        buf.insert(key, o);
+                    }
+                    Err(e) => {
+                        self.problems.push(format!("{}/{key}: {e}", k.name()));
+                        if let Some(o) = kept {
+                            buf.insert(key, o);
+                        }
+                    }
+                }
+                false
+            }
+            Update::InitDone(k) => {
+                let new = self.relist.remove(&k).unwrap_or_default();
+                let changed = self.current.get(&k) != Some(&new) || !self.synced.get(&k).copied().unwrap_or(false);
+                self.current.insert(k, new);
+                self.synced.insert(k, true);
+                changed
+            }
+            Update::Apply(k, key, Ok(o)) => {
+                let m = self.current.entry(k).or_default();
+                if m.get(&key) == Some(&o) {
+                    return false;
+                }
+                m.insert(key, o);
+                true
+            }
+            Update::Apply(k, key, Err(e)) => {
+                // Keep the last valid version.
+                self.problems.push(format!("{}/{key}: {e}", k.name()));
+                false
+            }
+            Update::Delete(k, key) => self.current.get_mut(&k).is_some_and(|m| m.remove(&key).is_some()),
+            Update::Absent(k) => {
+                let had = self.current.get(&k).is_some_and(|m| !m.is_empty());
+                let first = !self.synced.get(&k).copied().unwrap_or(false);
+                self.current.insert(k, BTreeMap::new());
+                self.synced.insert(k, true);
+                had || first
+            }
+        }
+    }
+
+    /// Every kind has completed a first list (or is known to be absent).
+    pub fn synced(&self) -> bool {
+        KINDS.iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
+    }
+
+    pub fn world(&self) -> World {
+        let mut w = World::default();
+        for (k, m) in &self.current {
+            for o in m.values() {
+                match (k, o) {
+                    (_, Obj::Node(n)) => w.nodes.push(n.clone()),
+                    (_, Obj::Service(s)) => w.services.push(s.clone()),
+                    (_, Obj::EndpointSlice(s)) => w.endpoint_slices.push(s.clone()),
+                    (_, Obj::Policy(p)) => w.policies.push(p.clone()),
+                    (_, Obj::Pool(p)) => w.pools.push(p.clone()),
+                }
+            }
+        }
+        // Deterministic order whatever the map iteration: by kind's order of keys.
+        w.policies.sort_by(|a, b| a.name.cmp(&b.name));
+        w.pools.sort_by(|a, b| a.name.cmp(&b.name));
+        w
+    }
+}
+
+// ---- conversions: API objects to model types, through the same raw types as files ----
+
+fn key_of(ns: Option<&str>, name: &str) -> String {
+    match ns {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+fn raw<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let p = e.path().to_string();
+        format!("{p}: {}", e.into_inner())
+    })
+}
+
+fn diag_result<T>(name: &str, f: impl FnOnce(&mut Diag) -> T) -> (T, Vec<String>) {
+    let mut errors = Vec::new();
+    let t = f(&mut Diag { doc: name, errors: &mut errors });
+    (t, errors.iter().map(|e| e.to_string()).collect())
+}
+
+pub fn convert_node(n: &K8sNode) -> Result<Obj, String> {
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let r: NodeRaw = raw(serde_json::to_value(n).map_err(|e| e.to_string())?)?;
+    let (node, errs) = diag_result(&name, |d| Node::from_raw(&name, &r, d));
+    if !errs.is_empty() {
+        warn!(node = %name, "{}", errs.join("; "));
+    }
+    Ok(Obj::Node(node))
+}
+
+pub fn convert_service(s: &K8sService) -> Result<Obj, String> {
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let r: ServiceRaw = raw(serde_json::to_value(s).map_err(|e| e.to_string())?)?;
+    let (svc, errs) = diag_result(&name, |d| Service::from_raw(&name, &r, d));
+    if !errs.is_empty() {
+        // The API server validated it; what kbgp cannot read of it is skipped, not fatal.
+        debug!(service = %svc.key(), "{}", errs.join("; "));
+    }
+    Ok(Obj::Service(svc))
+}
+
+/// EndpointSlices keep only the endpoints on `node`.
+pub fn convert_endpoint_slice(s: &K8sEndpointSlice, node: &str) -> Result<Obj, String> {
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let r: EndpointSliceRaw = raw(serde_json::to_value(s).map_err(|e| e.to_string())?)?;
+    let mut slice = EndpointSlice::from_raw(&name, &r);
+    slice.endpoints.retain(|e| e.node.as_deref() == Some(node));
+    Ok(Obj::EndpointSlice(slice))
+}
+
+pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let spec: PeeringPolicySpec =
+        raw(o.data.get("spec").cloned().unwrap_or_default()).map_err(|e| format!("spec.{e}"))?;
+    let (p, errs) = diag_result(&name, |d| PeeringPolicy::from_spec(&name, kind, &spec, d));
+    match p {
+        Some(p) if errs.is_empty() => Ok(Obj::Policy(p)),
+        _ => Err(errs.join("; ")),
+    }
+}
+
+pub fn convert_pool(o: &DynamicObject) -> Result<Obj, String> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let r: PoolRaw = raw(serde_json::to_value(o).map_err(|e| e.to_string())?)?;
+    let mut warnings = Vec::new();
+    let (p, errs) = diag_result(&name, |d| LbPool::from_raw(&name, &r, d, &mut warnings));
+    if errs.is_empty() { Ok(Obj::Pool(p)) } else { Err(errs.join("; ")) }
+}
+
+// ---- the watchers ----
+
+async fn watch_kind<K>(
+    kind: Kind,
+    api: Api<K>,
+    cfg: watcher::Config,
+    convert: impl Fn(&K) -> Result<Obj, String>,
+    tx: mpsc::Sender<Update>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let key = |o: &K| key_of(o.meta().namespace.as_deref(), o.meta().name.as_deref().unwrap_or_default());
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut failing = false;
+    while let Some(ev) = stream.next().await {
+        let u = match ev {
+            Ok(watcher::Event::Init) => Update::Init(kind),
+            Ok(watcher::Event::InitApply(o)) => Update::InitApply(kind, key(&o), convert(&o)),
+            Ok(watcher::Event::InitDone) => {
+                if failing {
+                    info!(kind = kind.name(), "watch resynced");
+                    failing = false;
+                }
+                Update::InitDone(kind)
+            }
+            Ok(watcher::Event::Apply(o)) => Update::Apply(kind, key(&o), convert(&o)),
+            Ok(watcher::Event::Delete(o)) => Update::Delete(kind, key(&o)),
+            Err(e) => {
+                // Nothing changes: the last known objects stay until the watch resyncs.
+                if !failing {
+                    warn!(kind = kind.name(), "watch failed, keeping what is known and retrying: {e}");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        if tx.send(u).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until a CRD kind is served, reporting it absent meanwhile.
+async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) -> Option<ApiResource> {
+    let ar = kind.api_resource()?;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let mut reported = false;
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return Some(ar),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                if !reported {
+                    info!(kind = kind.name(), "not installed in this cluster; looking again every 30 s");
+                    if tx.send(Update::Absent(kind)).await.is_err() {
+                        return None;
+                    }
+                    reported = true;
+                }
+            }
+            Err(e) => debug!(kind = kind.name(), "cannot tell whether it is installed yet: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// Starts every watcher; returns the World as it changes (`None` until every kind is synced).
+/// Changes are coalesced for `debounce` before a new World is built.
+pub fn start(client: Client, node: String, debounce: Duration) -> watch::Receiver<Option<Arc<World>>> {
+    let (tx, mut rx) = mpsc::channel::<Update>(4096);
+    let (world_tx, world_rx) = watch::channel(None);
+
+    let c = client.clone();
+    let n = node.clone();
+    let t = tx.clone();
+    tokio::spawn(async move {
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={n}"));
+        watch_kind(Kind::Node, Api::<K8sNode>::all(c), cfg, convert_node, t).await
+    });
+    let (c, t) = (client.clone(), tx.clone());
+    tokio::spawn(async move {
+        watch_kind(Kind::Service, Api::<K8sService>::all(c), watcher::Config::default(), convert_service, t).await
+    });
+    let (c, t, n) = (client.clone(), tx.clone(), node.clone());
+    tokio::spawn(async move {
+        let convert = move |s: &K8sEndpointSlice| convert_endpoint_slice(s, &n);
+        watch_kind(Kind::EndpointSlice, Api::<K8sEndpointSlice>::all(c), watcher::Config::default(), convert, t).await
+    });
+    for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool] {
+        let (c, t) = (client.clone(), tx.clone());
+        tokio::spawn(async move {
+            let Some(ar) = wait_for_crd(kind, &c, &t).await else { return };
+            let api: Api<DynamicObject> = Api::all_with(c, &ar);
+            let convert = move |o: &DynamicObject| match kind {
+                Kind::KbgpPolicy => convert_policy(o, PolicyKind::Kbgp),
+                Kind::CiliumPolicy => convert_policy(o, PolicyKind::Cilium),
+                _ => convert_pool(o),
+            };
+            watch_kind(kind, api, watcher::Config::default(), convert, t).await
+        });
+    }
+    drop(tx);
+
+    tokio::spawn(async move {
+        let mut store = Store::default();
+        let mut dirty = false;
+        let mut logged = 0;
+        loop {
+            let timer = async {
+                if dirty && store.synced() { tokio::time::sleep(debounce).await } else { std::future::pending().await }
+            };
+            tokio::select! {
+                u = rx.recv() => match u {
+                    Some(u) => dirty |= store.apply(u),
+                    None => return,
+                },
+                _ = timer => {
+                    for p in &store.problems[logged..] {
+                        warn!("invalid object, keeping its last valid version if any: {p}");
+                    }
+                    logged = store.problems.len();
+                    dirty = false;
+                    if world_tx.send(Some(Arc::new(store.world()))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    world_rx
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! The store fed with watcher events, and the conversions from API objects.
+
+use super::*;
+use serde_json::json;
+
+fn svc(name: &str, label: &str) -> Obj {
+    let s: K8sService = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default", "labels": {"advertise-bgp": label},
+                     "managedFields": [{"manager": "kubectl"}], "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"}},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "20.0.0.100"}]}}
+    }))
+    .unwrap();
+    convert_service(&s).unwrap()
+}
+
+fn policy(hold: i64) -> Result<Obj, String> {
+    let o: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cilium.io/v2alpha1", "kind": "CiliumBGPPeeringPolicy",
+        "metadata": {"name": "rack0-65005"},
+        "spec": {"nodeSelector": {"matchLabels": {"rack": "rack0"}},
+                 "virtualRouters": [{"localASN": 65005, "neighbors": [{"peerAddress": "10.0.5.1/24", "peerASN": 65005, "holdTimeSeconds": hold}]}]}
+    }))
+    .unwrap();
+    convert_policy(&o, PolicyKind::Cilium)
+}
+
+/// A store where every kind but the listed ones has synced empty.
+fn store_synced_except(kinds: &[Kind]) -> Store {
+    let mut s = Store::default();
+    for k in KINDS.iter().filter(|k| !kinds.contains(k)) {
+        s.apply(Update::Init(*k));
+        s.apply(Update::InitDone(*k));
+    }
+    s
+}
+
+fn service_names(s: &Store) -> Vec<String> {
+    s.world().services.iter().map(|s| s.key()).collect()
+}
+
+#[test]
+fn nothing_until_every_kind_has_listed() {
+    let mut s = store_synced_except(&[Kind::Service, Kind::CiliumPool]);
+    assert!(!s.synced());
+    s.apply(Update::Init(Kind::Service));
+    s.apply(Update::InitDone(Kind::Service));
+    assert!(!s.synced());
+    assert!(s.apply(Update::Absent(Kind::CiliumPool)), "the first word about a kind is a change");
+    assert!(s.synced());
+}
+
+#[test]
+fn a_relist_replaces_at_init_done_only() {
+    let mut s = store_synced_except(&[]);
+    s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "true"))));
+    s.apply(Update::Apply(Kind::Service, "default/b".into(), Ok(svc("b", "true"))));
+    assert_eq!(service_names(&s), ["default/a", "default/b"]);
+    // The watch restarts: b was deleted meanwhile.
+    assert!(!s.apply(Update::Init(Kind::Service)));
+    assert!(!s.apply(Update::InitApply(Kind::Service, "default/a".into(), Ok(svc("a", "true")))));
+    assert_eq!(service_names(&s), ["default/a", "default/b"], "nothing changes before InitDone");
+    assert!(s.apply(Update::InitDone(Kind::Service)));
+    assert_eq!(service_names(&s), ["default/a"]);
+    // An identical relist is no change at all.
+    s.apply(Update::Init(Kind::Service));
+    s.apply(Update::InitApply(Kind::Service, "default/a".into(), Ok(svc("a", "true"))));
+    assert!(!s.apply(Update::InitDone(Kind::Service)));
+}
+
+#[test]
+fn updates_deletes_and_no_op_updates() {
+    let mut s = store_synced_except(&[]);
+    assert!(s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "true")))));
+    assert!(!s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "true")))), "same object");
+    assert!(s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "false")))));
+    assert!(s.apply(Update::Delete(Kind::Service, "default/a".into())));
+    assert!(!s.apply(Update::Delete(Kind::Service, "default/a".into())));
+}
+
+#[test]
+fn an_invalid_policy_keeps_its_last_valid_version() {
+    let mut s = store_synced_except(&[]);
+    assert!(s.apply(Update::Apply(Kind::CiliumPolicy, "rack0-65005".into(), policy(90))));
+    let bad = policy(2);
+    assert!(bad.as_ref().is_err_and(|e| e.contains("holdTimeSeconds: must be 3..=65535")), "{bad:?}");
+    assert!(!s.apply(Update::Apply(Kind::CiliumPolicy, "rack0-65005".into(), bad.clone())));
+    assert_eq!(s.world().policies[0].virtual_routers[0].neighbors[0].hold_time, 90);
+    assert_eq!(s.problems.len(), 1);
+    // Also through a relist.
+    s.apply(Update::Init(Kind::CiliumPolicy));
+    s.apply(Update::InitApply(Kind::CiliumPolicy, "rack0-65005".into(), bad));
+    assert!(!s.apply(Update::InitDone(Kind::CiliumPolicy)));
+    assert_eq!(s.world().policies.len(), 1);
+}
+
+#[test]
+fn services_keep_what_the_plan_reads() {
+    let Obj::Service(s) = svc("web", "true") else { panic!() };
+    assert_eq!(s.key(), "default/web");
+    assert_eq!(s.ingress_ips, vec!["20.0.0.100".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(s.ports, vec![80]);
+    assert_eq!(s.labels.len(), 1);
+    // Annotations are kept (LB IPAM reads some), managed fields are not modelled at all.
+    assert!(s.annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+}
+
+#[test]
+fn endpoint_slices_keep_only_this_nodes_endpoints() {
+    let e: K8sEndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.1.0.5"], "nodeName": "n1", "conditions": {"ready": true}},
+            {"addresses": ["10.1.1.5"], "nodeName": "n2", "conditions": {"ready": true}},
+            {"addresses": ["10.1.0.6"], "nodeName": "n1", "conditions": {"ready": false, "serving": true, "terminating": true}}
+        ]
+    }))
+    .unwrap();
+    let Obj::EndpointSlice(s) = convert_endpoint_slice(&e, "n1").unwrap() else { panic!() };
+    assert_eq!(s.service.as_deref(), Some("web"));
+    assert_eq!(s.endpoints.len(), 2);
+    assert!(s.endpoints[1].terminating && s.endpoints[1].serving && !s.endpoints[1].ready);
+}
+
+#[test]
+fn pools_and_nodes_convert() {
+    let p: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "cilium.io/v2alpha1", "kind": "CiliumLoadBalancerIPPool",
+        "metadata": {"name": "lb-pool", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"blocks": [{"start": "20.0.0.100", "stop": "20.0.0.200"}]}
+    }))
+    .unwrap();
+    let Obj::Pool(pool) = convert_pool(&p).unwrap() else { panic!() };
+    assert!(pool.contains(&"20.0.0.150".parse().unwrap()));
+    assert_eq!(pool.creation_timestamp.as_deref(), Some("2026-01-01T00:00:00Z"));
+    let bad: DynamicObject =
+        serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"blocks": [{"cidr": "nope"}]}})).unwrap();
+    assert_eq!(convert_pool(&bad).unwrap_err(), "x: spec.blocks[0].cidr: \"nope\" is not a CIDR");
+    let n: K8sNode = serde_json::from_value(json!({
+        "metadata": {"name": "n1", "labels": {"rack": "rack0"}, "annotations": {"kbgp.io/virtual-router.65005": "local-port=179"}},
+        "spec": {"podCIDRs": ["10.1.0.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.5.11"}, {"type": "Hostname", "address": "n1"}]}
+    }))
+    .unwrap();
+    let Obj::Node(node) = convert_node(&n).unwrap() else { panic!() };
+    assert_eq!(node.pod_cidrs.len(), 1);
+    assert_eq!(node.addresses.len(), 1);
+}
