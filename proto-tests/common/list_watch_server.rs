@@ -71,9 +71,9 @@ struct Target {
 /// `/api/v1/namespaces/ns/services/name/status` -> resource `api/v1/services`, ns, name, status.
 fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (prefix_len, rest) = match parts.first()? {
-        &"api" => (2, &parts[2..]),
-        &"apis" => (3, parts.get(3..)?),
+    let (prefix_len, rest) = match *parts.first()? {
+        "api" => (2, parts.get(2..)?),
+        "apis" => (3, parts.get(3..)?),
         _ => return None,
     };
     let prefix = parts[..prefix_len].join("/");
