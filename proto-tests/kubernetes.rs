@@ -178,3 +178,139 @@ fn an_api_server_that_misbehaves_or_disappears_withdraws_nothing() {
     assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), transitions, "the session was reset");
     assert!(s.peer.established().unwrap());
 }
+
+const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
+
+/// A LoadBalancer Service with no address yet.
+fn bare_service(name: &str, annotations: &str, extra: &str) -> String {
+    format!(
+        r#"{{apiVersion: v1, kind: Service, metadata: {{name: {name}, namespace: default, labels: {{advertise-bgp: "true"}}, annotations: {{{annotations}}}}},
+            spec: {{type: LoadBalancer, ports: [{{port: 80}}]{extra}}}}}"#
+    )
+}
+
+fn ingress(s: &ListWatchServer, name: &str) -> Vec<String> {
+    s.get(SERVICES, Some("default"), name)
+        .and_then(|o| o["status"]["loadBalancer"]["ingress"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn wait_ingress(s: &ListWatchServer, name: &str, want: &[&str]) {
+    wait_for(&format!("{name}'s status.loadBalancer.ingress to be {want:?}"), Duration::from_secs(30), || {
+        let got = ingress(s, name);
+        if got == want { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+}
+
+fn lease_holder(s: &ListWatchServer) -> Option<String> {
+    s.get(LEASES, Some("kube-system"), "kbgp-lb-ipam")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn lb_ipam_assigns_honours_requests_reports_conflicts_and_releases() {
+    let mut lab = Lab::new("k8s-ipam");
+    let peer = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    server.set_missing(KBGP_POLICIES);
+    seed_objects(&server, &lab);
+    let kbgp = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &[]);
+
+    // The seed's Service has no address: the controller gives it the pool's first, kbgp
+    // announces it, FRR has it.
+    server.apply(SERVICES, &bare_service("nginx-service", "", ""));
+    wait_ingress(&server, "nginx-service", &["20.0.0.100"]);
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.100/32"]), Duration::from_secs(30));
+    // A requested address.
+    server.apply(SERVICES, &bare_service("asks", "lbipam.cilium.io/ips: 20.0.0.150", ""));
+    wait_ingress(&server, "asks", &["20.0.0.150"]);
+    // A request outside every pool: nothing written, the conflict is reported.
+    server.apply(SERVICES, &bare_service("lost", "kbgp.io/ips: 192.0.2.1", ""));
+    let log = lab.path("kbgp-node1.log");
+    wait_for("the conflict in kbgp's log", Duration::from_secs(20), || {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("LB IPAM: default/lost: requested 192.0.2.1 is in no pool") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    assert!(ingress(&server, "lost").is_empty());
+    // The pool's status, in Cilium's conditions.
+    wait_for("the pool's status", Duration::from_secs(20), || {
+        let p = server.get(CILIUM_POOLS, None, "lb-pool").unwrap_or_default();
+        let c = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let used =
+            c.iter().find(|c| c["type"] == "cilium.io/IPsUsed").and_then(|c| c["message"].as_str().map(str::to_owned));
+        if used.as_deref() == Some("2") { Ok(()) } else { Err(format!("{c:?}")) }
+    });
+    // An overlapping kbgp pool: conflicting, in its own status.
+    server.apply(
+        KBGP_POOLS,
+        "{apiVersion: kbgp.io/v1alpha1, kind: LoadBalancerIPPool, metadata: {name: zz-overlap, creationTimestamp: \"2026-06-01T00:00:00Z\"},
+          spec: {blocks: [{cidr: 20.0.0.128/28}]}}",
+    );
+    wait_for("the overlapping pool to be marked conflicting", Duration::from_secs(20), || {
+        let p = server.get(KBGP_POOLS, None, "zz-overlap").unwrap_or_default();
+        match p["status"]["conflict"].as_str() {
+            Some(c) if c.contains("overlaps the older pool lb-pool") => Ok(()),
+            _ => Err(format!("{}", p["status"])),
+        }
+    });
+    // Another controller's Service is left alone, and a Service that stops being a
+    // LoadBalancer gives its address back.
+    server.apply(
+        SERVICES,
+        r#"{apiVersion: v1, kind: Service, metadata: {name: cloud, namespace: default},
+            spec: {type: LoadBalancer, loadBalancerClass: example.com/cloud}, status: {loadBalancer: {ingress: [{ip: 20.0.0.160}]}}}"#,
+    );
+    let asks = server.get(SERVICES, Some("default"), "asks").unwrap();
+    let mut changed = asks.clone();
+    changed["spec"]["type"] = serde_json::json!("ClusterIP");
+    server.apply(SERVICES, &changed.to_string());
+    wait_ingress(&server, "asks", &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ingress(&server, "cloud"), ["20.0.0.160"]);
+    assert!(
+        !server.writes().iter().any(|(_, path, _)| path.contains("/services/cloud")),
+        "kbgp wrote to another controller's Service"
+    );
+    drop(kbgp);
+}
+
+#[test]
+fn a_second_replica_takes_the_lease_over() {
+    let lab = Lab::new("k8s-lease");
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    server.set_missing(KBGP_POLICIES);
+    server.set_missing(KBGP_POOLS);
+    seed_objects(&server, &lab);
+    let lease = ["--lease-duration", "6"];
+    let mut a = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", "127.0.0.1:9181", &lease);
+    wait_for("a leader", Duration::from_secs(20), || lease_holder(&server).ok_or_else(|| "no holder".to_string()));
+    let b = Kbgp::start_kube(&lab, &server.kubeconfig(), "node2", "127.0.0.1:9182", &lease);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(lease_holder(&server).as_deref(), Some("node1"), "the first replica keeps leading");
+    server.apply(SERVICES, &bare_service("one", "", ""));
+    wait_ingress(&server, "one", &["20.0.0.100"]);
+    // The leader dies without releasing its lease: the other takes over within the duration.
+    a.proc.signal("KILL");
+    a.proc.wait_exit(Duration::from_secs(5));
+    let t0 = std::time::Instant::now();
+    wait_for("node2 to take the lease over", Duration::from_secs(12), || match lease_holder(&server) {
+        Some(h) if h == "node2" => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    println!("lease taken over {:?} after the leader died (lease duration 6 s)", t0.elapsed());
+    server.apply(SERVICES, &bare_service("two", "", ""));
+    wait_ingress(&server, "two", &["20.0.0.101"]);
+    // A leader that stops cleanly hands the lease back at once.
+    b.proc.signal("TERM");
+    wait_for("the lease to be released", Duration::from_secs(10), || match lease_holder(&server) {
+        None => Ok(()),
+        Some(h) => Err(h),
+    });
+}

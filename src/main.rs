@@ -37,6 +37,22 @@ enum Cmd {
         /// Seconds between checks of the file for changes (SIGHUP reloads at once).
         #[arg(long, default_value_t = 1)]
         watch_interval: u64,
+        /// Kubernetes mode: take part in the LB IPAM controller (one replica leads, elected by
+        /// a Lease, and writes Services' status.loadBalancer.ingress and pools' status).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        lb_ipam: bool,
+        /// Namespace of the LB IPAM Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+        lease_namespace: String,
+        /// Name of the LB IPAM Lease.
+        #[arg(long, default_value = "kbgp-lb-ipam")]
+        lease_name: String,
+        /// This replica's identity in the Lease (default: the pod's name, else the node's).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Seconds a Lease holder may go without renewing before another replica takes over.
+        #[arg(long, default_value_t = 15)]
+        lease_duration: u64,
     },
     /// Print the CustomResourceDefinitions of kbgp's kinds, or write them to a directory.
     Crds {
@@ -149,7 +165,18 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Run { config, kubernetes: _, node, metrics_addr, watch_interval } => {
+        Cmd::Run {
+            config,
+            kubernetes: _,
+            node,
+            metrics_addr,
+            watch_interval,
+            lb_ipam,
+            lease_namespace,
+            lease_name,
+            identity,
+            lease_duration,
+        } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -158,11 +185,18 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let lb_ipam = (lb_ipam && config.is_empty()).then(|| kbgp::ipam::controller::Options {
+                identity: identity.or_else(|| node.clone()).unwrap_or_else(|| "kbgp".into()),
+                namespace: lease_namespace,
+                lease_name,
+                lease_duration: Duration::from_secs(lease_duration.max(3)),
+            });
             let opts = kbgp::daemon::RunOptions {
                 config,
                 node,
                 metrics_addr,
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
+                lb_ipam,
             };
             match rt.block_on(kbgp::daemon::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use super::World;
 use super::error::{ConfigError, Diag};
 use super::k8s::{EndpointSlice, EndpointSliceRaw, Node, NodeRaw, Service, ServiceRaw};
 use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
-use super::pool::{LbPool, PoolRaw};
+use super::pool::{LbPool, PoolKind, PoolRaw};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ struct PolicyRaw {
 /// What a document is, from its apiVersion and kind.
 enum Kind {
     Policy(PolicyKind),
-    Pool,
+    Pool(PoolKind),
     Node,
     Service,
     EndpointSlice,
@@ -41,8 +41,8 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
     Some(match (api_version, kind) {
         ("cilium.io/v2alpha1", "CiliumBGPPeeringPolicy") => Kind::Policy(PolicyKind::Cilium),
         ("kbgp.io/v1alpha1", "BGPPeeringPolicy") => Kind::Policy(PolicyKind::Kbgp),
-        ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumLoadBalancerIPPool")
-        | ("kbgp.io/v1alpha1", "LoadBalancerIPPool") => Kind::Pool,
+        ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumLoadBalancerIPPool") => Kind::Pool(PoolKind::Cilium),
+        ("kbgp.io/v1alpha1", "LoadBalancerIPPool") => Kind::Pool(PoolKind::Kbgp),
         ("v1", "Node") => Kind::Node,
         ("v1", "Service") => Kind::Service,
         ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
@@ -112,10 +112,10 @@ impl Loader<'_> {
                     self.loaded.world.policies.push(p);
                 }
             }
-            Kind::Pool => {
+            Kind::Pool(pk) => {
                 if let Some(raw) = typed::<PoolRaw>(v, &name, d.errors) {
                     let before = d.errors.len();
-                    let p = LbPool::from_raw(&name, &raw, &mut d, &mut self.loaded.warnings);
+                    let p = LbPool::from_raw(pk, &name, &raw, &mut d, &mut self.loaded.warnings);
                     if d.errors.len() == before {
                         self.loaded.world.pools.push(p);
                     }

@@ -68,7 +68,7 @@ pub struct PoolSpec {
 
 /// What LB IPAM writes to a pool's `status`. Counts are decimal strings: an IPv6 pool can hold
 /// more addresses than a 64-bit integer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatusCr {
     /// Addresses the pool holds.
@@ -110,8 +110,17 @@ impl Block {
     }
 }
 
+/// Which API a pool comes from (its status is written in that API's shape).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    #[default]
+    Cilium,
+    Kbgp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbPool {
+    pub kind: PoolKind,
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
@@ -125,7 +134,13 @@ pub struct LbPool {
 }
 
 impl LbPool {
-    pub(crate) fn from_raw(name: &str, r: &PoolRaw, d: &mut Diag, warnings: &mut Vec<String>) -> LbPool {
+    pub(crate) fn from_raw(
+        kind: PoolKind,
+        name: &str,
+        r: &PoolRaw,
+        d: &mut Diag,
+        warnings: &mut Vec<String>,
+    ) -> LbPool {
         let mut blocks = Vec::new();
         if !r.spec.cidrs.is_empty() {
             warnings.push(format!("{name}: spec.cidrs was removed in Cilium 1.16; kbgp reads it as spec.blocks"));
@@ -182,6 +197,7 @@ impl LbPool {
             }
         };
         LbPool {
+            kind,
             name: name.to_string(),
             labels: r.metadata.labels.clone(),
             creation_timestamp: r.metadata.creation_timestamp.clone(),

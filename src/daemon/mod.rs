@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub metrics_addr: SocketAddr,
     /// How often the file is checked for changes.
     pub watch_interval: Duration,
+    /// Kubernetes mode: take part in the LB IPAM controller's election.
+    pub lb_ipam: Option<ipam::controller::Options>,
 }
 
 /// The message of the Cease sent on SIGTERM / SIGINT.
@@ -314,12 +316,13 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
         "Kubernetes mode needs the node's name: set NODE_NAME (from the downward API's spec.nodeName) or pass --node; \
          to run from files, pass --config",
     )?;
-    let client = kube::Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let client = kube::Client::try_default().await.map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
-    let mut worlds = crate::source::kube::start(client, node.clone(), KUBE_DEBOUNCE);
+    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), KUBE_DEBOUNCE);
+    let controller = opts.lb_ipam.clone().map(|o| ipam::controller::start(client, o, worlds.clone()));
     let mut sig = Signals::new()?;
     let mut d = Daemon::new(metrics.clone());
     let mut last_error: Option<String> = None;
@@ -353,6 +356,10 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
                 }
             }
         }
+    }
+    if let Some((stop, task)) = controller {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     d.shutdown().await;
     info!("stopped");

@@ -7,7 +7,8 @@
 //!
 //! - Services of `type: LoadBalancer` without a `loadBalancerClass`, or with kbgp's or Cilium's
 //!   BGP class, get addresses; others are left alone.
-//! - Addresses a Service already has (`status.loadBalancer.ingress`) are kept.
+//! - Addresses a Service already has (`status.loadBalancer.ingress`) are kept; addresses any
+//!   other Service holds (another controller's) are never handed out.
 //! - A Service may ask for addresses: annotation `kbgp.io/ips`, `lbipam.cilium.io/ips` or
 //!   `io.cilium/lb-ipam-ips` (the first present; comma-separated), plus `spec.loadBalancerIP`.
 //!   Each must be in an enabled pool that selects the Service and not held by another Service.
@@ -21,6 +22,7 @@
 //! - Order: Services by `creationTimestamp`, then namespace/name. In a file, Services without
 //!   timestamps that are added later can shift unpinned addresses: pin what must not move.
 
+pub mod controller;
 mod range;
 
 use crate::config::pool::LbPool;
@@ -223,6 +225,13 @@ pub fn allocate(world: &World) -> Allocation {
         State { services: &world.services, owners: HashMap::new(), used: BTreeSet::new(), out: Allocation::default() };
     st.out.problems = problems;
 
+    // Addresses other controllers' Services hold are taken, even inside a pool.
+    for (i, s) in world.services.iter().enumerate().filter(|(_, s)| !s.is_kbgp_load_balancer()) {
+        for ip in &s.ingress_ips {
+            st.owners.entry(*ip).or_default().push(i);
+            st.used.insert(num(*ip));
+        }
+    }
     // Addresses Services already have stay theirs.
     for &i in &order {
         for ip in world.services[i].ingress_ips.clone() {

@@ -254,6 +254,25 @@ fn exhaustion_and_services_that_are_not_ours() {
 }
 
 #[test]
+fn addresses_held_by_another_controllers_services_are_never_handed_out() {
+    let theirs = "apiVersion: v1\nkind: Service\nmetadata: {name: cloud}\nspec: {type: LoadBalancer, loadBalancerClass: example.com/cloud}\nstatus: {loadBalancer: {ingress: [{ip: 20.0.0.100}]}}\n";
+    let a = allocate(&world(&[
+        pool("lb-pool", SEED_LAB_POOL),
+        theirs.into(),
+        svc("mine", "", ""),
+        svc("asks", "annotations: {kbgp.io/ips: \"20.0.0.100\"}", ""),
+    ]));
+    assert_eq!(ips(&a, "default/mine"), vec!["20.0.0.101"]);
+    assert!(!a.services.contains_key("default/cloud"), "not ours to assign");
+    assert_eq!(
+        problems(&a),
+        vec![
+            "default/asks: 20.0.0.100 is already assigned to default/cloud, and they cannot share it: they do not have the same sharing key"
+        ]
+    );
+}
+
+#[test]
 fn apply_fills_only_services_without_addresses() {
     let held = "apiVersion: v1\nkind: Service\nmetadata: {name: held}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.7}]}}\n";
     let mut w = world(&[pool("lb-pool", SEED_LAB_POOL), held.into(), svc("new", "", "")]);

@@ -18,7 +18,7 @@
 use crate::config::error::Diag;
 use crate::config::k8s::{EndpointSliceRaw, NodeRaw, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
-use crate::config::pool::PoolRaw;
+use crate::config::pool::{PoolKind, PoolRaw};
 use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
@@ -260,11 +260,11 @@ pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String
     }
 }
 
-pub fn convert_pool(o: &DynamicObject) -> Result<Obj, String> {
+pub fn convert_pool(o: &DynamicObject, kind: PoolKind) -> Result<Obj, String> {
     let name = o.metadata.name.clone().unwrap_or_default();
     let r: PoolRaw = raw(serde_json::to_value(o).map_err(|e| e.to_string())?)?;
     let mut warnings = Vec::new();
-    let (p, errs) = diag_result(&name, |d| LbPool::from_raw(&name, &r, d, &mut warnings));
+    let (p, errs) = diag_result(&name, |d| LbPool::from_raw(kind, &name, &r, d, &mut warnings));
     if errs.is_empty() { Ok(Obj::Pool(p)) } else { Err(errs.join("; ")) }
 }
 
@@ -363,7 +363,8 @@ pub fn start(client: Client, node: String, debounce: Duration) -> watch::Receive
             let convert = move |o: &DynamicObject| match kind {
                 Kind::KbgpPolicy => convert_policy(o, PolicyKind::Kbgp),
                 Kind::CiliumPolicy => convert_policy(o, PolicyKind::Cilium),
-                _ => convert_pool(o),
+                Kind::KbgpPool => convert_pool(o, PoolKind::Kbgp),
+                _ => convert_pool(o, PoolKind::Cilium),
             };
             watch_kind(kind, api, watcher::Config::default(), convert, t).await
         });

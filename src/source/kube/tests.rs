@@ -131,12 +131,12 @@ fn pools_and_nodes_convert() {
         "spec": {"blocks": [{"start": "20.0.0.100", "stop": "20.0.0.200"}]}
     }))
     .unwrap();
-    let Obj::Pool(pool) = convert_pool(&p).unwrap() else { panic!() };
+    let Obj::Pool(pool) = convert_pool(&p, PoolKind::Cilium).unwrap() else { panic!() };
     assert!(pool.contains(&"20.0.0.150".parse().unwrap()));
     assert_eq!(pool.creation_timestamp.as_deref(), Some("2026-01-01T00:00:00Z"));
     let bad: DynamicObject =
         serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"blocks": [{"cidr": "nope"}]}})).unwrap();
-    assert_eq!(convert_pool(&bad).unwrap_err(), "x: spec.blocks[0].cidr: \"nope\" is not a CIDR");
+    assert_eq!(convert_pool(&bad, PoolKind::Kbgp).unwrap_err(), "x: spec.blocks[0].cidr: \"nope\" is not a CIDR");
     let n: K8sNode = serde_json::from_value(json!({
         "metadata": {"name": "n1", "labels": {"rack": "rack0"}, "annotations": {"kbgp.io/virtual-router.65005": "local-port=179"}},
         "spec": {"podCIDRs": ["10.1.0.0/24"]},

@@ -1,0 +1,450 @@
+//! The in-cluster LB IPAM controller: exactly one replica, elected through a
+//! `coordination.k8s.io/v1` Lease, writes what [`allocate`](super::allocate) decides.
+//!
+//! - Every kbgp agent runs the election; the holder renews every third of the lease duration,
+//!   a new leader takes over once a lease is older than its duration, and a leader that cannot
+//!   renew for a whole duration stops writing. On shutdown the leader releases the lease.
+//! - It writes `status.loadBalancer.ingress` of Services that have none, and clears it on
+//!   Services that are no longer of type LoadBalancer when every address there is from a
+//!   pool. It never rewrites addresses a Service already has: another controller's
+//!   assignment, or a conflict, is reported, not overwritten.
+//! - It writes each pool's status: kbgp pools get `ipsTotal`, `ipsAvailable`, `ipsUsed` and
+//!   `conflict`; Cilium pools get Cilium's conditions (`cilium.io/IPsTotal`, ...).
+
+use super::{Allocation, allocate};
+use crate::config::pool::{PoolKind, PoolStatusCr};
+use crate::config::{ServiceType, World};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Service as K8sService;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// This replica's name in the Lease.
+    pub identity: String,
+    pub namespace: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+}
+
+/// What to do about the Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseAction {
+    Create,
+    Renew,
+    /// Free or expired: take it.
+    TakeOver,
+    /// Someone else holds it until then.
+    Wait {
+        holder: String,
+        until: Timestamp,
+    },
+}
+
+/// Decides from the Lease as read (pure).
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseAction {
+    let Some(spec) = spec else { return LeaseAction::Create };
+    let holder = spec.holder_identity.clone().unwrap_or_default();
+    if holder == me {
+        return LeaseAction::Renew;
+    }
+    if holder.is_empty() {
+        return LeaseAction::TakeOver;
+    }
+    match (&spec.renew_time, spec.lease_duration_seconds) {
+        (Some(MicroTime(renewed)), Some(secs)) => {
+            let until = renewed.saturating_add(SignedDuration::from_secs(secs as i64)).unwrap_or(*renewed);
+            if now < until { LeaseAction::Wait { holder, until } } else { LeaseAction::TakeOver }
+        }
+        _ => LeaseAction::TakeOver,
+    }
+}
+
+/// The status writes a World needs (pure).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Writes {
+    /// (namespace, name, addresses): set `status.loadBalancer.ingress`; empty clears it.
+    pub services: Vec<(String, String, Vec<IpAddr>)>,
+    pub pools: Vec<(PoolKind, String, PoolStatusCr)>,
+}
+
+pub fn writes(world: &World, a: &Allocation) -> Writes {
+    let mut w = Writes::default();
+    for s in &world.services {
+        if s.is_kbgp_load_balancer() {
+            if s.ingress_ips.is_empty()
+                && let Some(v) = a.services.get(&s.key())
+            {
+                w.services.push((s.namespace.clone(), s.name.clone(), v.iter().map(|(ip, _)| *ip).collect()));
+            }
+        } else if !s.ingress_ips.is_empty()
+            && s.kind != ServiceType::LoadBalancer
+            && s.ingress_ips.iter().all(|ip| world.pools.iter().any(|p| p.contains(ip)))
+        {
+            // No longer a LoadBalancer: release the addresses it had from the pools. (A
+            // LoadBalancer of another class is another controller's, whatever its addresses;
+            // Kubernetes does not let a Service change its class.)
+            w.services.push((s.namespace.clone(), s.name.clone(), Vec::new()));
+        }
+    }
+    for p in &a.pools {
+        let kind = world.pools.iter().find(|x| x.name == p.name).map(|x| x.kind).unwrap_or_default();
+        w.pools.push((
+            kind,
+            p.name.clone(),
+            PoolStatusCr {
+                ips_total: p.total.to_string(),
+                ips_available: p.available().to_string(),
+                ips_used: p.used.to_string(),
+                conflict: p.conflict.clone(),
+            },
+        ));
+    }
+    w
+}
+
+fn lease_spec(
+    me: &str,
+    duration: Duration,
+    now: Timestamp,
+    acquired: Option<MicroTime>,
+    transitions: i32,
+) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: Some(me.to_string()),
+        lease_duration_seconds: Some(duration.as_secs() as i32),
+        acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(transitions),
+        ..Default::default()
+    }
+}
+
+struct Elector {
+    api: Api<Lease>,
+    opts: Options,
+    leader: bool,
+    last_renew: Option<std::time::Instant>,
+}
+
+impl Elector {
+    /// One round: returns whether this replica leads now.
+    async fn step(&mut self) -> bool {
+        let now = Timestamp::now();
+        let current = match self.api.get_opt(&self.opts.lease_name).await {
+            Ok(l) => l,
+            Err(e) => {
+                debug!("reading the lease: {e}");
+                return self.keep_or_lose();
+            }
+        };
+        let me = self.opts.identity.clone();
+        let action = decide(current.as_ref().and_then(|l| l.spec.as_ref()), &me, now);
+        let result = match (&action, current) {
+            (LeaseAction::Create, _) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.opts.lease_name.clone()),
+                        namespace: Some(self.opts.namespace.clone()),
+                        ..Default::default()
+                    },
+                    spec: Some(lease_spec(&me, self.opts.lease_duration, now, None, 0)),
+                };
+                self.api.create(&PostParams::default(), &lease).await.map(|_| ())
+            }
+            (LeaseAction::Renew | LeaseAction::TakeOver, Some(mut lease)) => {
+                let old = lease.spec.clone().unwrap_or_default();
+                let (acquired, transitions) = if action == LeaseAction::Renew {
+                    (old.acquire_time, old.lease_transitions.unwrap_or(0))
+                } else {
+                    (None, old.lease_transitions.unwrap_or(0) + 1)
+                };
+                lease.spec = Some(lease_spec(&me, self.opts.lease_duration, now, acquired, transitions));
+                // The resourceVersion read makes this a compare-and-swap: one replica wins.
+                self.api.replace(&self.opts.lease_name, &PostParams::default(), &lease).await.map(|_| ())
+            }
+            (LeaseAction::Wait { holder, until }, _) => {
+                if self.leader {
+                    info!(holder = %holder, "LB IPAM: another replica holds the lease now; no longer writing");
+                }
+                self.leader = false;
+                debug!(holder = %holder, until = %until, "LB IPAM: lease held elsewhere");
+                return false;
+            }
+            (_, None) => return self.keep_or_lose(),
+        };
+        match result {
+            Ok(()) => {
+                if !self.leader {
+                    info!(identity = %me, lease = %format!("{}/{}", self.opts.namespace, self.opts.lease_name), "LB IPAM: this replica is the leader");
+                }
+                self.leader = true;
+                self.last_renew = Some(std::time::Instant::now());
+                true
+            }
+            Err(e) => {
+                debug!("LB IPAM: lease write lost or failed: {e}");
+                self.keep_or_lose()
+            }
+        }
+    }
+
+    /// After a failed round: a leader stays one until its lease has surely expired.
+    fn keep_or_lose(&mut self) -> bool {
+        if self.leader && self.last_renew.is_some_and(|t| t.elapsed() >= self.opts.lease_duration) {
+            warn!("LB IPAM: could not renew the lease for a whole lease duration; no longer writing");
+            self.leader = false;
+        }
+        self.leader
+    }
+
+    /// Gives the lease up so another replica takes over at once.
+    async fn release(&mut self) {
+        if !self.leader {
+            return;
+        }
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.opts.lease_name).await
+            && lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.opts.identity.as_str())
+        {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+            }
+            match self.api.replace(&self.opts.lease_name, &PostParams::default(), &lease).await {
+                Ok(_) => info!("LB IPAM: lease released"),
+                Err(e) => warn!("LB IPAM: could not release the lease: {e}"),
+            }
+        }
+        self.leader = false;
+    }
+}
+
+fn condition(t: &str, status: &str, reason: &str, message: &str, now: &str) -> serde_json::Value {
+    json!({"type": t, "status": status, "reason": reason, "message": message, "lastTransitionTime": now})
+}
+
+struct Writer {
+    client: Client,
+    /// Pool statuses written, so unchanged ones are not written again.
+    pools: HashMap<String, PoolStatusCr>,
+    problems: BTreeSet<String>,
+}
+
+impl Writer {
+    async fn reconcile(&mut self, world: &World) {
+        let a = allocate(world);
+        let now_problems: BTreeSet<String> = a.problems.iter().map(|p| p.to_string()).collect();
+        for p in now_problems.difference(&self.problems) {
+            warn!("LB IPAM: {p}");
+        }
+        self.problems = now_problems;
+        let w = writes(world, &a);
+        for (ns, name, ips) in &w.services {
+            let api: Api<K8sService> = Api::namespaced(self.client.clone(), ns);
+            let patch = if ips.is_empty() {
+                json!({"status": {"loadBalancer": {"ingress": null}}})
+            } else {
+                let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
+                json!({"status": {"loadBalancer": {"ingress": ingress}}})
+            };
+            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) if ips.is_empty() => info!(service = %format!("{ns}/{name}"), "LB IPAM: released its addresses"),
+                Ok(_) => info!(service = %format!("{ns}/{name}"), addresses = ?ips, "LB IPAM: assigned"),
+                Err(e) => {
+                    warn!(service = %format!("{ns}/{name}"), "LB IPAM: could not write the Service's status: {e}")
+                }
+            }
+        }
+        for (kind, name, st) in w.pools {
+            if self.pools.get(&name) == Some(&st) {
+                continue;
+            }
+            let (group, version, k, plural) = match kind {
+                PoolKind::Kbgp => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
+                PoolKind::Cilium => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
+            };
+            let ar = kube::api::ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk(group, version, k),
+                plural,
+            );
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let patch = match kind {
+                PoolKind::Kbgp => json!({"status": st}),
+                PoolKind::Cilium => {
+                    let now = Timestamp::now().to_string();
+                    let (c, r, m) = match &st.conflict {
+                        Some(why) => ("True", "cidr_overlap", why.as_str()),
+                        None => ("False", "resolved", ""),
+                    };
+                    json!({"status": {"conditions": [
+                        condition("cilium.io/IPsTotal", "Unknown", "noreason", &st.ips_total, &now),
+                        condition("cilium.io/IPsAvailable", "Unknown", "noreason", &st.ips_available, &now),
+                        condition("cilium.io/IPsUsed", "Unknown", "noreason", &st.ips_used, &now),
+                        condition("cilium.io/PoolConflict", c, r, m, &now),
+                    ]}})
+                }
+            };
+            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    debug!(pool = %name, "LB IPAM: pool status written");
+                    self.pools.insert(name, st);
+                }
+                Err(e) => warn!(pool = %name, "LB IPAM: could not write the pool's status: {e}"),
+            }
+        }
+    }
+}
+
+/// Runs the election and, while leading, keeps status in line with each new World. Send on
+/// the returned channel to stop (the lease is released).
+pub fn start(
+    client: Client,
+    opts: Options,
+    mut worlds: watch::Receiver<Option<Arc<World>>>,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop_tx, mut stop) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut elector = Elector {
+            api: Api::namespaced(client.clone(), &opts.namespace),
+            opts: opts.clone(),
+            leader: false,
+            last_renew: None,
+        };
+        let mut writer = Writer { client, pools: HashMap::new(), problems: BTreeSet::new() };
+        let renew = opts.lease_duration / 3;
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    elector.release().await;
+                    return;
+                }
+                _ = tokio::time::sleep_until(next) => {
+                    let was = elector.leader;
+                    let leads = elector.step().await;
+                    next = tokio::time::Instant::now() + if leads { renew } else { renew.min(Duration::from_secs(2)) };
+                    if leads && !was {
+                        // A new leader writes everything once.
+                        writer.pools.clear();
+                        let w = worlds.borrow().clone();
+                        if let Some(w) = w {
+                            writer.reconcile(&w).await;
+                        }
+                    }
+                }
+                changed = worlds.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let w = worlds.borrow_and_update().clone();
+                    if let (true, Some(w)) = (elector.leader, w) {
+                        writer.reconcile(&w).await;
+                    }
+                }
+            }
+        }
+    });
+    (stop_tx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn spec(holder: Option<&str>, renewed: &str, secs: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            renew_time: Some(MicroTime(ts(renewed))),
+            lease_duration_seconds: Some(secs),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lease_decisions() {
+        let now = ts("2026-01-01T00:00:10Z");
+        assert_eq!(decide(None, "a", now), LeaseAction::Create);
+        assert_eq!(decide(Some(&spec(Some("a"), "2026-01-01T00:00:00Z", 15)), "a", now), LeaseAction::Renew);
+        assert_eq!(
+            decide(Some(&spec(Some("b"), "2026-01-01T00:00:00Z", 15)), "a", now),
+            LeaseAction::Wait { holder: "b".into(), until: ts("2026-01-01T00:00:15Z") }
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("b"), "2026-01-01T00:00:00Z", 5)), "a", now),
+            LeaseAction::TakeOver,
+            "expired"
+        );
+        assert_eq!(decide(Some(&spec(None, "2026-01-01T00:00:09Z", 15)), "a", now), LeaseAction::TakeOver, "released");
+    }
+
+    fn world(text: &str) -> World {
+        load_str(text, "t").unwrap().world
+    }
+
+    #[test]
+    fn writes_assign_release_and_never_overwrite() {
+        let w = world(
+            r#"
+apiVersion: cilium.io/v2alpha1
+kind: CiliumLoadBalancerIPPool
+metadata: {name: lb-pool}
+spec: {blocks: [{start: 20.0.0.100, stop: 20.0.0.200}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: new}
+spec: {type: LoadBalancer}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: held}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 20.0.0.150}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: was-lb}
+spec: {type: ClusterIP}
+status: {loadBalancer: {ingress: [{ip: 20.0.0.120}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cloud}
+spec: {type: LoadBalancer, loadBalancerClass: example.com/cloud}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cloud-in-pool}
+spec: {type: LoadBalancer, loadBalancerClass: example.com/cloud}
+status: {loadBalancer: {ingress: [{ip: 20.0.0.170}]}}
+"#,
+        );
+        let a = allocate(&w);
+        let out = writes(&w, &a);
+        let svc: Vec<(String, Vec<String>)> =
+            out.services.iter().map(|(_, n, ips)| (n.clone(), ips.iter().map(|i| i.to_string()).collect())).collect();
+        assert_eq!(svc, vec![("new".to_string(), vec!["20.0.0.100".to_string()]), ("was-lb".to_string(), vec![])]);
+        assert_eq!(out.pools.len(), 1);
+        let (kind, name, st) = &out.pools[0];
+        assert_eq!((kind, name.as_str()), (&PoolKind::Cilium, "lb-pool"));
+        // Used: new, held, and two addresses other Services still show (was-lb until released,
+        // cloud-in-pool for good).
+        assert_eq!((st.ips_total.as_str(), st.ips_used.as_str(), st.ips_available.as_str()), ("101", "4", "97"));
+    }
+}
