@@ -314,3 +314,41 @@ fn a_second_replica_takes_the_lease_over() {
         Some(h) => Err(h),
     });
 }
+
+/// Against a real cluster, when `KBGP_TEST_KUBECONFIG` names its kubeconfig (the only test
+/// that skips, and only when that is unset). Read-only: kbgp's watchers list and watch every
+/// kind there and build a World that holds the first node.
+#[test]
+fn real_cluster_read_only() {
+    let Some(path) = std::env::var_os("KBGP_TEST_KUBECONFIG") else {
+        eprintln!("skipped: KBGP_TEST_KUBECONFIG is not set");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let kc = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+        let list = nodes.list(&kube::api::ListParams::default().limit(1)).await.expect("list nodes");
+        let node = list.items.first().and_then(|n| n.metadata.name.clone()).expect("the cluster has a node");
+        let mut worlds = kbgp::source::kube::start(client, node.clone(), Duration::from_millis(100));
+        let world = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(w) = worlds.borrow_and_update().clone() {
+                    return w;
+                }
+                worlds.changed().await.expect("watchers running");
+            }
+        })
+        .await
+        .expect("a synced World within 60 s");
+        assert!(world.node(&node).is_some(), "the World holds node {node}");
+        eprintln!(
+            "real cluster: node {node}, {} Services, {} policies, {} pools",
+            world.services.len(),
+            world.policies.len(),
+            world.pools.len()
+        );
+    });
+}

@@ -16,7 +16,7 @@
 //!   again every 30 s.
 
 use crate::config::error::Diag;
-use crate::config::k8s::{EndpointSliceRaw, NodeRaw, ServiceRaw};
+use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
 use crate::config::pool::{PoolKind, PoolRaw};
 use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
@@ -219,10 +219,19 @@ fn diag_result<T>(name: &str, f: impl FnOnce(&mut Diag) -> T) -> (T, Vec<String>
     (t, errors.iter().map(|e| e.to_string()).collect())
 }
 
+/// Annotation prefixes kbgp reads (LB IPAM requests and sharing; virtual-router overrides);
+/// others, such as kubectl's last-applied-configuration, are not kept.
+const KEPT_ANNOTATIONS: &[&str] = &["kbgp.io/", "lbipam.cilium.io/", "io.cilium/", "cilium.io/bgp-virtual-router."];
+
+fn keep_annotations(a: &mut std::collections::BTreeMap<String, String>) {
+    a.retain(|k, _| KEPT_ANNOTATIONS.iter().any(|p| k.starts_with(p)));
+}
+
 pub fn convert_node(n: &K8sNode) -> Result<Obj, String> {
     let name = n.metadata.name.clone().unwrap_or_default();
     let r: NodeRaw = raw(serde_json::to_value(n).map_err(|e| e.to_string())?)?;
-    let (node, errs) = diag_result(&name, |d| Node::from_raw(&name, &r, d));
+    let (mut node, errs) = diag_result(&name, |d| Node::from_raw(&name, &r, d));
+    keep_annotations(&mut node.annotations);
     if !errs.is_empty() {
         warn!(node = %name, "{}", errs.join("; "));
     }
@@ -232,7 +241,8 @@ pub fn convert_node(n: &K8sNode) -> Result<Obj, String> {
 pub fn convert_service(s: &K8sService) -> Result<Obj, String> {
     let name = s.metadata.name.clone().unwrap_or_default();
     let r: ServiceRaw = raw(serde_json::to_value(s).map_err(|e| e.to_string())?)?;
-    let (svc, errs) = diag_result(&name, |d| Service::from_raw(&name, &r, d));
+    let (mut svc, errs) = diag_result(&name, |d| Service::from_raw(&name, &r, d));
+    keep_annotations(&mut svc.annotations);
     if !errs.is_empty() {
         // The API server validated it; what kbgp cannot read of it is skipped, not fatal.
         debug!(service = %svc.key(), "{}", errs.join("; "));
@@ -240,13 +250,30 @@ pub fn convert_service(s: &K8sService) -> Result<Obj, String> {
     Ok(Obj::Service(svc))
 }
 
-/// EndpointSlices keep only the endpoints on `node`.
+/// EndpointSlices keep only the endpoints on `node`. They are the busiest kind, so this reads
+/// the typed object directly (same defaults as [`EndpointSlice::from_raw`]).
 pub fn convert_endpoint_slice(s: &K8sEndpointSlice, node: &str) -> Result<Obj, String> {
-    let name = s.metadata.name.clone().unwrap_or_default();
-    let r: EndpointSliceRaw = raw(serde_json::to_value(s).map_err(|e| e.to_string())?)?;
-    let mut slice = EndpointSlice::from_raw(&name, &r);
-    slice.endpoints.retain(|e| e.node.as_deref() == Some(node));
-    Ok(Obj::EndpointSlice(slice))
+    let endpoints = s
+        .endpoints
+        .iter()
+        .filter(|e| e.node_name.as_deref() == Some(node))
+        .map(|e| {
+            let c = e.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready).unwrap_or(true);
+            Endpoint {
+                node: e.node_name.clone(),
+                ready,
+                serving: c.and_then(|c| c.serving).unwrap_or(ready),
+                terminating: c.and_then(|c| c.terminating).unwrap_or(false),
+            }
+        })
+        .collect();
+    Ok(Obj::EndpointSlice(EndpointSlice {
+        namespace: s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        service: s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL).cloned()),
+        endpoints,
+    }))
 }
 
 pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String> {

@@ -101,8 +101,15 @@ fn services_keep_what_the_plan_reads() {
     assert_eq!(s.ingress_ips, vec!["20.0.0.100".parse::<std::net::IpAddr>().unwrap()]);
     assert_eq!(s.ports, vec![80]);
     assert_eq!(s.labels.len(), 1);
-    // Annotations are kept (LB IPAM reads some), managed fields are not modelled at all.
-    assert!(s.annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    // Only annotations kbgp reads are kept; managed fields are not modelled at all.
+    assert!(s.annotations.is_empty(), "{:?}", s.annotations);
+    let asks: K8sService = serde_json::from_value(json!({
+        "metadata": {"name": "x", "annotations": {"lbipam.cilium.io/ips": "20.0.0.5", "other.example/x": "y"}},
+        "spec": {"type": "LoadBalancer"}
+    }))
+    .unwrap();
+    let Obj::Service(s) = convert_service(&asks).unwrap() else { panic!() };
+    assert_eq!(s.annotations.keys().collect::<Vec<_>>(), ["lbipam.cilium.io/ips"]);
 }
 
 #[test]
