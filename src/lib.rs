@@ -11,7 +11,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
-//! | [`source`] | where the World comes from: the static files, with reload |
+//! | [`source`] | where the World comes from: static files (with reload) or the Kubernetes API (watchers) |
 //! | [`ipam`] | LB IPAM: addresses for LoadBalancer Services from the pools, deterministic |
 //! | [`plan`] | `plan(node, world)`: for each peer of this node, the routes to announce and why |
 //! | [`rib`] | per-peer Adj-RIB-Out (desired vs. sent, UPDATE packing) and bounded Adj-RIB-In |
