@@ -60,6 +60,21 @@ impl LabelSelector {
         self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
 
+    /// The selector in the short form `kubectl get -l` takes: `app=web,tier in (a,b),!legacy`.
+    pub fn describe(&self) -> String {
+        let mut terms: Vec<String> = self.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for e in &self.match_expressions {
+            terms.push(match e.operator.as_str() {
+                "Exists" => e.key.clone(),
+                "DoesNotExist" => format!("!{}", e.key),
+                "In" => format!("{} in ({})", e.key, e.values.join(",")),
+                "NotIn" => format!("{} notin ({})", e.key, e.values.join(",")),
+                op => format!("{} {op} ({})", e.key, e.values.join(",")),
+            });
+        }
+        if terms.is_empty() { "{}".into() } else { terms.join(",") }
+    }
+
     /// Checks the operators and values (as the API server would). Returns (path, message).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errs = Vec::new();
@@ -156,6 +171,15 @@ mod tests {
         for (y, want) in cases {
             assert_eq!(sel(y).matches(&l), want, "{y}");
         }
+    }
+
+    #[test]
+    fn describe_reads_like_a_kubectl_selector() {
+        let s = sel(
+            "{matchLabels: {app: web}, matchExpressions: [{key: tier, operator: In, values: [a, b]}, {key: legacy, operator: DoesNotExist}, {key: x, operator: Exists}]}",
+        );
+        assert_eq!(s.describe(), "app=web,tier in (a,b),!legacy,x");
+        assert_eq!(sel("{}").describe(), "{}");
     }
 
     #[test]

@@ -68,14 +68,52 @@ pub struct PeerPlan {
     pub routes: Vec<Advertisement>,
 }
 
+/// One check on the way to announcing a candidate, in words: `ok` when it passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Step {
+    fn pass(text: impl Into<String>) -> Step {
+        Step { ok: true, text: text.into() }
+    }
+    fn fail(text: impl Into<String>) -> Step {
+        Step { ok: false, text: text.into() }
+    }
+    fn check(r: Result<String, String>) -> Step {
+        match r {
+            Ok(t) => Step::pass(t),
+            Err(t) => Step::fail(t),
+        }
+    }
+}
+
 /// One address or prefix that was considered, and what was decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
     pub prefix: IpNet,
     /// Where it comes from: `pod CIDR of node kind-worker`, `Service default/web LoadBalancer IP`.
     pub source: String,
+    /// Every step passed.
     pub advertised: bool,
-    pub reason: String,
+    /// The checks, in the order they were made; `kbgp why` prints them.
+    pub steps: Vec<Step>,
+}
+
+impl Candidate {
+    fn new(prefix: IpNet, source: String, steps: Vec<Step>) -> Candidate {
+        Candidate { prefix, source, advertised: steps.iter().all(|s| s.ok), steps }
+    }
+
+    /// The decision in one line: the first failed check, else every check.
+    pub fn reason(&self) -> String {
+        match self.steps.iter().find(|s| !s.ok) {
+            Some(s) => s.text.clone(),
+            None => self.steps.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; "),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -214,60 +252,65 @@ fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints>
     out
 }
 
-/// The Service addresses a virtual router would announce, each with its source label and the
-/// extra reason it is announced, or the reason it is not.
-fn service_candidates(
-    vr: &VirtualRouter,
-    s: &Service,
-    local: LocalEndpoints,
-    out: &mut Vec<(IpNet, String, Result<String, String>)>,
-) {
+/// The Service addresses a virtual router would consider, each with its source label and the
+/// checks that decide it.
+fn service_candidates(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, out: &mut Vec<Candidate>) {
     let name = s.key();
-    let external = if s.external_traffic_local { local.decide("externalTrafficPolicy") } else { Ok(String::new()) };
-    let internal = if s.internal_traffic_local { local.decide("internalTrafficPolicy") } else { Ok(String::new()) };
-    let mut addrs: Vec<(IpAddr, &str, Result<String, String>)> = Vec::new();
-    for ip in &s.ingress_ips {
-        let why = if !vr.advertise.load_balancer_ip {
-            Err("serviceAdvertisements does not include LoadBalancerIP".to_string())
-        } else if s.kind != ServiceType::LoadBalancer {
-            Err("the Service is not of type LoadBalancer".to_string())
-        } else if let Some(c) = s.load_balancer_class.as_deref().filter(|c| !LB_CLASSES.contains(c)) {
-            Err(format!("loadBalancerClass {c:?} belongs to another controller"))
+    let asn = vr.local_asn;
+    let selected = Step::check(match &vr.service_selector {
+        None => Err(format!("virtual router AS{asn} has no serviceSelector, so it announces no Service")),
+        Some(sel) => match sel.explain(&s.selector_labels()) {
+            SelectorMatch::Matched => {
+                Ok(format!("the serviceSelector of AS{asn} ({}) matches the Service's labels", sel.describe()))
+            }
+            SelectorMatch::Empty => Err(format!("the serviceSelector of AS{asn} is empty, which selects no Service")),
+            SelectorMatch::Failed(why) => Err(format!("the serviceSelector of AS{asn} does not match: {why}")),
+        },
+    });
+    let traffic = |policy: &str, local_policy: bool| local_policy.then(|| Step::check(local.decide(policy)));
+    let includes = |what: &str, yes: bool| {
+        if yes {
+            Step::pass(format!("serviceAdvertisements of AS{asn} includes {what}"))
         } else {
-            external.clone()
-        };
-        addrs.push((*ip, "LoadBalancer IP", why));
+            Step::fail(format!("serviceAdvertisements does not include {what}"))
+        }
+    };
+    for ip in &s.ingress_ips {
+        let mut steps = vec![
+            Step::pass(format!("Service {name} has it as a LoadBalancer IP (status.loadBalancer.ingress)")),
+            selected.clone(),
+            includes("LoadBalancerIP", vr.advertise.load_balancer_ip),
+        ];
+        if s.kind != ServiceType::LoadBalancer {
+            steps.push(Step::fail("the Service is not of type LoadBalancer"));
+        }
+        if let Some(c) = s.load_balancer_class.as_deref() {
+            steps.push(if LB_CLASSES.contains(&c) {
+                Step::pass(format!("loadBalancerClass {c} is served by kbgp"))
+            } else {
+                Step::fail(format!("loadBalancerClass {c:?} belongs to another controller"))
+            });
+        }
+        steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} LoadBalancer IP"), steps));
     }
     for ip in &s.external_ips {
-        let why = if vr.advertise.external_ip {
-            external.clone()
-        } else {
-            Err("serviceAdvertisements does not include ExternalIP".into())
-        };
-        addrs.push((*ip, "external IP", why));
+        let mut steps = vec![
+            Step::pass(format!("Service {name} has it as an external IP (spec.externalIPs)")),
+            selected.clone(),
+            includes("ExternalIP", vr.advertise.external_ip),
+        ];
+        steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} external IP"), steps));
     }
     for ip in &s.cluster_ips {
-        let why = if vr.advertise.cluster_ip {
-            internal.clone()
-        } else {
-            Err("serviceAdvertisements does not include ClusterIP".into())
-        };
-        addrs.push((*ip, "cluster IP", why));
-    }
-    if addrs.is_empty() {
-        return;
-    }
-    let selected = match &vr.service_selector {
-        None => Err("the virtual router has no serviceSelector, so it announces no Service".to_string()),
-        Some(sel) => match sel.explain(&s.selector_labels()) {
-            SelectorMatch::Matched => Ok(()),
-            SelectorMatch::Empty => Err("the serviceSelector is empty, which selects no Service".to_string()),
-            SelectorMatch::Failed(why) => Err(format!("serviceSelector does not match: {why}")),
-        },
-    };
-    for (ip, what, why) in addrs {
-        let why = selected.clone().and(why);
-        out.push((host_prefix(ip), format!("Service {name} {what}"), why));
+        let mut steps = vec![
+            Step::pass(format!("Service {name} has it as its cluster IP (spec.clusterIPs)")),
+            selected.clone(),
+            includes("ClusterIP", vr.advertise.cluster_ip),
+        ];
+        steps.extend(traffic("internalTrafficPolicy", s.internal_traffic_local));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} cluster IP"), steps));
     }
 }
 
@@ -352,44 +395,26 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
         let mut wanted: BTreeMap<IpNet, Vec<Origin>> = BTreeMap::new();
         let mut candidates = Vec::new();
         for p in &node.pod_cidrs {
-            let source = format!("pod CIDR of node {}", node.name);
-            if vr.export_pod_cidr {
+            let steps = vec![
+                Step::pass(format!("it is a pod CIDR of node {} (spec.podCIDRs)", node.name)),
+                if vr.export_pod_cidr {
+                    Step::pass(format!("exportPodCIDR is true on AS{}", vr.local_asn))
+                } else {
+                    Step::fail(format!("exportPodCIDR is false on AS{}", vr.local_asn))
+                },
+            ];
+            let c = Candidate::new(*p, format!("pod CIDR of node {}", node.name), steps);
+            if c.advertised {
                 wanted.entry(*p).or_default().push(Origin::PodCidr);
-                candidates.push(Candidate {
-                    prefix: *p,
-                    source,
-                    advertised: true,
-                    reason: "exportPodCIDR is true".into(),
-                });
-            } else {
-                candidates.push(Candidate {
-                    prefix: *p,
-                    source,
-                    advertised: false,
-                    reason: "exportPodCIDR is false".into(),
-                });
             }
+            candidates.push(c);
         }
-        let mut svc = Vec::new();
         for s in &world.services {
-            svc.clear();
             let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-            service_candidates(vr, s, local, &mut svc);
-            for (prefix, source, why) in svc.drain(..) {
-                match why {
-                    Ok(extra) => {
-                        let ip = prefix.addr();
-                        wanted.entry(prefix).or_default().push(Origin::Service(ip));
-                        let mut reason =
-                            format!("selected by the serviceSelector of {} (AS{})", policy.name, vr.local_asn);
-                        if !extra.is_empty() {
-                            reason.push_str("; ");
-                            reason.push_str(&extra);
-                        }
-                        candidates.push(Candidate { prefix, source, advertised: true, reason });
-                    }
-                    Err(reason) => candidates.push(Candidate { prefix, source, advertised: false, reason }),
-                }
+            let first = candidates.len();
+            service_candidates(vr, s, local, &mut candidates);
+            for c in candidates[first..].iter().filter(|c| c.advertised) {
+                wanted.entry(c.prefix).or_default().push(Origin::Service(c.prefix.addr()));
             }
         }
         let mut peers = Vec::new();

@@ -40,7 +40,7 @@ fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
     // ClusterIP and externalIP are candidates but not announced by default.
     let c: Vec<_> = vr.candidates.iter().filter(|c| !c.advertised).collect();
     assert_eq!(c.len(), 2);
-    assert!(c.iter().any(|c| c.reason == "serviceAdvertisements does not include ClusterIP"));
+    assert!(c.iter().any(|c| c.reason() == "serviceAdvertisements does not include ClusterIP"));
 }
 
 #[test]
@@ -52,8 +52,8 @@ fn reasons_name_the_failing_label() {
     assert!(!c.advertised);
     assert_eq!(c.source, "Service default/web LoadBalancer IP");
     assert_eq!(
-        c.reason,
-        "serviceSelector does not match: no label advertise-bgp (selector wants advertise-bgp=\"true\")"
+        c.reason(),
+        "the serviceSelector of AS65005 does not match: no label advertise-bgp (selector wants advertise-bgp=\"true\")"
     );
 }
 
@@ -67,7 +67,7 @@ fn service_advertisements_and_classes() {
     let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: example.com/other\n");
     let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
     assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
-    assert!(p.vrouters[0].candidates.iter().any(|c| c.reason.contains("belongs to another controller")));
+    assert!(p.vrouters[0].candidates.iter().any(|c| c.reason().contains("belongs to another controller")));
     let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: io.cilium/bgp-control-plane\n");
     assert_eq!(routes(&plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap()).len(), 2);
 }
@@ -245,9 +245,9 @@ fn external_traffic_policy_local_follows_endpoints_on_this_node() {
         docs.extend(slices);
         let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
         let c = vip(&plan("kind-worker", &world(&refs)).unwrap()).unwrap();
-        assert_eq!(c.advertised, announced, "{name}: {}", c.reason);
-        assert!(c.reason.contains(why), "{name}: {}", c.reason);
-        assert!(c.reason.contains("externalTrafficPolicy: Local"), "{name}: {}", c.reason);
+        assert_eq!(c.advertised, announced, "{name}: {}", c.reason());
+        assert!(c.reason().contains(why), "{name}: {}", c.reason());
+        assert!(c.reason().contains("externalTrafficPolicy: Local"), "{name}: {}", c.reason());
     }
 }
 
@@ -265,7 +265,7 @@ fn a_rolling_update_keeps_the_route_without_a_gap() {
     for (i, s) in steps.iter().enumerate() {
         let svc = local_svc();
         let p = plan("kind-worker", &world(&[POLICY, NODE, &svc, s])).unwrap();
-        assert!(vip(&p).unwrap().advertised, "step {i}: {}", vip(&p).unwrap().reason);
+        assert!(vip(&p).unwrap().advertised, "step {i}: {}", vip(&p).unwrap().reason());
         assert!(routes(&p).contains(&"20.0.0.100/32".to_string()), "step {i}");
     }
     // The last local endpoint stops serving: withdrawn.
