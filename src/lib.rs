@@ -10,6 +10,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`admin`] | the admin API's documents, its client and the CLI's tables (`kbgp peers`, `routes`, `why`) |
 //! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
 //! | [`source`] | where the World comes from: static files (with reload) or the Kubernetes API (watchers) |
 //! | [`ipam`] | LB IPAM: addresses for LoadBalancer Services from the pools, deterministic |
@@ -21,6 +22,7 @@
 //! | [`metrics`] | Prometheus series |
 //! | [`lab`] | tooling: containerlab topologies in network namespaces (`kbgp-lab`) |
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod ipam;

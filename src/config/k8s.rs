@@ -169,6 +169,18 @@ pub enum ServiceType {
     ExternalName,
 }
 
+impl ServiceType {
+    /// As written in `spec.type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceType::ClusterIp => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+            ServiceType::ExternalName => "ExternalName",
+        }
+    }
+}
+
 /// A Service, as the planner needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Service {

@@ -186,6 +186,15 @@ pub enum PolicyKind {
     Kbgp,
 }
 
+impl PolicyKind {
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            PolicyKind::Cilium => "CiliumBGPPeeringPolicy",
+            PolicyKind::Kbgp => "BGPPeeringPolicy",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeeringPolicy {
     pub name: String,

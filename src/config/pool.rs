@@ -118,6 +118,15 @@ pub enum PoolKind {
     Kbgp,
 }
 
+impl PoolKind {
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            PoolKind::Cilium => "CiliumLoadBalancerIPPool",
+            PoolKind::Kbgp => "LoadBalancerIPPool",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbPool {
     pub kind: PoolKind,

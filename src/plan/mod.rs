@@ -2,7 +2,7 @@
 //!
 //! `plan(node, world)` is a pure function: for every peer of this node, the session settings
 //! and the routes to announce with their attributes; for every candidate address, whether it
-//! is announced and the reason. The daemon diffs plans; `kbgp why` (later) prints reasons.
+//! is announced and the reason. The daemon diffs plans; `kbgp why` prints the reasons ([`why`]).
 //!
 //! Semantics follow Cilium's v1 BGP control plane:
 //! - a policy applies to the nodes its `nodeSelector` selects (none or empty: all nodes); a
@@ -20,6 +20,7 @@
 //!   (`PodCIDR`) or to Service routes inside a selected pool (`CiliumLoadBalancerIPPool`).
 
 mod annotation;
+pub mod why;
 
 pub use annotation::{VRouterOverrides, parse_overrides};
 
@@ -69,17 +70,17 @@ pub struct PeerPlan {
 }
 
 /// One check on the way to announcing a candidate, in words: `ok` when it passed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub ok: bool,
     pub text: String,
 }
 
 impl Step {
-    fn pass(text: impl Into<String>) -> Step {
+    pub fn pass(text: impl Into<String>) -> Step {
         Step { ok: true, text: text.into() }
     }
-    fn fail(text: impl Into<String>) -> Step {
+    pub fn fail(text: impl Into<String>) -> Step {
         Step { ok: false, text: text.into() }
     }
     fn check(r: Result<String, String>) -> Step {
@@ -91,7 +92,7 @@ impl Step {
 }
 
 /// One address or prefix that was considered, and what was decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub prefix: IpNet,
     /// Where it comes from: `pod CIDR of node kind-worker`, `Service default/web LoadBalancer IP`.

@@ -1,0 +1,202 @@
+//! The admin API's JSON documents (version 1). Field names are camelCase, as in Kubernetes;
+//! times are Unix seconds. The CLI reads them back with the same types, so a field added here
+//! shows in `-o json` and `-o yaml` at once.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /v1/status` | [`Status`] |
+//! | `GET /v1/peers` | `[`[`Peer`]`]` |
+//! | `GET /v1/routes/advertised?peer=&family=` | `[`[`Route`]`]`: what each peer has from us |
+//! | `GET /v1/routes/received?peer=&family=` | `[`[`Route`]`]`: what each peer sent us |
+//! | `GET /v1/why?target=IP-OR-PREFIX` | [`crate::plan::why::Why`] |
+//! | `POST /v1/peers/ADDRESS/reset?soft=BOOL&vrouter=ASN` | [`Done`] |
+//! | `POST /v1/peers/ADDRESS/refresh?vrouter=ASN` | [`Done`] |
+//!
+//! Errors come back with a 4xx/5xx status and an [`ApiError`].
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Where `kbgp run` serves the admin API unless told otherwise (`--admin-socket`,
+/// `$KBGP_ADMIN_SOCKET`).
+pub const DEFAULT_SOCKET: &str = "/run/kbgp/kbgp.sock";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub node: String,
+    pub version: String,
+    /// `files: a.yaml, b.yaml` or `kubernetes`.
+    pub source: String,
+    pub started_at: u64,
+    pub uptime_seconds: u64,
+    /// The peering policy that selects this node.
+    pub policy: Option<String>,
+    /// Set while the newest configuration cannot be used and the last good one runs.
+    pub config_error: Option<String>,
+    pub peers: usize,
+    pub established: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerFamily {
+    pub ipv4: usize,
+    pub ipv6: usize,
+}
+
+impl PerFamily {
+    pub fn total(&self) -> usize {
+        self.ipv4 + self.ipv6
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Messages {
+    pub received: u64,
+    pub sent: u64,
+    pub updates_received: u64,
+    pub updates_sent: u64,
+}
+
+/// A NOTIFICATION as an operator reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationInfo {
+    pub at: u64,
+    pub code: u8,
+    pub subcode: u8,
+    /// `Cease / Administrative Shutdown (6/2): "shutdown"`.
+    pub text: String,
+}
+
+/// Why the session is not up, and what to check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    pub at: u64,
+    pub text: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub address: IpAddr,
+    pub port: u16,
+    /// The virtual router's ASN (its `localASN`).
+    pub vrouter: u32,
+    pub local_as: u32,
+    pub peer_as: u32,
+    /// `iBGP` or `eBGP`.
+    pub kind: String,
+    pub router_id: Ipv4Addr,
+    pub passive: bool,
+    /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
+    pub state: String,
+    /// When the state last changed.
+    pub state_since: u64,
+    /// Seconds Established, when it is.
+    pub uptime_seconds: Option<u64>,
+    /// How many times the session came up since kbgp started.
+    pub established_count: u64,
+    pub local_address: Option<SocketAddr>,
+    pub peer_router_id: Option<Ipv4Addr>,
+    pub hold_time: Option<u16>,
+    pub keepalive: Option<u16>,
+    /// Families configured for the neighbor.
+    pub configured_families: Vec<String>,
+    /// Families negotiated (Established only).
+    pub families: Vec<String>,
+    /// Capabilities negotiated (Established only).
+    pub capabilities: Vec<String>,
+    /// Routes the plan gives this peer.
+    pub planned_routes: usize,
+    /// Routes the peer has from us.
+    pub advertised: PerFamily,
+    /// Routes received from the peer and kept.
+    pub received: PerFamily,
+    /// Received routes dropped at `maxReceivedRoutes` since the session came up.
+    pub received_dropped: u64,
+    pub messages: Messages,
+    pub last_error: Option<LastError>,
+    pub last_notification_sent: Option<NotificationInfo>,
+    pub last_notification_received: Option<NotificationInfo>,
+}
+
+/// One route, advertised to or received from a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub peer: IpAddr,
+    pub vrouter: u32,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub prefix: IpNet,
+    /// ADD-PATH path identifier, when the peer sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_id: Option<u32>,
+    pub next_hop: Option<IpAddr>,
+    /// `IGP`, `EGP` or `incomplete`.
+    pub origin: Option<String>,
+    /// Empty for a route of our own AS (iBGP).
+    pub as_path: String,
+    pub local_pref: Option<u32>,
+    pub med: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ext_communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originator_id: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_list: Vec<Ipv4Addr>,
+}
+
+/// The answer to `reset` and `refresh`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Done {
+    pub peer: IpAddr,
+    pub vrouter: u32,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `ipv4` / `ipv6`, the family filter of the routes endpoints.
+pub fn parse_family(s: &str) -> Result<crate::wire::Family, String> {
+    match s {
+        "ipv4" | "ipv4-unicast" => Ok(crate::wire::Family::IPV4_UNICAST),
+        "ipv6" | "ipv6-unicast" => Ok(crate::wire::Family::IPV6_UNICAST),
+        other => Err(format!("family {other:?}: use ipv4 or ipv6")),
+    }
+}
+
+pub fn family_name(f: crate::wire::Family) -> String {
+    match f {
+        crate::wire::Family::IPV4_UNICAST => "ipv4".into(),
+        crate::wire::Family::IPV6_UNICAST => "ipv6".into(),
+        other => other.to_string(),
+    }
+}
+
+/// An address or a prefix: `20.0.0.100` is `20.0.0.100/32`.
+pub fn parse_target(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is neither an IP address nor a prefix (20.0.0.100, 10.1.0.0/24, 2001:db8::1)"))
+}
