@@ -332,7 +332,8 @@ fn real_cluster_read_only() {
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
         let list = nodes.list(&kube::api::ListParams::default().limit(1)).await.expect("list nodes");
         let node = list.items.first().and_then(|n| n.metadata.name.clone()).expect("the cluster has a node");
-        let mut worlds = kbgp::source::kube::start(client, node.clone(), Duration::from_millis(100));
+        let metrics = std::sync::Arc::new(kbgp::metrics::Metrics::new());
+        let mut worlds = kbgp::source::kube::start(client, node.clone(), Duration::from_millis(100), metrics.clone());
         let world = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 if let Some(w) = worlds.borrow_and_update().clone() {
@@ -344,6 +345,7 @@ fn real_cluster_read_only() {
         .await
         .expect("a synced World within 60 s");
         assert!(world.node(&node).is_some(), "the World holds node {node}");
+        assert_eq!(metrics.watch_up.with_label_values(&["nodes"]).get(), 1);
         eprintln!(
             "real cluster: node {node}, {} Services, {} policies, {} pools",
             world.services.len(),

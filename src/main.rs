@@ -1,4 +1,6 @@
-//! The `kbgp` command: `run` the speaker, `check` a configuration file.
+//! The `kbgp` command: `run` the speaker, `check` a configuration file, and ask a running
+//! speaker what it does (`status`, `peers`, `routes`, `why`) or tell it to `reset` or
+//! `refresh` a peer, over its admin socket.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -12,6 +14,13 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// The admin API's Unix socket: where `kbgp run` serves it ("none": not at all), and where
+    /// the other commands find it.
+    #[arg(long, global = true, env = "KBGP_ADMIN_SOCKET", default_value = kbgp::admin::api::DEFAULT_SOCKET)]
+    admin_socket: PathBuf,
+    /// How the admin commands print: a table for people, or the API's document.
+    #[arg(long, short = 'o', global = true, value_parser = ["table", "json", "yaml"], default_value = "table")]
+    output: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -53,6 +62,48 @@ enum Cmd {
         /// Seconds a Lease holder may go without renewing before another replica takes over.
         #[arg(long, default_value_t = 15)]
         lease_duration: u64,
+    },
+    /// The running speaker: node, source, policy, peers up.
+    Status,
+    /// Every peer: state, uptime or last error, negotiation, routes, messages.
+    Peers {
+        /// Only this neighbor address.
+        peer: Option<std::net::IpAddr>,
+        /// Only this virtual router (local ASN).
+        #[arg(long)]
+        vrouter: Option<u32>,
+    },
+    /// Routes advertised to peers, or received from them.
+    Routes {
+        #[arg(value_parser = ["advertised", "received"])]
+        which: String,
+        #[arg(long)]
+        peer: Option<std::net::IpAddr>,
+        #[arg(long, value_parser = ["ipv4", "ipv6"])]
+        family: Option<String>,
+        #[arg(long)]
+        vrouter: Option<u32>,
+    },
+    /// Why an address or prefix is, or is not, announced by this node, to each peer.
+    Why {
+        /// 20.0.0.100, 10.1.0.0/24, 2001:db8::1 ...
+        target: String,
+    },
+    /// Reset one peer's session: hard (Cease, then connect again) or --soft (send every route
+    /// again and ask the peer for its routes again, keeping the session).
+    Reset {
+        peer: std::net::IpAddr,
+        #[arg(long)]
+        soft: bool,
+        /// The virtual router, when the address is a neighbor of several.
+        #[arg(long)]
+        vrouter: Option<u32>,
+    },
+    /// Ask a peer to send its routes again (ROUTE-REFRESH), keeping the session.
+    Refresh {
+        peer: std::net::IpAddr,
+        #[arg(long)]
+        vrouter: Option<u32>,
     },
     /// Print the CustomResourceDefinitions of kbgp's kinds, or write them to a directory.
     Crds {
@@ -145,8 +196,87 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
     }
 }
 
+/// Prints a document as asked: `-o json`, `-o yaml`, or the table `human` makes.
+fn show<T: serde::Serialize>(output: &str, doc: &T, human: impl FnOnce(&T) -> String) -> Result<(), String> {
+    let text = match output {
+        "json" => serde_json::to_string_pretty(doc).map(|s| s + "\n").map_err(|e| e.to_string())?,
+        "yaml" => serde_yaml::to_string(doc).map_err(|e| e.to_string())?,
+        _ => human(doc),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", kbgp::admin::client::encode(v))))
+        .collect();
+    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+}
+
+/// The admin commands: one request, one printout, one line on failure.
+fn admin(cli: &Cli) -> Result<(), String> {
+    use kbgp::admin::{api, client::Client, render};
+    let c = Client::new(&cli.admin_socket);
+    let out = cli.output.as_str();
+    let now = api::unix_now();
+    match &cli.cmd {
+        Cmd::Status => show(out, &c.call::<api::Status>("GET", "/v1/status")?, render::status),
+        Cmd::Peers { peer, vrouter } => {
+            let q = query(&[("peer", peer.map(|p| p.to_string())), ("vrouter", vrouter.map(|v| v.to_string()))]);
+            let list: Vec<api::Peer> = c.call("GET", &format!("/v1/peers{q}"))?;
+            show(out, &list, |l| render::peers(l, now))
+        }
+        Cmd::Routes { which, peer, family, vrouter } => {
+            let q = query(&[
+                ("peer", peer.map(|p| p.to_string())),
+                ("family", family.clone()),
+                ("vrouter", vrouter.map(|v| v.to_string())),
+            ]);
+            let list: Vec<api::Route> = c.call("GET", &format!("/v1/routes/{which}{q}"))?;
+            show(out, &list, |l| render::routes(l, which == "received"))
+        }
+        Cmd::Why { target } => {
+            let t = api::parse_target(target)?;
+            let w: kbgp::plan::why::Why =
+                c.call("GET", &format!("/v1/why{}", query(&[("target", Some(t.to_string()))])))?;
+            show(out, &w, render::why)
+        }
+        Cmd::Reset { peer, soft, vrouter } => {
+            let q = query(&[("soft", Some(soft.to_string())), ("vrouter", vrouter.map(|v| v.to_string()))]);
+            let d: api::Done = c.call("POST", &format!("/v1/peers/{peer}/reset{q}"))?;
+            show(out, &d, render::done)
+        }
+        Cmd::Refresh { peer, vrouter } => {
+            let q = query(&[("vrouter", vrouter.map(|v| v.to_string()))]);
+            let d: api::Done = c.call("POST", &format!("/v1/peers/{peer}/refresh{q}"))?;
+            show(out, &d, render::done)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::Status
+            | Cmd::Peers { .. }
+            | Cmd::Routes { .. }
+            | Cmd::Why { .. }
+            | Cmd::Reset { .. }
+            | Cmd::Refresh { .. }
+    ) {
+        return match admin(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kbgp: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let admin_socket = (cli.admin_socket.as_os_str() != "none").then(|| cli.admin_socket.clone());
     match cli.cmd {
         Cmd::Check { files, node } => check(&files, node.as_deref()),
         Cmd::Crds { out } => {
@@ -165,6 +295,12 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::Status
+        | Cmd::Peers { .. }
+        | Cmd::Routes { .. }
+        | Cmd::Why { .. }
+        | Cmd::Reset { .. }
+        | Cmd::Refresh { .. } => ExitCode::SUCCESS,
         Cmd::Run {
             config,
             kubernetes: _,
@@ -197,6 +333,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
                 lb_ipam,
+                admin_socket,
             };
             match rt.block_on(kbgp::daemon::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

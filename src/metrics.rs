@@ -1,85 +1,223 @@
-//! Prometheus series (see docs/metrics.md for the list and meaning of each).
+//! Prometheus series (docs/metrics.md lists each with its meaning; a test keeps the two, the
+//! Grafana dashboard and the alert rules in line with what is registered here).
+//!
+//! Every per-peer series carries `peer` (the neighbor's address) and `vrouter` (the virtual
+//! router's local ASN): one node may peer with the same address from two virtual routers.
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use crate::ipam::Allocation;
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
+    names: Vec<String>,
+    // Sessions and routes, per peer.
     pub session_state: IntGaugeVec,
     pub session_up: IntGaugeVec,
+    pub established: IntCounterVec,
+    pub transitions: IntCounterVec,
     pub advertised_routes: IntGaugeVec,
     pub received_routes: IntGaugeVec,
     pub received_routes_dropped: IntCounterVec,
     pub messages: IntCounterVec,
     pub notifications: IntCounterVec,
-    pub transitions: IntCounterVec,
     pub update_errors: IntCounterVec,
+    pub update_latency: HistogramVec,
+    // The World and the plan.
     pub config_reloads: IntCounterVec,
+    pub world_updates: IntCounterVec,
+    pub plan_runs: IntCounterVec,
+    pub plan_duration: Histogram,
+    pub last_sync: IntGauge,
+    pub watch_events: IntCounterVec,
+    pub watch_errors: IntCounterVec,
+    pub watch_up: IntGaugeVec,
+    // LB IPAM.
+    pub pool_size: GaugeVec,
+    pub pool_used: GaugeVec,
+    pub pool_available: GaugeVec,
+    pub pool_conflict: IntGaugeVec,
+    pub ipam_problems: IntGauge,
+    // Operating kbgp.
+    pub admin_requests: IntCounterVec,
+    pub node_status_writes: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    r.register(Box::new(g.clone())).expect("each metric registered once");
-    g
+/// A registry that remembers every series name it can expose, samples or not (the
+/// registry's own `gather` skips families without samples).
+struct Reg {
+    r: Registry,
+    names: Vec<String>,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    r.register(Box::new(c.clone())).expect("each metric registered once");
-    c
+// The definitions below are constants of this file: a bad name or a double registration is
+// a programming error that the first unit test catches, not something input can cause.
+impl Reg {
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&mut self, c: T, histogram: bool) -> T {
+        for d in c.desc() {
+            if histogram {
+                self.names.extend(["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", d.fq_name)));
+            }
+            self.names.push(d.fq_name.clone());
+        }
+        self.r.register(Box::new(c.clone())).expect("each metric registered once");
+        c
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"), false)
+    }
+
+    fn int_gauge(&mut self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("static metric definition"), false)
+    }
+
+    fn float_gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.add(GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"), false)
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"), false)
+    }
+
+    fn plain_histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let o = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(o).expect("static metric definition"), true)
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+        let o = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(o, labels).expect("static metric definition"), true)
+    }
 }
+
+/// Seconds, from a millisecond to a minute.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Seconds, from 10 µs to 5 s.
+const PLAN_BUCKETS: &[f64] = &[0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+const PEER: &[&str] = &["peer", "vrouter"];
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let r = Registry::new();
+        let mut r = Reg { r: Registry::new(), names: Vec::new() };
+        let peer_and = |more: &[&'static str]| -> Vec<&'static str> { PEER.iter().chain(more).copied().collect() };
         let m = Metrics {
-            session_state: gauge(
-                &r,
+            session_state: r.gauge(
                 "kbgp_session_state",
                 "BGP FSM state of the session: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established",
-                &["peer", "vrouter"],
+                PEER,
             ),
-            session_up: gauge(&r, "kbgp_session_up", "1 when the session is Established", &["peer"]),
-            advertised_routes: gauge(&r, "kbgp_advertised_routes", "Routes the peer has from us", &["peer", "afi"]),
-            received_routes: gauge(
-                &r,
+            session_up: r.gauge("kbgp_session_up", "1 when the session is Established", PEER),
+            established: r.counter(
+                "kbgp_session_established_total",
+                "Times the session reached Established (a rising count is a flapping session)",
+                PEER,
+            ),
+            transitions: r.counter("kbgp_session_transitions_total", "FSM state changes", PEER),
+            advertised_routes: r.gauge("kbgp_advertised_routes", "Routes the peer has from us", &peer_and(&["afi"])),
+            received_routes: r.gauge(
                 "kbgp_received_routes",
                 "Routes received from the peer and kept",
-                &["peer", "afi"],
+                &peer_and(&["afi"]),
             ),
-            received_routes_dropped: counter(
-                &r,
+            received_routes_dropped: r.counter(
                 "kbgp_received_routes_dropped_total",
                 "Received routes not kept because the peer's maxReceivedRoutes was reached",
-                &["peer"],
+                PEER,
             ),
-            messages: counter(
-                &r,
+            messages: r.counter(
                 "kbgp_messages_total",
                 "BGP messages by direction (sent, received) and type",
-                &["peer", "direction", "type"],
+                &peer_and(&["direction", "type"]),
             ),
-            notifications: counter(
-                &r,
+            notifications: r.counter(
                 "kbgp_notifications_total",
                 "NOTIFICATION messages by direction, error code and subcode",
-                &["peer", "direction", "code", "subcode"],
+                &peer_and(&["direction", "code", "subcode"]),
             ),
-            transitions: counter(&r, "kbgp_session_transitions_total", "FSM state changes", &["peer"]),
-            update_errors: counter(
-                &r,
+            update_errors: r.counter(
                 "kbgp_update_errors_total",
                 "Malformed attributes in received UPDATEs that the session survived (RFC 7606), by action",
-                &["peer", "action"],
+                &peer_and(&["action"]),
             ),
-            config_reloads: counter(
-                &r,
+            update_latency: r.histogram(
+                "kbgp_update_latency_seconds",
+                "From a change of the configuration or the cluster seen by kbgp to the last UPDATE it caused \
+                 written to the peer's socket, per session",
+                &["vrouter"],
+                LATENCY_BUCKETS,
+            ),
+            config_reloads: r.counter(
                 "kbgp_config_reloads_total",
-                "Configuration reloads by result (applied, unchanged, rejected)",
+                "File mode: configuration reloads by result (applied, unchanged, rejected)",
                 &["result"],
             ),
-            build_info: gauge(&r, "kbgp_build_info", "Always 1; labels carry the version", &["version"]),
-            registry: r,
+            world_updates: r.counter(
+                "kbgp_world_updates_total",
+                "New versions of the World (the objects kbgp plans from) taken from the source",
+                &["source"],
+            ),
+            plan_runs: r.counter(
+                "kbgp_plan_runs_total",
+                "Plans computed, by result: applied (sessions changed), unchanged, failed (the last good plan \
+                 stays)",
+                &["result"],
+            ),
+            plan_duration: r.plain_histogram(
+                "kbgp_plan_duration_seconds",
+                "Time to compute LB IPAM and the plan from a World",
+                PLAN_BUCKETS,
+            ),
+            last_sync: r.int_gauge(
+                "kbgp_source_last_sync_timestamp_seconds",
+                "When kbgp last read its source completely: the file loaded, or every Kubernetes watch (re)listed \
+                     or delivered an event",
+            ),
+            watch_events: r.counter(
+                "kbgp_watch_events_total",
+                "Kubernetes watch events by resource and type (relist, apply, delete)",
+                &["resource", "type"],
+            ),
+            watch_errors: r.counter("kbgp_watch_errors_total", "Kubernetes watch failures by resource", &["resource"]),
+            watch_up: r.gauge(
+                "kbgp_watch_up",
+                "1 while the resource's watch is synced, 0 from a failure until it has relisted",
+                &["resource"],
+            ),
+            pool_size: r.float_gauge("kbgp_ipam_pool_size", "Addresses in the LB IPAM pool", &["pool"]),
+            pool_used: r.float_gauge("kbgp_ipam_pool_used", "Addresses of the pool assigned to Services", &["pool"]),
+            pool_available: r.float_gauge(
+                "kbgp_ipam_pool_available",
+                "Addresses of the pool still free (0 when the pool is disabled or conflicts)",
+                &["pool"],
+            ),
+            pool_conflict: r.gauge(
+                "kbgp_ipam_pool_conflict",
+                "1 when the pool overlaps another and hands out nothing",
+                &["pool"],
+            ),
+            ipam_problems: r.int_gauge(
+                "kbgp_ipam_problems",
+                "Services LB IPAM could not serve as asked (pool exhausted, address taken, no pool)",
+            ),
+            admin_requests: r.counter(
+                "kbgp_admin_requests_total",
+                "Admin API requests by endpoint and HTTP status",
+                &["endpoint", "code"],
+            ),
+            node_status_writes: r.counter(
+                "kbgp_node_status_writes_total",
+                "Writes of this node's BGPNodeStatus by result (written, failed)",
+                &["result"],
+            ),
+            build_info: r.gauge("kbgp_build_info", "Always 1; labels carry the version", &["version"]),
+            registry: r.r,
+            names: r.names,
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m
@@ -93,13 +231,36 @@ impl Metrics {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    /// Every series name kbgp can expose (histograms with their `_bucket`, `_sum` and
+    /// `_count`), including those without a sample yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Shows LB IPAM's view of the pools; pools that are gone disappear.
+    pub fn set_pools(&self, a: &Allocation) {
+        for g in [&self.pool_size, &self.pool_used, &self.pool_available] {
+            g.reset();
+        }
+        self.pool_conflict.reset();
+        for p in &a.pools {
+            let l = &[p.name.as_str()];
+            self.pool_size.with_label_values(l).set(p.total as f64);
+            self.pool_used.with_label_values(l).set(p.used as f64);
+            self.pool_available.with_label_values(l).set(p.available() as f64);
+            self.pool_conflict.with_label_values(l).set(p.conflict.is_some() as i64);
+        }
+        self.ipam_problems.set(a.problems.len() as i64);
+    }
+
     /// Drops every series of a peer that is gone, so dashboards do not show ghosts.
     pub fn forget_peer(&self, peer: &str, vrouter: &str) {
-        let _ = self.session_state.remove_label_values(&[peer, vrouter]);
-        let _ = self.session_up.remove_label_values(&[peer]);
+        let l = &[peer, vrouter];
+        let _ = self.session_state.remove_label_values(l);
+        let _ = self.session_up.remove_label_values(l);
         for afi in ["ipv4", "ipv6"] {
-            let _ = self.advertised_routes.remove_label_values(&[peer, afi]);
-            let _ = self.received_routes.remove_label_values(&[peer, afi]);
+            let _ = self.advertised_routes.remove_label_values(&[peer, vrouter, afi]);
+            let _ = self.received_routes.remove_label_values(&[peer, vrouter, afi]);
         }
     }
 }
@@ -107,5 +268,37 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_and_lists_histogram_series() {
+        let m = Metrics::new();
+        let names = m.names();
+        for n in ["kbgp_session_up", "kbgp_update_latency_seconds_bucket", "kbgp_plan_duration_seconds_count"] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn pools_follow_the_allocation() {
+        let m = Metrics::new();
+        let mut a = Allocation::default();
+        a.pools.push(crate::ipam::PoolStatus {
+            name: "lb".into(),
+            total: 101,
+            used: 1,
+            disabled: false,
+            conflict: None,
+        });
+        m.set_pools(&a);
+        let text = m.render();
+        assert!(text.contains("kbgp_ipam_pool_available{pool=\"lb\"} 100"), "{text}");
+        m.set_pools(&Allocation::default());
+        assert!(!m.render().contains("pool=\"lb\""));
     }
 }

@@ -138,7 +138,7 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_id: Option<u32>,
     pub next_hop: Option<IpAddr>,
-    /// `IGP`, `EGP` or `incomplete`.
+    /// `igp`, `egp` or `incomplete`.
     pub origin: Option<String>,
     /// Empty for a route of our own AS (iBGP).
     pub as_path: String,
@@ -199,4 +199,91 @@ pub fn parse_target(s: &str) -> Result<IpNet, String> {
     s.parse::<IpAddr>()
         .map(IpNet::from)
         .map_err(|_| format!("{s:?} is neither an IP address nor a prefix (20.0.0.100, 10.1.0.0/24, 2001:db8::1)"))
+}
+
+/// Now, in Unix seconds, as the documents carry times.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl NotificationInfo {
+    pub fn new(n: &crate::wire::Notification, at: u64) -> NotificationInfo {
+        NotificationInfo { at, code: n.code, subcode: n.subcode, text: n.to_string() }
+    }
+}
+
+impl Route {
+    /// One route as the API shows it, from the attributes kbgp holds for it.
+    pub fn new(
+        peer: IpAddr,
+        vrouter: u32,
+        prefix: IpNet,
+        path_id: Option<u32>,
+        next_hop: Option<IpAddr>,
+        a: &crate::wire::PathAttributes,
+    ) -> Route {
+        let strings = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>();
+        Route {
+            peer,
+            vrouter,
+            family: family_name(crate::wire::Family::of_prefix(&prefix)),
+            prefix,
+            path_id,
+            next_hop,
+            origin: a.origin.map(|o| o.name().to_string()),
+            as_path: a.as_path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+            local_pref: a.local_pref,
+            med: a.med,
+            communities: strings(&mut a.communities.iter().map(|c| c.to_string())),
+            large_communities: strings(&mut a.large_communities.iter().map(|c| c.to_string())),
+            ext_communities: strings(&mut a.ext_communities.iter().map(|c| c.to_string())),
+            originator_id: a.originator_id,
+            cluster_list: a.cluster_list.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_families() {
+        assert_eq!(parse_target("20.0.0.100").unwrap().to_string(), "20.0.0.100/32");
+        assert_eq!(parse_target(" 10.1.0.7/24 ").unwrap().to_string(), "10.1.0.0/24");
+        assert_eq!(parse_target("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+        assert!(parse_target("web").unwrap_err().contains("neither an IP address nor a prefix"));
+        assert_eq!(family_name(parse_family("ipv6").unwrap()), "ipv6");
+        assert_eq!(parse_family("l2vpn").unwrap_err(), "family \"l2vpn\": use ipv4 or ipv6");
+    }
+
+    #[test]
+    fn a_route_shows_its_attributes_as_text() {
+        use crate::wire::attribute::{Community, LargeCommunity, Origin};
+        let a = crate::wire::PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(crate::wire::attribute::AsPath::sequence([65100, 65200])),
+            local_pref: Some(100),
+            communities: vec![Community(65000 << 16 | 100)],
+            large_communities: vec![LargeCommunity { global: 65000, local1: 1, local2: 2 }],
+            ..Default::default()
+        };
+        let r = Route::new(
+            "10.0.5.1".parse().unwrap(),
+            65005,
+            "20.0.0.100/32".parse().unwrap(),
+            None,
+            Some("10.0.5.11".parse().unwrap()),
+            &a,
+        );
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["asPath"], "65100 65200");
+        assert_eq!(j["origin"], "igp");
+        assert_eq!(j["communities"][0], "65000:100");
+        assert_eq!(j["largeCommunities"][0], "65000:1:2");
+        assert_eq!(j["family"], "ipv4");
+        assert!(j.get("pathId").is_none());
+        let back: Route = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+    }
 }

@@ -11,3 +11,5 @@
 //! | `render.rs` | tables and the `why` explanation, for people |
 
 pub mod api;
+pub mod client;
+pub mod render;

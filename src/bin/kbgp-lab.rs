@@ -74,10 +74,13 @@ fn main() -> ExitCode {
         }),
         Cmd::Down(lab) => runner(lab).and_then(|r| r.down()),
         Cmd::Status(lab) => runner(lab).map(|r| print!("{}", r.status())),
-        Cmd::Exec { lab, node, command } => runner(lab).and_then(|r| {
-            let status = r.exec_command(node, command)?.status().map_err(|e| e.to_string())?;
-            if status.success() { Ok(()) } else { Err(format!("exit status {status}")) }
-        }),
+        Cmd::Exec { lab, node, command } => {
+            // As `docker exec`: the command's own exit code, and its own error message.
+            match runner(lab).and_then(|r| r.exec_command(node, command)?.status().map_err(|e| e.to_string())) {
+                Ok(status) => return ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

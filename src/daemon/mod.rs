@@ -13,7 +13,9 @@
 //! | `listener.rs` | accepting connections from configured peers |
 //! | `local_addr.rs` | next hop of the other address family |
 //! | `http.rs` | `/metrics`, `/healthz`, `/readyz` |
+//! | `admin.rs` | the admin API on a Unix socket (`kbgp peers`, `routes`, `why`, `reset`, `refresh`) |
 
+pub mod admin;
 pub mod conn;
 pub mod http;
 pub mod listener;
@@ -34,7 +36,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -48,6 +50,8 @@ pub struct RunOptions {
     pub watch_interval: Duration,
     /// Kubernetes mode: take part in the LB IPAM controller's election.
     pub lb_ipam: Option<ipam::controller::Options>,
+    /// Where the admin API listens; `None`: nowhere.
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// The message of the Cease sent on SIGTERM / SIGINT.
@@ -77,9 +81,19 @@ pub fn resolve_node(named: Option<&str>, world: &World) -> Result<String, String
     }
 }
 
+/// A plan made from files, with what it was made from.
+pub struct Planned {
+    pub plan: Plan,
+    /// The World with LB IPAM's assignments applied.
+    pub world: Arc<World>,
+    pub alloc: ipam::Allocation,
+    /// Ignored kinds, IPAM problems.
+    pub warnings: Vec<String>,
+}
+
 /// Loads, assigns LB IPs the way the cluster's IPAM controller would, and plans. Every
 /// problem is one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
-pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<(Plan, Vec<String>), String> {
+pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<Planned, String> {
     let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let node = resolve_node(node, &loaded.world)?;
     let alloc = ipam::allocate(&loaded.world);
@@ -87,7 +101,7 @@ pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<(Pla
     let mut warnings = loaded.warnings;
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
     let p = plan::plan(&node, &loaded.world).map_err(|e| e.to_string())?;
-    Ok((p, warnings))
+    Ok(Planned { plan: p, world: Arc::new(loaded.world), alloc, warnings })
 }
 
 fn seed(key: &PeerKey) -> u64 {
@@ -104,6 +118,7 @@ struct Daemon {
     plan: Plan,
     /// Peer tasks being stopped; awaited at exit.
     stopping: Vec<JoinHandle<()>>,
+    view: admin::SharedView,
 }
 
 impl Daemon {
@@ -114,8 +129,9 @@ impl Daemon {
         }
     }
 
-    /// Makes the running peers match `plan`, touching only what differs.
-    fn apply(&mut self, plan: Plan) {
+    /// Makes the running peers match `plan`, touching only what differs. `since`: when the
+    /// change that led to this plan was seen.
+    fn apply(&mut self, plan: Plan, since: Instant) {
         let wanted: HashMap<PeerKey, (&plan::VRouterPlan, &plan::PeerPlan)> =
             plan.peers().map(|(v, p)| (p.key, (v, p))).collect();
         let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
@@ -126,7 +142,7 @@ impl Daemon {
         for (key, (_, p)) in &wanted {
             match self.peers.get(key) {
                 Some(h) if h.settings == p.settings => {
-                    let _ = h.tx.try_send(PeerCmd::Routes(p.routes.clone()));
+                    let _ = h.tx.try_send(PeerCmd::Routes(p.routes.clone(), since));
                 }
                 existing => {
                     if existing.is_some() {
@@ -170,7 +186,22 @@ impl Daemon {
             }
         }
         self.stopping.retain(|t| !t.is_finished());
+        if let Ok(mut v) = self.view.write() {
+            v.plan = plan.clone();
+            v.peers = self.peers.iter().map(|(k, h)| (*k, h.tx.clone())).collect();
+            v.peers.sort_by_key(|(k, _)| (k.local_asn, k.address));
+        }
         self.plan = plan;
+    }
+
+    /// Shows the World the running plan comes from, and whether a newer one was rejected.
+    fn show(&self, world: Option<Arc<World>>, config_error: Option<String>) {
+        if let Ok(mut v) = self.view.write() {
+            if let Some(w) = world {
+                v.world = w;
+            }
+            v.config_error = config_error;
+        }
     }
 
     async fn shutdown(mut self) {
@@ -188,6 +219,14 @@ impl Daemon {
             l.abort();
         }
     }
+}
+
+/// Counts a World taken from the source and planned with `result`.
+fn took(metrics: &Metrics, source: &str, alloc: &ipam::Allocation, result: &str) {
+    metrics.world_updates.with_label_values(&[source]).inc();
+    metrics.plan_runs.with_label_values(&[result]).inc();
+    metrics.set_pools(alloc);
+    metrics.last_sync.set(crate::admin::api::unix_now() as i64);
 }
 
 fn log_plan(p: &Plan) {
@@ -224,7 +263,7 @@ impl Signals {
 }
 
 impl Daemon {
-    fn new(metrics: Arc<Metrics>) -> Daemon {
+    fn new(metrics: Arc<Metrics>, view: admin::SharedView) -> Daemon {
         Daemon {
             metrics,
             peers: HashMap::new(),
@@ -232,7 +271,20 @@ impl Daemon {
             routing: Default::default(),
             plan: Plan::default(),
             stopping: Vec::new(),
+            view,
         }
+    }
+}
+
+/// Serves the admin API when asked to; an unusable socket stops the start.
+fn serve_admin(
+    opts: &RunOptions,
+    view: &admin::SharedView,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<admin::AdminServer>, String> {
+    match &opts.admin_socket {
+        None => Ok(None),
+        Some(p) => admin::serve(p, view.clone(), metrics.clone()).map(Some).map_err(|e| format!("--admin-socket: {e}")),
     }
 }
 
@@ -251,19 +303,32 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
-    let (first, warnings) = load_and_plan(&mut source, opts.node.as_deref())?;
-    for w in &warnings {
+    let started = Instant::now();
+    let first = load_and_plan(&mut source, opts.node.as_deref())?;
+    for w in &first.warnings {
         warn!("{w}");
     }
-    let node = first.node.clone();
+    let node = first.plan.node.clone();
     let metrics = Arc::new(Metrics::new());
+    metrics.plan_duration.observe(started.elapsed().as_secs_f64());
+    let view = admin::View::new(node.clone(), format!("files: {}", source.describe()));
+    let _admin = serve_admin(&opts, &view, &metrics)?;
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
-    info!(node = %node, config = %source.describe(), metrics = %opts.metrics_addr, "kbgp {} starting", env!("CARGO_PKG_VERSION"));
-    log_plan(&first);
+    info!(
+        node = %node,
+        config = %source.describe(),
+        metrics = %opts.metrics_addr,
+        admin = %opts.admin_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "off".into()),
+        "kbgp {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    log_plan(&first.plan);
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone());
-    d.apply(first);
+    let mut d = Daemon::new(metrics.clone(), view);
+    took(&metrics, "files", &first.alloc, "applied");
+    d.show(Some(first.world), None);
+    d.apply(first.plan, started);
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -280,26 +345,33 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
                 "file changed"
             }
         };
-        match load_and_plan(&mut source, Some(&node)) {
-            Ok((p, warnings)) => {
-                for w in &warnings {
+        let seen = Instant::now();
+        let loaded = load_and_plan(&mut source, Some(&node));
+        metrics.plan_duration.observe(seen.elapsed().as_secs_f64());
+        match loaded {
+            Ok(p) => {
+                for w in &p.warnings {
                     warn!("{w}");
                 }
-                if p == d.plan {
+                let result = if p.plan == d.plan { "unchanged" } else { "applied" };
+                took(&metrics, "files", &p.alloc, result);
+                metrics.config_reloads.with_label_values(&[result]).inc();
+                d.show(Some(p.world), None);
+                if p.plan == d.plan {
                     info!("{reason}: configuration unchanged");
-                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
                 } else {
                     info!("{reason}: applying the new configuration");
-                    log_plan(&p);
-                    d.apply(p);
-                    metrics.config_reloads.with_label_values(&["applied"]).inc();
+                    log_plan(&p.plan);
+                    d.apply(p.plan, seen);
                 }
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["rejected"]).inc();
+                metrics.plan_runs.with_label_values(&["failed"]).inc();
                 for line in e.lines() {
                     error!("{reason}: configuration rejected, keeping the running one: {line}");
                 }
+                d.show(None, Some(e.lines().next().unwrap_or_default().to_string()));
             }
         }
     }
@@ -318,13 +390,15 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     )?;
     let client = kube::Client::try_default().await.map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::new());
+    let view = admin::View::new(node.clone(), "kubernetes".into());
+    let _admin = serve_admin(&opts, &view, &metrics)?;
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
-    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), KUBE_DEBOUNCE);
-    let controller = opts.lb_ipam.clone().map(|o| ipam::controller::start(client, o, worlds.clone()));
+    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), KUBE_DEBOUNCE, metrics.clone());
+    let controller = opts.lb_ipam.clone().map(|o| ipam::controller::start(client, o, worlds.clone(), metrics.clone()));
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone());
+    let mut d = Daemon::new(metrics.clone(), view);
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -336,18 +410,28 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
                     return Err("the Kubernetes watchers stopped".into());
                 }
                 let Some(world) = worlds.borrow_and_update().clone() else { continue };
-                match plan::plan(&node, &world) {
+                let seen = Instant::now();
+                metrics.world_updates.with_label_values(&["kubernetes"]).inc();
+                let planned = plan::plan(&node, &world);
+                metrics.plan_duration.observe(seen.elapsed().as_secs_f64());
+                match planned {
                     Ok(p) => {
                         last_error = None;
+                        d.show(Some(world), None);
                         if p != d.plan {
+                            metrics.plan_runs.with_label_values(&["applied"]).inc();
                             log_plan(&p);
-                            d.apply(p);
+                            d.apply(p, seen);
+                        } else {
+                            metrics.plan_runs.with_label_values(&["unchanged"]).inc();
                         }
                         ready.store(true, Ordering::Relaxed);
                     }
                     // Keep announcing what the last good plan said.
                     Err(e) => {
+                        metrics.plan_runs.with_label_values(&["failed"]).inc();
                         let e = e.to_string();
+                        d.show(None, Some(e.clone()));
                         if last_error.as_deref() != Some(&e) {
                             error!("cannot plan, keeping the running plan: {e}");
                             last_error = Some(e);

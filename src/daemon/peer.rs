@@ -8,6 +8,7 @@
 
 use super::conn::{self, CLOSE_GRACE, ReadEvent};
 use super::local_addr;
+use crate::admin::api::{self, unix_now};
 use crate::metrics::Metrics;
 use crate::plan::{PeerKey, PeerSettings};
 use crate::rib::adj_rib_in::AdjRibIn;
@@ -27,16 +28,29 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// Commands from the daemon to a peer task.
+/// Commands from the daemon (and its admin API) to a peer task.
 #[derive(Debug)]
 pub enum PeerCmd {
-    /// The routes of a new plan.
-    Routes(Vec<Advertisement>),
+    /// The routes of a new plan, and when the change that led to it was seen: the update
+    /// latency is measured from there to the last UPDATE written.
+    Routes(Vec<Advertisement>, Instant),
     /// A connection from the peer, accepted by a listener.
     Inbound(TcpStream),
     /// Send this Cease on every connection, then end.
     Shutdown(Notification),
+    /// The peer as `kbgp peers` shows it.
+    Status(oneshot::Sender<api::Peer>),
+    /// What the peer has from us (`received: false`) or sent us, optionally of one family.
+    Table { received: bool, family: Option<Family>, reply: oneshot::Sender<Vec<api::Route>> },
+    /// `kbgp reset`: hard (Cease, reconnect) or soft (send every route again and ask the peer
+    /// for its routes again).
+    Reset { soft: bool, reply: oneshot::Sender<Result<String, String>> },
+    /// `kbgp refresh`: ask the peer to send its routes again (ROUTE-REFRESH, RFC 2918).
+    Refresh { reply: oneshot::Sender<Result<String, String>> },
 }
+
+/// The message of the Cease (Administrative Reset) that `kbgp reset` sends.
+pub const RESET_MESSAGE: &str = "reset by kbgp reset";
 
 /// The daemon's side of a running peer task.
 pub struct PeerHandle {
@@ -74,6 +88,7 @@ struct Connecting {
 }
 
 pub struct PeerTask {
+    key: PeerKey,
     label: String,
     vrouter: String,
     settings: PeerSettings,
@@ -89,6 +104,15 @@ pub struct PeerTask {
     /// Last error logged, so a retry loop logs it once.
     last_logged: Option<String>,
     limit_logged: bool,
+    /// What `kbgp peers` shows beyond the FSM.
+    state_since: u64,
+    established_count: u64,
+    messages: api::Messages,
+    last_error: Option<api::LastError>,
+    notification_sent: Option<api::NotificationInfo>,
+    notification_received: Option<api::NotificationInfo>,
+    /// The oldest plan change not yet fully written to the peer.
+    pending_since: Option<Instant>,
 }
 
 fn now() -> Instant {
@@ -129,6 +153,7 @@ impl PeerTask {
         let (ev_tx, ev_rx) = mpsc::channel(256);
         let s = &settings.session;
         let task = PeerTask {
+            key,
             label: key.address.to_string(),
             vrouter: key.local_asn.to_string(),
             fsm: Fsm::new(s.clone(), seed),
@@ -143,6 +168,13 @@ impl PeerTask {
             metrics,
             last_logged: None,
             limit_logged: false,
+            state_since: unix_now(),
+            established_count: 0,
+            messages: api::Messages::default(),
+            last_error: None,
+            notification_sent: None,
+            notification_received: None,
+            pending_since: None,
         };
         let handle = tokio::spawn(task.run(rx, ev_rx));
         PeerHandle { tx, task: handle, settings }
@@ -151,7 +183,7 @@ impl PeerTask {
     async fn run(mut self, mut cmds: mpsc::Receiver<PeerCmd>, mut events: mpsc::Receiver<(ConnId, ReadEvent)>) {
         let mut connecting: Option<Connecting> = None;
         self.metrics.session_state.with_label_values(&[&self.label, &self.vrouter]).set(State::Idle as i64);
-        self.metrics.session_up.with_label_values(&[&self.label]).set(0);
+        self.metrics.session_up.with_label_values(&[&self.label, &self.vrouter]).set(0);
         self.fsm.handle(now(), Input::Start);
         self.drive(&mut connecting);
         loop {
@@ -164,9 +196,24 @@ impl PeerTask {
                 .map(|c| c.tx.clone());
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
-                    Some(PeerCmd::Routes(r)) => {
+                    Some(PeerCmd::Routes(r, since)) => {
                         self.routes = r;
                         self.export();
+                        if self.session.is_some() && self.out_rib.pending() > 0 {
+                            self.pending_since.get_or_insert(since);
+                        }
+                    }
+                    Some(PeerCmd::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    }
+                    Some(PeerCmd::Table { received, family, reply }) => {
+                        let _ = reply.send(self.table(received, family));
+                    }
+                    Some(PeerCmd::Reset { soft, reply }) => {
+                        let _ = reply.send(self.reset(soft, &mut connecting));
+                    }
+                    Some(PeerCmd::Refresh { reply }) => {
+                        let _ = reply.send(self.request_refresh());
                     }
                     Some(PeerCmd::Inbound(stream)) => {
                         if let Err(e) = conn::prepare_accepted(&stream, self.settings.ttl) {
@@ -256,12 +303,32 @@ impl PeerTask {
         }
     }
 
-    fn count(&self, msg: &Message, direction: &str) {
-        self.metrics.messages.with_label_values(&[&self.label, direction, msg.kind().name()]).inc();
+    fn count(&mut self, msg: &Message, direction: &str) {
+        self.metrics.messages.with_label_values(&[&self.label, &self.vrouter, direction, msg.kind().name()]).inc();
+        let is_update = matches!(msg, Message::Update(_)) as u64;
+        if direction == "received" {
+            self.messages.received += 1;
+            self.messages.updates_received += is_update;
+        } else {
+            self.messages.sent += 1;
+            self.messages.updates_sent += is_update;
+        }
         if let Message::Notification(n) = msg {
+            let info = Some(api::NotificationInfo::new(n, unix_now()));
+            if direction == "received" {
+                self.notification_received = info;
+            } else {
+                self.notification_sent = info;
+            }
             self.metrics
                 .notifications
-                .with_label_values(&[&self.label, direction, &n.code.to_string(), &n.subcode.to_string()])
+                .with_label_values(&[
+                    &self.label,
+                    &self.vrouter,
+                    direction,
+                    &n.code.to_string(),
+                    &n.subcode.to_string(),
+                ])
                 .inc();
             match (direction, n.code) {
                 ("received", _) => warn!(peer = %self.label, vrouter = %self.vrouter, "received NOTIFICATION {n}"),
@@ -296,30 +363,40 @@ impl PeerTask {
                 Output::Down { reason } => self.down(reason),
                 Output::StateChanged { from, to } => {
                     self.metrics.session_state.with_label_values(&[&self.label, &self.vrouter]).set(to as i64);
-                    self.metrics.transitions.with_label_values(&[&self.label]).inc();
-                    debug!(peer = %self.label, vrouter = %self.vrouter, "state {from} -> {to}");
-                    if to == State::Active || to == State::Idle {
-                        self.log_error_once();
+                    self.metrics.transitions.with_label_values(&[&self.label, &self.vrouter]).inc();
+                    self.state_since = unix_now();
+                    if to == State::Established {
+                        self.established_count += 1;
+                        self.metrics.established.with_label_values(&[&self.label, &self.vrouter]).inc();
                     }
+                    debug!(peer = %self.label, vrouter = %self.vrouter, "state {from} -> {to}");
                 }
                 Output::Update(u) => self.received_update(&u),
                 Output::RouteRefresh(r) => self.refresh_requested(r),
             }
         }
+        self.note_error();
     }
 
-    fn log_error_once(&mut self) {
-        let Some(e) = self.fsm.last_error().map(|e| e.to_string()) else { return };
-        if self.last_logged.as_deref() != Some(&e) {
-            let hint = match self.fsm.last_error() {
-                Some(SessionError::ConnectFailed(_)) => {
-                    ": check the peer's address and port, that it expects this node, and any firewall"
-                }
-                _ => "",
-            };
-            warn!(peer = %self.label, vrouter = %self.vrouter, "session not up: {e}{hint}");
-            self.last_logged = Some(e);
+    /// Records a new last error with its time and hint, and logs it once: a retry loop that
+    /// fails the same way again is silent.
+    fn note_error(&mut self) {
+        let Some(e) = self.fsm.last_error() else { return };
+        let text = e.to_string();
+        if self.last_error.as_ref().is_some_and(|l| l.text == text) {
+            return;
         }
+        let hint = e.hint().map(str::to_string);
+        self.last_error = Some(api::LastError { at: unix_now(), text: text.clone(), hint: hint.clone() });
+        // Session-down and stop messages were logged where they happened.
+        let routine = matches!(e, SessionError::Stopped(_));
+        if !routine && self.fsm.state() != State::Established && self.last_logged.as_deref() != Some(&text) {
+            match &hint {
+                Some(h) => warn!(peer = %self.label, vrouter = %self.vrouter, hint = %h, "session not up: {text}"),
+                None => warn!(peer = %self.label, vrouter = %self.vrouter, "session not up: {text}"),
+            }
+        }
+        self.last_logged = Some(text);
     }
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
@@ -383,7 +460,7 @@ impl PeerTask {
         );
         self.last_logged = None;
         self.limit_logged = false;
-        self.metrics.session_up.with_label_values(&[&self.label]).set(1);
+        self.metrics.session_up.with_label_values(&[&self.label, &self.vrouter]).set(1);
         self.in_rib = AdjRibIn::new(
             self.settings.max_received_routes,
             self.settings.session.router_id,
@@ -410,9 +487,10 @@ impl PeerTask {
         }
         self.last_logged = Some(reason.to_string());
         self.session = None;
+        self.pending_since = None;
         self.in_rib.clear();
         self.out_rib.reset_sent();
-        self.metrics.session_up.with_label_values(&[&self.label]).set(0);
+        self.metrics.session_up.with_label_values(&[&self.label, &self.vrouter]).set(0);
         self.update_route_gauges();
     }
 
@@ -448,12 +526,22 @@ impl PeerTask {
             }
         }
         if f.messages > 0 {
-            self.metrics.messages.with_label_values(&[&self.label, "sent", "update"]).inc_by(f.messages as u64);
+            self.metrics
+                .messages
+                .with_label_values(&[&self.label, &self.vrouter, "sent", "update"])
+                .inc_by(f.messages as u64);
+            self.messages.sent += f.messages as u64;
+            self.messages.updates_sent += f.messages as u64;
             debug!(peer = %self.label, vrouter = %self.vrouter, announced = f.announced, withdrawn = f.withdrawn, messages = f.messages, "UPDATEs out");
         }
         if !buf.is_empty() {
             permit.send(buf.freeze());
             self.fsm.handle(now(), Input::UpdateSent);
+        }
+        if self.out_rib.pending() == 0
+            && let Some(t) = self.pending_since.take()
+        {
+            self.metrics.update_latency.with_label_values(&[&self.vrouter]).observe(t.elapsed().as_secs_f64());
         }
         self.update_route_gauges();
     }
@@ -461,8 +549,11 @@ impl PeerTask {
     fn update_route_gauges(&self) {
         for (f, afi) in [(Family::IPV4_UNICAST, "ipv4"), (Family::IPV6_UNICAST, "ipv6")] {
             let sent = if self.session.is_some() { self.out_rib.sent_count(f) } else { 0 };
-            self.metrics.advertised_routes.with_label_values(&[&self.label, afi]).set(sent as i64);
-            self.metrics.received_routes.with_label_values(&[&self.label, afi]).set(self.in_rib.count(f) as i64);
+            self.metrics.advertised_routes.with_label_values(&[&self.label, &self.vrouter, afi]).set(sent as i64);
+            self.metrics
+                .received_routes
+                .with_label_values(&[&self.label, &self.vrouter, afi])
+                .set(self.in_rib.count(f) as i64);
         }
     }
 
@@ -472,12 +563,15 @@ impl PeerTask {
                 Rfc7606Action::TreatAsWithdraw => "treat-as-withdraw",
                 Rfc7606Action::AttributeDiscard => "attribute-discard",
             };
-            self.metrics.update_errors.with_label_values(&[&self.label, action]).inc();
+            self.metrics.update_errors.with_label_values(&[&self.label, &self.vrouter, action]).inc();
             warn!(peer = %self.label, vrouter = %self.vrouter, "malformed UPDATE from the peer ({action}, RFC 7606): {}", e.reason);
         }
         let a = self.in_rib.apply(u);
         if a.over_limit > 0 {
-            self.metrics.received_routes_dropped.with_label_values(&[&self.label]).inc_by(a.over_limit as u64);
+            self.metrics
+                .received_routes_dropped
+                .with_label_values(&[&self.label, &self.vrouter])
+                .inc_by(a.over_limit as u64);
             if !self.limit_logged {
                 warn!(
                     peer = %self.label,
@@ -508,6 +602,132 @@ impl PeerTask {
             self.send(conn, &m);
         }
         self.out_rib.reset_sent();
+    }
+
+    fn status(&self) -> api::Peer {
+        let s = &self.settings.session;
+        let n = self.session.as_ref().map(|x| &x.negotiated);
+        let names = |v: &[Family]| v.iter().map(|f| api::family_name(*f)).collect::<Vec<_>>();
+        let per_family = |count: &dyn Fn(Family) -> usize| api::PerFamily {
+            ipv4: count(Family::IPV4_UNICAST),
+            ipv6: count(Family::IPV6_UNICAST),
+        };
+        let up = self.session.is_some();
+        api::Peer {
+            address: self.key.address,
+            port: self.settings.port,
+            vrouter: self.key.local_asn,
+            local_as: s.local_as,
+            peer_as: s.peer_as,
+            kind: if s.is_ebgp() { "eBGP" } else { "iBGP" }.into(),
+            router_id: s.router_id,
+            passive: s.passive,
+            state: self.fsm.state().name().into(),
+            state_since: self.state_since,
+            uptime_seconds: self.fsm.established_since().map(|t| now().saturating_duration_since(t).as_secs()),
+            established_count: self.established_count,
+            local_address: self.session.as_ref().and_then(|x| self.conns.get(&x.conn)).map(|c| c.local),
+            peer_router_id: n.map(|n| n.peer_id),
+            hold_time: n.map(|n| n.hold_time),
+            keepalive: n.map(|n| n.keepalive),
+            configured_families: names(&s.families),
+            families: n.map(|n| names(&n.families)).unwrap_or_default(),
+            capabilities: n.map(|n| n.capability_names().iter().map(|c| c.to_string()).collect()).unwrap_or_default(),
+            planned_routes: self.routes.len(),
+            advertised: per_family(&|f| if up { self.out_rib.sent_count(f) } else { 0 }),
+            received: per_family(&|f| self.in_rib.count(f)),
+            received_dropped: self.in_rib.dropped,
+            messages: self.messages,
+            last_error: self.last_error.clone(),
+            last_notification_sent: self.notification_sent.clone(),
+            last_notification_received: self.notification_received.clone(),
+        }
+    }
+
+    fn table(&self, received: bool, family: Option<Family>) -> Vec<api::Route> {
+        let (peer, vrouter) = (self.key.address, self.key.local_asn);
+        let wanted = |p: &ipnet::IpNet| family.is_none_or(|f| Family::of_prefix(p) == f);
+        let mut v: Vec<api::Route> = if received {
+            self.in_rib
+                .routes()
+                .filter(|((_, n), _)| wanted(&n.prefix))
+                .map(|((_, n), a)| {
+                    let id = (n.path_id != 0).then_some(n.path_id);
+                    api::Route::new(peer, vrouter, n.prefix, id, a.next_hop, &a.path)
+                })
+                .collect()
+        } else if self.session.is_some() {
+            self.out_rib
+                .sent()
+                .filter(|(p, _)| wanted(p))
+                .map(|(p, a)| api::Route::new(peer, vrouter, *p, None, Some(a.next_hop), &a.path))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        v.sort_by_key(|r| (r.prefix, r.path_id));
+        v
+    }
+
+    /// The families the established session can be asked to refresh, or why there are none.
+    fn refreshable(&self) -> Result<(ConnId, Vec<Family>), String> {
+        let Some(s) = &self.session else {
+            return Err(format!("the session is {}, not Established", self.fsm.state()));
+        };
+        if !s.negotiated.route_refresh && !s.negotiated.enhanced_route_refresh {
+            return Err("the peer did not offer the route refresh capability (RFC 2918); use kbgp reset".into());
+        }
+        Ok((s.conn, s.negotiated.families.clone()))
+    }
+
+    fn send_refresh_requests(&mut self, conn: ConnId, families: &[Family]) {
+        for f in families {
+            let m = Message::RouteRefresh(RouteRefresh { family: *f, subtype: RefreshSubtype::Request });
+            self.send(conn, &m);
+        }
+    }
+
+    fn request_refresh(&mut self) -> Result<String, String> {
+        let (conn, families) = self.refreshable()?;
+        self.send_refresh_requests(conn, &families);
+        let names: Vec<String> = families.iter().map(|f| api::family_name(*f)).collect();
+        info!(peer = %self.label, vrouter = %self.vrouter, families = ?names, "route refresh sent on request");
+        Ok(format!("asked the peer to send its routes again ({})", names.join(", ")))
+    }
+
+    fn reset(&mut self, soft: bool, connecting: &mut Option<Connecting>) -> Result<String, String> {
+        if soft {
+            if self.session.is_none() {
+                return Err(format!(
+                    "the session is {}, not Established: a soft reset needs a session",
+                    self.fsm.state()
+                ));
+            }
+            let n = self.out_rib.desired_len();
+            self.out_rib.reset_sent();
+            let asked = match self.refreshable() {
+                Ok((conn, families)) => {
+                    self.send_refresh_requests(conn, &families);
+                    "; asked the peer for its routes again"
+                }
+                Err(_) => "; the peer has no route refresh capability, so its routes were not asked for again",
+            };
+            info!(peer = %self.label, vrouter = %self.vrouter, routes = n, "soft reset on request");
+            return Ok(format!("sending all {n} routes again{asked}"));
+        }
+        let was = self.fsm.state();
+        info!(peer = %self.label, vrouter = %self.vrouter, "hard reset on request");
+        if let Some(c) = connecting.take() {
+            c.task.abort();
+        }
+        self.fsm.handle(
+            now(),
+            Input::Stop(Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_RESET, RESET_MESSAGE)),
+        );
+        self.drive(connecting);
+        self.fsm.handle(now(), Input::Start);
+        self.drive(connecting);
+        Ok(format!("session was {was}: sent Cease (administrative reset) and started again"))
     }
 
     async fn shutdown(&mut self, n: Notification, connecting: &mut Option<Connecting>) {

@@ -238,11 +238,13 @@ struct Writer {
     /// Pool statuses written, so unchanged ones are not written again.
     pools: HashMap<String, PoolStatusCr>,
     problems: BTreeSet<String>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Writer {
     async fn reconcile(&mut self, world: &World) {
         let a = allocate(world);
+        self.metrics.set_pools(&a);
         let now_problems: BTreeSet<String> = a.problems.iter().map(|p| p.to_string()).collect();
         for p in now_problems.difference(&self.problems) {
             warn!("LB IPAM: {p}");
@@ -311,6 +313,7 @@ pub fn start(
     client: Client,
     opts: Options,
     mut worlds: watch::Receiver<Option<Arc<World>>>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop_tx, mut stop) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -320,7 +323,7 @@ pub fn start(
             leader: false,
             last_renew: None,
         };
-        let mut writer = Writer { client, pools: HashMap::new(), problems: BTreeSet::new() };
+        let mut writer = Writer { client, pools: HashMap::new(), problems: BTreeSet::new(), metrics };
         let renew = opts.lease_duration / 3;
         let mut next = tokio::time::Instant::now();
         loop {

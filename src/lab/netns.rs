@@ -189,7 +189,8 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
-            .env_remove("NODE_NAME");
+            .env_remove("NODE_NAME")
+            .env("KBGP_ADMIN_SOCKET", self.admin_socket(&n.name));
         // Its own session: it outlives this command and a Ctrl-C in the caller's terminal.
         use std::os::unix::process::CommandExt;
         c.process_group(0);
@@ -266,8 +267,21 @@ impl Runner {
             words = split_words(&words[0]);
         }
         let mut c = Command::new("ip");
+        if n.role == Role::Kbgp {
+            // `kbgp peers` inside a node talks to that node's kbgp, with the lab's binary.
+            if words.first().is_some_and(|w| w == "kbgp") {
+                words[0] = self.kbgp.display().to_string();
+            }
+            c.env("KBGP_ADMIN_SOCKET", self.admin_socket(node));
+        }
         c.args(["netns", "exec", &self.ns(node)]).args(&words);
         Ok(c)
+    }
+
+    /// Where a kbgp node serves its admin API: in the lab's state, not /run/kbgp, so that
+    /// several nodes (and the host's own kbgp) do not share one socket.
+    pub fn admin_socket(&self, node: &str) -> PathBuf {
+        self.dir(node).join("kbgp.sock")
     }
 
     /// The pid of the kbgp a node runs.

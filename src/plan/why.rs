@@ -189,7 +189,7 @@ fn ipam_steps(target: &IpNet, world: &World, alloc: &Allocation) -> Vec<Step> {
         .collect();
     for p in &alloc.problems {
         let about_ip = p.message.contains(&text);
-        let about_owner = services.iter().any(|s| *s == p.subject);
+        let about_owner = services.contains(&p.subject);
         if about_ip || about_owner {
             v.push(Step::fail(format!("LB IPAM: {p}")));
         }

@@ -114,6 +114,60 @@ impl fmt::Display for SessionError {
     }
 }
 
+impl SessionError {
+    /// What to check first, for the CLI and the logs; `None` when the message says it all.
+    pub fn hint(&self) -> Option<&'static str> {
+        use crate::wire::error::{cease_sub as cs, code as c, open_sub as os};
+        match self {
+            SessionError::ConnectFailed(e) => {
+                let e = e.to_ascii_lowercase();
+                Some(if e.contains("refused") {
+                    "nothing accepts connections on the peer's BGP port: check the peer's address and port, and that \
+                     BGP runs there"
+                } else if e.contains("timed out") {
+                    "check the peer's address, firewall or MD5 password"
+                } else if e.contains("unreachable") || e.contains("no route") {
+                    "the peer's address is not reachable from this node: check the address, the link and this \
+                     node's routes"
+                } else {
+                    "check the peer's address and port, and any firewall"
+                })
+            }
+            SessionError::ConnectionClosed => Some(
+                "the peer closed the connection without a NOTIFICATION: many daemons do that to a neighbor they do \
+                 not know; check that the peer has this node's address as a neighbor",
+            ),
+            SessionError::HoldTimerExpired => {
+                Some("the peer stopped sending KEEPALIVEs: check the link, packet loss and the peer's load")
+            }
+            SessionError::NotificationReceived(n) => match (n.code, n.subcode) {
+                (c::OPEN_MESSAGE, os::BAD_PEER_AS) => {
+                    Some("the peer expects another AS from this node: compare localASN with the peer's remote-as")
+                }
+                (c::OPEN_MESSAGE, os::BAD_BGP_IDENTIFIER) => {
+                    Some("the peer refuses our router ID: it may be in use by another speaker")
+                }
+                (c::CEASE, cs::CONNECTION_REJECTED) | (c::CEASE, cs::PEER_DECONFIGURED) => {
+                    Some("the peer does not accept this node: check that it has this node's address as a neighbor")
+                }
+                (c::CEASE, cs::ADMINISTRATIVE_SHUTDOWN) => Some("the peer's operator shut the session down"),
+                (c::CEASE, cs::MAX_PREFIXES_REACHED) => {
+                    Some("we sent more routes than the peer's maximum-prefix allows: raise it or announce fewer")
+                }
+                _ => None,
+            },
+            SessionError::NotificationSent { notification: n, .. } => match (n.code, n.subcode) {
+                (c::OPEN_MESSAGE, os::BAD_PEER_AS) => {
+                    Some("the peer's AS is not the peerASN of the policy: fix one of the two")
+                }
+                (c::OPEN_MESSAGE, os::UNACCEPTABLE_HOLD_TIME) => Some("the peer proposed a hold time of 1 or 2 s"),
+                _ => None,
+            },
+            SessionError::Stopped(_) => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Start an outgoing connection attempt, replacing any attempt in flight.
@@ -323,7 +377,11 @@ impl Fsm {
                     State::Idle => self.start(now),
                     State::Active if !self.cfg.passive => self.connect(now),
                     // The attempt in flight took longer than ConnectRetryTime: start over.
-                    State::Connect => self.connect(now),
+                    State::Connect => {
+                        let waited = self.cfg.connect_retry.as_secs();
+                        self.last_error = Some(SessionError::ConnectFailed(format!("timed out after {waited} s")));
+                        self.connect(now)
+                    }
                     _ => {}
                 }
             }

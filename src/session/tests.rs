@@ -221,6 +221,23 @@ fn connect_attempt_times_out_after_connect_retry() {
     f.handle_timeout(now + Duration::from_secs(5));
     assert_eq!(drain(&mut f), vec![Output::Connect]);
     assert_eq!(f.state(), State::Connect);
+    // The silent attempt is what `kbgp peers` shows, with what to check.
+    let e = f.last_error().cloned();
+    assert_eq!(e, Some(SessionError::ConnectFailed("timed out after 5 s".into())));
+    let e = e.unwrap();
+    assert_eq!(e.to_string(), "TCP connect failed: timed out after 5 s");
+    assert_eq!(e.hint(), Some("check the peer's address, firewall or MD5 password"));
+}
+
+#[test]
+fn hints_name_what_to_check() {
+    let refused = SessionError::ConnectFailed("Connection refused (os error 111)".into());
+    assert!(refused.hint().unwrap().contains("nothing accepts connections"));
+    let bad_as = SessionError::NotificationReceived(Notification::new(2, 2, bytes::Bytes::new()));
+    assert!(bad_as.hint().unwrap().contains("localASN"));
+    assert!(SessionError::ConnectionClosed.hint().unwrap().contains("as a neighbor"));
+    let stopped = SessionError::Stopped(Notification::cease(2, ""));
+    assert_eq!(stopped.hint(), None);
 }
 
 #[test]

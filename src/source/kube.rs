@@ -20,6 +20,7 @@ use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
 use crate::config::pool::{PoolKind, PoolRaw};
 use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
+use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as K8sEndpointSlice;
@@ -303,13 +304,29 @@ async fn watch_kind<K>(
     cfg: watcher::Config,
     convert: impl Fn(&K) -> Result<Obj, String>,
     tx: mpsc::Sender<Update>,
+    metrics: Arc<Metrics>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let key = |o: &K| key_of(o.meta().namespace.as_deref(), o.meta().name.as_deref().unwrap_or_default());
     let mut stream = watcher(api, cfg).default_backoff().boxed();
     let mut failing = false;
+    let resource = kind.name();
+    let count = |t: &str| metrics.watch_events.with_label_values(&[resource, t]).inc();
     while let Some(ev) = stream.next().await {
+        match &ev {
+            Ok(watcher::Event::Init) => count("relist"),
+            Ok(watcher::Event::InitDone) => {
+                metrics.watch_up.with_label_values(&[resource]).set(1);
+                metrics.last_sync.set(crate::admin::api::unix_now() as i64);
+            }
+            Ok(watcher::Event::Apply(_)) | Ok(watcher::Event::InitApply(_)) => count("apply"),
+            Ok(watcher::Event::Delete(_)) => count("delete"),
+            Err(_) => {
+                metrics.watch_errors.with_label_values(&[resource]).inc();
+                metrics.watch_up.with_label_values(&[resource]).set(0);
+            }
+        }
         let u = match ev {
             Ok(watcher::Event::Init) => Update::Init(kind),
             Ok(watcher::Event::InitApply(o)) => Update::InitApply(kind, key(&o), convert(&o)),
@@ -362,28 +379,32 @@ async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) ->
 
 /// Starts every watcher; returns the World as it changes (`None` until every kind is synced).
 /// Changes are coalesced for `debounce` before a new World is built.
-pub fn start(client: Client, node: String, debounce: Duration) -> watch::Receiver<Option<Arc<World>>> {
+pub fn start(
+    client: Client,
+    node: String,
+    debounce: Duration,
+    metrics: Arc<Metrics>,
+) -> watch::Receiver<Option<Arc<World>>> {
     let (tx, mut rx) = mpsc::channel::<Update>(4096);
     let (world_tx, world_rx) = watch::channel(None);
 
-    let c = client.clone();
-    let n = node.clone();
-    let t = tx.clone();
+    let (c, t, n, m) = (client.clone(), tx.clone(), node.clone(), metrics.clone());
     tokio::spawn(async move {
         let cfg = watcher::Config::default().fields(&format!("metadata.name={n}"));
-        watch_kind(Kind::Node, Api::<K8sNode>::all(c), cfg, convert_node, t).await
+        watch_kind(Kind::Node, Api::<K8sNode>::all(c), cfg, convert_node, t, m).await
     });
-    let (c, t) = (client.clone(), tx.clone());
+    let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
     tokio::spawn(async move {
-        watch_kind(Kind::Service, Api::<K8sService>::all(c), watcher::Config::default(), convert_service, t).await
+        watch_kind(Kind::Service, Api::<K8sService>::all(c), watcher::Config::default(), convert_service, t, m).await
     });
-    let (c, t, n) = (client.clone(), tx.clone(), node.clone());
+    let (c, t, n, m) = (client.clone(), tx.clone(), node.clone(), metrics.clone());
     tokio::spawn(async move {
         let convert = move |s: &K8sEndpointSlice| convert_endpoint_slice(s, &n);
-        watch_kind(Kind::EndpointSlice, Api::<K8sEndpointSlice>::all(c), watcher::Config::default(), convert, t).await
+        let api = Api::<K8sEndpointSlice>::all(c);
+        watch_kind(Kind::EndpointSlice, api, watcher::Config::default(), convert, t, m).await
     });
     for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool] {
-        let (c, t) = (client.clone(), tx.clone());
+        let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
         tokio::spawn(async move {
             let Some(ar) = wait_for_crd(kind, &c, &t).await else { return };
             let api: Api<DynamicObject> = Api::all_with(c, &ar);
@@ -393,7 +414,7 @@ pub fn start(client: Client, node: String, debounce: Duration) -> watch::Receive
                 Kind::KbgpPool => convert_pool(o, PoolKind::Kbgp),
                 _ => convert_pool(o, PoolKind::Cilium),
             };
-            watch_kind(kind, api, watcher::Config::default(), convert, t).await
+            watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
         });
     }
     drop(tx);
