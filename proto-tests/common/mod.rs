@@ -266,6 +266,16 @@ pub struct Kbgp {
     pub config: PathBuf,
     pub proc: Proc,
     pub metrics_addr: String,
+    /// Its admin API socket, in the lab's directory.
+    pub admin: PathBuf,
+}
+
+/// What one `kbgp` CLI command printed.
+#[derive(Debug)]
+pub struct CliOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 pub const METRICS: &str = "127.0.0.1:9180";
@@ -275,14 +285,24 @@ impl Kbgp {
         let config = lab.path("kbgp.yaml");
         fs::write(&config, yaml).expect("write kbgp config");
         let bin = env!("CARGO_BIN_EXE_kbgp");
+        let admin = lab.path("kbgp.sock");
         let proc = spawn_in(
             &lab.kbgp_ns,
             "kbgp",
-            &[bin, "run", "--config", config.to_str().expect("utf8"), "--metrics-addr", METRICS],
+            &[
+                bin,
+                "run",
+                "--config",
+                config.to_str().expect("utf8"),
+                "--metrics-addr",
+                METRICS,
+                "--admin-socket",
+                admin.to_str().expect("utf8"),
+            ],
             &lab.path("kbgp.log"),
             &[("RUST_LOG", "info,kbgp=debug")],
         );
-        let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc, metrics_addr: METRICS.to_string() };
+        let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc, metrics_addr: METRICS.to_string(), admin };
         wait_for("kbgp /readyz", Duration::from_secs(10), || match http_get(&k.ns, METRICS, "/readyz") {
             Ok(b) if b.starts_with("ready") => Ok(()),
             Ok(b) => Err(b),
@@ -296,7 +316,10 @@ impl Kbgp {
         let kc = lab.path(&format!("kubeconfig-{node}"));
         fs::write(&kc, kubeconfig).expect("write kubeconfig");
         let bin = env!("CARGO_BIN_EXE_kbgp");
+        let admin = lab.path(&format!("kbgp-{node}.sock"));
+        let admin_arg = admin.to_str().expect("utf8").to_string();
         let mut args = vec![bin, "run", "--kubernetes", "--node", node, "--metrics-addr", metrics];
+        args.extend_from_slice(&["--admin-socket", &admin_arg]);
         args.extend_from_slice(extra);
         let proc = spawn_in(
             &lab.kbgp_ns,
@@ -305,7 +328,7 @@ impl Kbgp {
             &lab.path(&format!("kbgp-{node}.log")),
             &[("RUST_LOG", "info,kbgp=debug"), ("KUBECONFIG", kc.to_str().expect("utf8"))],
         );
-        let k = Kbgp { ns: lab.kbgp_ns.clone(), config: kc, proc, metrics_addr: metrics.to_string() };
+        let k = Kbgp { ns: lab.kbgp_ns.clone(), config: kc, proc, metrics_addr: metrics.to_string(), admin };
         wait_for("kbgp /healthz", Duration::from_secs(10), || match http_get(&k.ns, metrics, "/healthz") {
             Ok(b) if b.starts_with("ok") => Ok(()),
             Ok(b) => Err(b),
@@ -318,6 +341,30 @@ impl Kbgp {
     pub fn reload(&self, yaml: &str) {
         fs::write(&self.config, yaml).expect("write kbgp config");
         self.proc.signal("HUP");
+    }
+
+    /// Runs `kbgp ARGS` against this kbgp's admin socket (a Unix socket: no namespace needed).
+    pub fn cli(&self, args: &[&str]) -> CliOut {
+        let out = Command::new(env!("CARGO_BIN_EXE_kbgp"))
+            .arg("--admin-socket")
+            .arg(&self.admin)
+            .args(args)
+            .output()
+            .expect("run the kbgp CLI");
+        CliOut {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `kbgp ARGS -o json`, which must succeed, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.cli(&a);
+        assert!(out.ok, "kbgp {args:?} failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("kbgp {args:?}: {e}: {}", out.stdout))
     }
 
     pub fn metrics(&self) -> String {

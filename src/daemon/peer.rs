@@ -51,6 +51,10 @@ pub enum PeerCmd {
 
 /// The message of the Cease (Administrative Reset) that `kbgp reset` sends.
 pub const RESET_MESSAGE: &str = "reset by kbgp reset";
+/// How long a hard reset waits before connecting again. An immediate reconnect races the
+/// peer's cleanup: FRR (8.4) accepts it while deleting a dynamic (listen range) neighbor and
+/// then neither lists nor feeds the new session.
+pub const RESET_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The daemon's side of a running peer task.
 pub struct PeerHandle {
@@ -113,6 +117,8 @@ pub struct PeerTask {
     notification_received: Option<api::NotificationInfo>,
     /// The oldest plan change not yet fully written to the peer.
     pending_since: Option<Instant>,
+    /// After a hard reset: when to start again.
+    restart_at: Option<Instant>,
 }
 
 fn now() -> Instant {
@@ -175,6 +181,7 @@ impl PeerTask {
             notification_sent: None,
             notification_received: None,
             pending_since: None,
+            restart_at: None,
         };
         let handle = tokio::spawn(task.run(rx, ev_rx));
         PeerHandle { tx, task: handle, settings }
@@ -187,7 +194,10 @@ impl PeerTask {
         self.fsm.handle(now(), Input::Start);
         self.drive(&mut connecting);
         loop {
-            let deadline = self.fsm.poll_timeout();
+            let deadline = match (self.fsm.poll_timeout(), self.restart_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let flush_tx = self
                 .session
                 .as_ref()
@@ -248,7 +258,14 @@ impl PeerTask {
                         self.flush(p);
                     }
                 }
-                _ = sleep_until(deadline) => self.fsm.handle_timeout(now()),
+                _ = sleep_until(deadline) => {
+                    let t = now();
+                    if self.restart_at.is_some_and(|r| r <= t) {
+                        self.restart_at = None;
+                        self.fsm.handle(t, Input::Start);
+                    }
+                    self.fsm.handle_timeout(t);
+                }
             }
             self.drive(&mut connecting);
         }
@@ -725,9 +742,11 @@ impl PeerTask {
             Input::Stop(Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_RESET, RESET_MESSAGE)),
         );
         self.drive(connecting);
-        self.fsm.handle(now(), Input::Start);
-        self.drive(connecting);
-        Ok(format!("session was {was}: sent Cease (administrative reset) and started again"))
+        self.restart_at = Some(now() + RESET_DELAY);
+        Ok(format!(
+            "session was {was}: sent Cease (administrative reset); connecting again in {} s",
+            RESET_DELAY.as_secs()
+        ))
     }
 
     async fn shutdown(&mut self, n: Notification, connecting: &mut Option<Connecting>) {

@@ -93,6 +93,17 @@ pub fn our_open(cfg: &SessionConfig) -> Open {
             restart_time: restart_time.min(4095),
             families: cfg.families.iter().map(|f| (*f, true)).collect(),
         }));
+    } else {
+        // No families and no restart time: kbgp keeps no forwarding state across a restart,
+        // but receives End-of-RIB (RFC 4724 §3). It is also what makes FRR send its EoR, and
+        // FRR answers an enhanced ROUTE-REFRESH request (RFC 7313) only after that EoR: without
+        // this capability `kbgp refresh` against FRR is silently ignored.
+        caps.push(Capability::GracefulRestart(GracefulRestart {
+            restart_state: false,
+            notification: false,
+            restart_time: 0,
+            families: Vec::new(),
+        }));
     }
     if !cfg.add_path_receive.is_empty() {
         caps.push(Capability::AddPath(cfg.add_path_receive.iter().map(|f| (*f, AddPathMode::Receive)).collect()));
@@ -198,7 +209,16 @@ mod tests {
         assert_eq!(o.asn(), 4200000001);
         assert_eq!(o.mp_families(), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
         assert!(o.has(cap::ROUTE_REFRESH) && o.has(cap::ENHANCED_ROUTE_REFRESH) && o.has(cap::EXTENDED_MESSAGE));
-        assert!(!o.has(cap::GRACEFUL_RESTART));
+        // Without graceful restart configured: the capability with no families, so that peers
+        // send End-of-RIB (and FRR answers our enhanced route refresh requests).
+        let gr = o.capabilities.iter().find_map(|x| match x {
+            Capability::GracefulRestart(g) => Some(g.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            gr,
+            Some(GracefulRestart { restart_state: false, notification: false, restart_time: 0, families: vec![] })
+        );
         let mut c = cfg();
         c.graceful_restart = Some(120);
         let o = our_open(&c);
