@@ -106,7 +106,7 @@ fn every_admin_command_against_frr() {
         "nud",
         "permanent",
     ]);
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, false));
+    let kbgp = Kbgp::start_with(&lab, &yaml(&lab, false), &["--log-format", "json"]);
     let (up, me) = (lab.peer_v4.to_string(), lab.kbgp_v4.to_string());
 
     // kbgp peers: the FRR session up with its negotiation and counts; the dead one with the
@@ -309,4 +309,29 @@ fn every_admin_command_against_frr() {
     }
     assert!(metric_value(&m, "kbgp_admin_requests_total", &[("endpoint", "peers"), ("code", "404")]) >= 1.0);
     assert_eq!(metric_value(&m, "kbgp_session_established_total", &[("peer", &up), ("vrouter", "65005")]), 2.0);
+
+    wait_for("three connection attempts to the dead peer", Duration::from_secs(30), || {
+        let n = kbgp.metric("kbgp_connect_attempts_total", &[("peer", &dead)]);
+        if n >= 3.0 { Ok(()) } else { Err(format!("{n}")) }
+    });
+    let m = kbgp.metrics();
+    // The JSON log: one object per line; every line of a peer task names the peer and the
+    // virtual router; the dead peer's failure is logged once however often it is retried.
+    let log = std::fs::read_to_string(lab.path("kbgp.log")).expect("kbgp.log");
+    let mut dead_errors = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["target"] == "kbgp::daemon::peer" {
+            let f = &v["fields"];
+            assert!(f["peer"].is_string() && f["vrouter"].is_string(), "a peer line without peer and vrouter: {line}");
+            let msg = f["message"].as_str().unwrap_or_default();
+            if f["peer"] == dead.as_str() && msg.starts_with("session not up") {
+                dead_errors += 1;
+                assert_eq!(f["hint"], "check the peer's address, firewall or MD5 password", "{line}");
+            }
+        }
+    }
+    assert_eq!(dead_errors, 1, "the same failure is logged once, not at every retry");
+    let attempts = metric_value(&m, "kbgp_connect_attempts_total", &[("peer", &dead)]);
+    assert!(attempts >= 3.0, "the dead peer was retried ({attempts} attempts)");
 }

@@ -19,6 +19,9 @@ const CILIUM_POOLS: &str = "apis/cilium.io/v2alpha1/ciliumloadbalancerippools";
 const KBGP_POLICIES: &str = "apis/kbgp.io/v1alpha1/bgppeeringpolicies";
 const KBGP_POOLS: &str = "apis/kbgp.io/v1alpha1/loadbalancerippools";
 
+const NODE_UID: &str = "6d1f0f5e-3c1a-4b7e-9a43-0c5d2a9b1e11";
+const NODE_STATUSES: &str = "apis/kbgp.io/v1alpha1/bgpnodestatuses";
+
 fn prefixes(list: &[&str]) -> BTreeSet<IpNet> {
     list.iter().map(|p| p.parse().unwrap()).collect()
 }
@@ -28,7 +31,7 @@ fn seed_objects(s: &ListWatchServer, lab: &Lab) {
     s.apply(
         NODES,
         &format!(
-            "{{apiVersion: v1, kind: Node, metadata: {{name: node1, labels: {{rack: rack0}}}},
+            "{{apiVersion: v1, kind: Node, metadata: {{name: node1, uid: {NODE_UID}, labels: {{rack: rack0}}}},
               spec: {{podCIDRs: [10.1.0.0/24]}}, status: {{addresses: [{{type: InternalIP, address: {}}}]}}}}",
             lab.kbgp_v4
         ),
@@ -353,4 +356,87 @@ fn real_cluster_read_only() {
             world.pools.len()
         );
     });
+}
+
+/// The node's BGPNodeStatus follows its sessions and routes, is owned by the Node, is written
+/// only when it changes; with --service-events a Service that stops being announced gets an
+/// Event; the admin CLI works in Kubernetes mode too.
+#[test]
+fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
+    let mut lab = Lab::new("k8s-status");
+    let peer = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    server.set_missing(KBGP_POLICIES);
+    server.set_missing(KBGP_POOLS);
+    seed_objects(&server, &lab);
+    server.apply(SERVICES, &service("nginx-service", "20.0.0.100", "true", ""));
+    let extra = ["--node-status-interval", "1", "--service-events"];
+    let kbgp = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &extra);
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.100/32"]), Duration::from_secs(60));
+
+    let status = |want_adv: u64| {
+        wait_for("the BGPNodeStatus", Duration::from_secs(20), || {
+            let o = server.get(NODE_STATUSES, None, "node1").ok_or("no BGPNodeStatus yet")?;
+            let st = &o["status"];
+            let received = (common::peer::PEER_V4.len() + common::peer::PEER_V6.len()) as u64;
+            if st["peersUp"] == "1/1" && st["routesAdvertised"] == want_adv && st["routesReceived"] == received {
+                Ok(o)
+            } else {
+                Err(o.to_string())
+            }
+        })
+    };
+    let o = status(2);
+    assert_eq!(o["spec"]["nodeName"], "node1");
+    let owner = &o["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str(), owner["uid"].as_str()),
+        (Some("Node"), Some("node1"), Some(NODE_UID))
+    );
+    assert_eq!(o["status"]["policy"], "rack0-65005");
+    assert_eq!(o["status"]["peers"][0]["address"], lab.peer_v4.to_string());
+    assert_eq!(o["status"]["peers"][0]["state"], "Established");
+    assert!(o["status"]["lastError"].is_null(), "{o}");
+
+    // Nothing changes: nothing is written.
+    let writes =
+        |s: &ListWatchServer| s.writes().iter().filter(|(_, path, _)| path.contains("bgpnodestatuses")).count();
+    let before = writes(&server);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(writes(&server), before, "an unchanged status is not written again");
+
+    // The Service loses its label: withdrawn, the status follows, and the Service gets an Event.
+    server.apply(SERVICES, &service("nginx-service", "20.0.0.100", "false", ""));
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24"]), Duration::from_secs(20));
+    status(1);
+    let event = wait_for("an Event on the Service", Duration::from_secs(20), || {
+        server
+            .writes()
+            .into_iter()
+            .find(|(m, path, body)| {
+                m == "POST" && path.contains("events.k8s.io") && body["regarding"]["name"] == "nginx-service"
+            })
+            .map(|(_, _, b)| b)
+            .ok_or_else(|| "no Event posted".to_string())
+    });
+    assert_eq!(event["reason"], "NotAnnounced");
+    assert_eq!(event["regarding"]["kind"], "Service");
+    let note = event["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("node node1 announces none of its addresses: 20.0.0.100/32: the serviceSelector"),
+        "{note}"
+    );
+    assert_eq!(kbgp.metric("kbgp_service_events_total", &[("result", "sent")]), 1.0);
+    assert!(kbgp.metric("kbgp_node_status_writes_total", &[("result", "written")]) >= 2.0);
+
+    // The admin CLI in Kubernetes mode.
+    let s = kbgp.cli_json(&["status"]);
+    assert_eq!((s["source"].as_str(), s["established"].as_u64()), (Some("kubernetes"), Some(1)));
+    let w = kbgp.cli_json(&["why", "20.0.0.100"]);
+    let verdict = w["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.contains("is not announced by node node1: the serviceSelector of AS65005 does not match"),
+        "{verdict}"
+    );
+    assert!(w["owners"][0].as_str().unwrap_or_default().starts_with("Service default/nginx-service"), "{w}");
 }

@@ -62,6 +62,17 @@ enum Cmd {
         /// Seconds a Lease holder may go without renewing before another replica takes over.
         #[arg(long, default_value_t = 15)]
         lease_duration: u64,
+        /// Kubernetes mode: keep this node's BGPNodeStatus (kbgp.io/v1alpha1) up to date.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        node_status: bool,
+        /// Shortest time, in seconds, between two writes of the BGPNodeStatus (jittered; only
+        /// a changed status is written).
+        #[arg(long, default_value_t = 30)]
+        node_status_interval: u64,
+        /// Kubernetes mode: post an Event on a Service when what this node announces of it
+        /// changes (rate-limited per Service and per node).
+        #[arg(long)]
+        service_events: bool,
     },
     /// The running speaker: node, source, policy, peers up.
     Status,
@@ -312,6 +323,9 @@ fn main() -> ExitCode {
             lease_name,
             identity,
             lease_duration,
+            node_status,
+            node_status_interval,
+            service_events,
         } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -334,6 +348,11 @@ fn main() -> ExitCode {
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
                 lb_ipam,
                 admin_socket,
+                node_status: kbgp::daemon::node_status::Options {
+                    node_status,
+                    interval: Duration::from_secs(node_status_interval.max(1)),
+                    service_events,
+                },
             };
             match rt.block_on(kbgp::daemon::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub session_up: IntGaugeVec,
     pub established: IntCounterVec,
     pub transitions: IntCounterVec,
+    pub connect_attempts: IntCounterVec,
     pub advertised_routes: IntGaugeVec,
     pub received_routes: IntGaugeVec,
     pub received_routes_dropped: IntCounterVec,
@@ -27,6 +28,7 @@ pub struct Metrics {
     pub update_latency: HistogramVec,
     // The World and the plan.
     pub config_reloads: IntCounterVec,
+    pub config_error: IntGauge,
     pub world_updates: IntCounterVec,
     pub plan_runs: IntCounterVec,
     pub plan_duration: Histogram,
@@ -40,9 +42,11 @@ pub struct Metrics {
     pub pool_available: GaugeVec,
     pub pool_conflict: IntGaugeVec,
     pub ipam_problems: IntGauge,
+    pub ipam_leader: IntGauge,
     // Operating kbgp.
     pub admin_requests: IntCounterVec,
     pub node_status_writes: IntCounterVec,
+    pub service_events: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -119,6 +123,11 @@ impl Metrics {
                 PEER,
             ),
             transitions: r.counter("kbgp_session_transitions_total", "FSM state changes", PEER),
+            connect_attempts: r.counter(
+                "kbgp_connect_attempts_total",
+                "Outgoing TCP connection attempts to the peer (a peer that cannot be reached keeps adding)",
+                PEER,
+            ),
             advertised_routes: r.gauge("kbgp_advertised_routes", "Routes the peer has from us", &peer_and(&["afi"])),
             received_routes: r.gauge(
                 "kbgp_received_routes",
@@ -157,6 +166,11 @@ impl Metrics {
                 "File mode: configuration reloads by result (applied, unchanged, rejected)",
                 &["result"],
             ),
+            config_error: r.int_gauge(
+                "kbgp_config_error",
+                "1 while the newest configuration is rejected (file mode) or cannot be planned, and the last good \
+                 plan runs",
+            ),
             world_updates: r.counter(
                 "kbgp_world_updates_total",
                 "New versions of the World (the objects kbgp plans from) taken from the source",
@@ -175,8 +189,8 @@ impl Metrics {
             ),
             last_sync: r.int_gauge(
                 "kbgp_source_last_sync_timestamp_seconds",
-                "When kbgp last read its source completely: the file loaded, or every Kubernetes watch (re)listed \
-                     or delivered an event",
+                "When kbgp last read its source completely: the file loaded, or a Kubernetes watch finished a \
+                 (re)list",
             ),
             watch_events: r.counter(
                 "kbgp_watch_events_total",
@@ -205,6 +219,10 @@ impl Metrics {
                 "kbgp_ipam_problems",
                 "Services LB IPAM could not serve as asked (pool exhausted, address taken, no pool)",
             ),
+            ipam_leader: r.int_gauge(
+                "kbgp_ipam_leader",
+                "1 on the replica that leads LB IPAM (Kubernetes mode) and on every kbgp in file mode",
+            ),
             admin_requests: r.counter(
                 "kbgp_admin_requests_total",
                 "Admin API requests by endpoint and HTTP status",
@@ -213,6 +231,12 @@ impl Metrics {
             node_status_writes: r.counter(
                 "kbgp_node_status_writes_total",
                 "Writes of this node's BGPNodeStatus by result (written, failed)",
+                &["result"],
+            ),
+            service_events: r.counter(
+                "kbgp_service_events_total",
+                "Kubernetes Events about Services' announcement on this node (--service-events), by result: \
+                 sent, failed, dropped (over the per-node rate limit)",
                 &["result"],
             ),
             build_info: r.gauge("kbgp_build_info", "Always 1; labels carry the version", &["version"]),
@@ -281,6 +305,67 @@ mod tests {
         let names = m.names();
         for n in ["kbgp_session_up", "kbgp_update_latency_seconds_bucket", "kbgp_plan_duration_seconds_count"] {
             assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+    }
+
+    /// Every `kbgp_...` word of a text.
+    fn series_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("kbgp_") {
+            let word: String =
+                rest[i..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            out.insert(word.trim_end_matches('_').to_string());
+            rest = &rest[i + 5..];
+        }
+        out
+    }
+
+    const DASHBOARD: &str = include_str!("../deploy/grafana/kbgp.json");
+    const ALERTS: &str = include_str!("../deploy/prometheus/kbgp-alerts.yaml");
+    const DOC: &str = include_str!("../docs/metrics.md");
+
+    #[test]
+    fn dashboard_alerts_and_doc_name_only_series_that_exist() {
+        let m = Metrics::new();
+        let known: std::collections::BTreeSet<String> = m.names().iter().cloned().collect();
+        for (file, text) in [("deploy/grafana/kbgp.json", DASHBOARD), ("deploy/prometheus/kbgp-alerts.yaml", ALERTS)] {
+            let used = series_in(text);
+            let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(*n)).collect();
+            assert!(unknown.is_empty(), "{file} uses series kbgp does not have: {unknown:?}");
+            assert!(used.len() >= 8, "{file} uses only {used:?}");
+        }
+        // The doc names only real series (and the one-off words around them), and lists each.
+        let unknown: Vec<String> = series_in(DOC).into_iter().filter(|n| !known.contains(n)).collect();
+        assert!(unknown.is_empty(), "docs/metrics.md names series kbgp does not have: {unknown:?}");
+        for n in &known {
+            assert!(DOC.contains(&format!("`{n}`")), "docs/metrics.md does not list `{n}`");
+        }
+    }
+
+    #[test]
+    fn dashboard_and_alerts_are_well_formed() {
+        let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+        assert_eq!(d["uid"], "kbgp");
+        let panels = d["panels"].as_array().expect("panels");
+        let mut ids = std::collections::BTreeSet::new();
+        for p in panels {
+            assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "a panel without a title: {p}");
+            assert!(p["gridPos"].is_object(), "{p}");
+            assert!(ids.insert(p["id"].as_u64().expect("panel id")), "duplicate panel id {}", p["id"]);
+            for t in p["targets"].as_array().into_iter().flatten() {
+                assert!(t["expr"].as_str().is_some_and(|e| e.contains("kbgp_")), "a query on no kbgp series: {t}");
+            }
+        }
+        let a: serde_yaml::Value = serde_yaml::from_str(ALERTS).expect("the rules are YAML");
+        let rules = a["groups"][0]["rules"].as_sequence().expect("rules");
+        let names: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+        for want in ["KbgpSessionDown", "KbgpSessionFlapping", "KbgpIpamPoolExhausted", "KbgpWatchNotSynced"] {
+            assert!(names.contains(&want), "no alert {want} in {names:?}");
+        }
+        for r in rules {
+            assert!(r["expr"].as_str().is_some_and(|e| e.contains("kbgp_")), "{r:?}");
+            assert!(r["annotations"]["summary"].as_str().is_some(), "{r:?}");
         }
     }
 

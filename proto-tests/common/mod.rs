@@ -282,26 +282,27 @@ pub const METRICS: &str = "127.0.0.1:9180";
 
 impl Kbgp {
     pub fn start(lab: &Lab, yaml: &str) -> Kbgp {
+        Kbgp::start_with(lab, yaml, &[])
+    }
+
+    /// As [`Kbgp::start`], with more arguments for `kbgp run`.
+    pub fn start_with(lab: &Lab, yaml: &str, extra: &[&str]) -> Kbgp {
         let config = lab.path("kbgp.yaml");
         fs::write(&config, yaml).expect("write kbgp config");
         let bin = env!("CARGO_BIN_EXE_kbgp");
         let admin = lab.path("kbgp.sock");
-        let proc = spawn_in(
-            &lab.kbgp_ns,
-            "kbgp",
-            &[
-                bin,
-                "run",
-                "--config",
-                config.to_str().expect("utf8"),
-                "--metrics-addr",
-                METRICS,
-                "--admin-socket",
-                admin.to_str().expect("utf8"),
-            ],
-            &lab.path("kbgp.log"),
-            &[("RUST_LOG", "info,kbgp=debug")],
-        );
+        let mut args = vec![
+            bin,
+            "run",
+            "--config",
+            config.to_str().expect("utf8"),
+            "--metrics-addr",
+            METRICS,
+            "--admin-socket",
+            admin.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let proc = spawn_in(&lab.kbgp_ns, "kbgp", &args, &lab.path("kbgp.log"), &[("RUST_LOG", "info,kbgp=debug")]);
         let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc, metrics_addr: METRICS.to_string(), admin };
         wait_for("kbgp /readyz", Duration::from_secs(10), || match http_get(&k.ns, METRICS, "/readyz") {
             Ok(b) if b.starts_with("ready") => Ok(()),

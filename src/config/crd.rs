@@ -1,6 +1,7 @@
 //! The CustomResourceDefinitions of kbgp's own kinds, generated from the Rust types
 //! (`kbgp crds --out deploy/crds`). A test fails when the committed files are stale.
 
+use super::node_status::BGPNodeStatus;
 use super::policy::BGPPeeringPolicy;
 use super::pool::LoadBalancerIPPool;
 use kube::CustomResourceExt;
@@ -13,6 +14,7 @@ pub fn crds() -> Vec<(&'static str, String)> {
     vec![
         ("kbgp.io_bgppeeringpolicies.yaml", y(BGPPeeringPolicy::crd())),
         ("kbgp.io_loadbalancerippools.yaml", y(LoadBalancerIPPool::crd())),
+        ("kbgp.io_bgpnodestatuses.yaml", y(BGPNodeStatus::crd())),
     ]
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod k8s;
 pub mod load;
 pub mod meta;
+pub mod node_status;
 pub mod policy;
 pub mod pool;
 

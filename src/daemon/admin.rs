@@ -227,6 +227,23 @@ async fn peers(view: &SharedView, address: Option<IpAddr>, vrouter: Option<u32>)
     Ok(out)
 }
 
+/// Every peer's status, for the daemon's own reports (BGPNodeStatus); a peer task that does
+/// not answer is left out.
+pub async fn collect_peers(view: &SharedView) -> Vec<api::Peer> {
+    let targets = match view.read() {
+        Ok(v) => v.peers.clone(),
+        Err(_) => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (k, tx) in &targets {
+        if let Ok(p) = ask(k, tx, PeerCmd::Status).await {
+            out.push(p);
+        }
+    }
+    out.sort_by_key(|p| (p.vrouter, p.address));
+    out
+}
+
 fn internal() -> Failure {
     Failure(StatusCode::INTERNAL_SERVER_ERROR, "the daemon's state is unavailable (a task panicked)".into(), None)
 }

@@ -55,10 +55,10 @@ pub fn spawn(port: u16, routing: Routing) -> io::Result<JoinHandle<()>> {
             match target {
                 Some(tx) => {
                     if tx.try_send(PeerCmd::Inbound(stream)).is_err() {
-                        debug!(port, %ip, "peer task busy: inbound connection dropped");
+                        debug!(port, peer = %ip, "peer task busy: inbound connection dropped");
                     }
                 }
-                None => debug!(port, %ip, "connection from an address that is not a configured peer: closed"),
+                None => debug!(port, peer = %ip, "connection from an address that is not a configured peer: closed"),
             }
         }
     }))

@@ -13,6 +13,7 @@
 //! | `listener.rs` | accepting connections from configured peers |
 //! | `local_addr.rs` | next hop of the other address family |
 //! | `http.rs` | `/metrics`, `/healthz`, `/readyz` |
+//! | `node_status.rs` | Kubernetes mode: this node's BGPNodeStatus, Events on Services |
 //! | `admin.rs` | the admin API on a Unix socket (`kbgp peers`, `routes`, `why`, `reset`, `refresh`) |
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod conn;
 pub mod http;
 pub mod listener;
 pub mod local_addr;
+pub mod node_status;
 pub mod peer;
 
 use crate::config::World;
@@ -52,6 +54,8 @@ pub struct RunOptions {
     pub lb_ipam: Option<ipam::controller::Options>,
     /// Where the admin API listens; `None`: nowhere.
     pub admin_socket: Option<PathBuf>,
+    /// Kubernetes mode: the BGPNodeStatus writer and Service Events.
+    pub node_status: node_status::Options,
 }
 
 /// The message of the Cease sent on SIGTERM / SIGINT.
@@ -196,6 +200,7 @@ impl Daemon {
 
     /// Shows the World the running plan comes from, and whether a newer one was rejected.
     fn show(&self, world: Option<Arc<World>>, config_error: Option<String>) {
+        self.metrics.config_error.set(config_error.is_some() as i64);
         if let Ok(mut v) = self.view.write() {
             if let Some(w) = world {
                 v.world = w;
@@ -226,6 +231,7 @@ fn took(metrics: &Metrics, source: &str, alloc: &ipam::Allocation, result: &str)
     metrics.world_updates.with_label_values(&[source]).inc();
     metrics.plan_runs.with_label_values(&[result]).inc();
     metrics.set_pools(alloc);
+    metrics.ipam_leader.set(1);
     metrics.last_sync.set(crate::admin::api::unix_now() as i64);
 }
 
@@ -396,7 +402,11 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
     let mut worlds = crate::source::kube::start(client.clone(), node.clone(), KUBE_DEBOUNCE, metrics.clone());
-    let controller = opts.lb_ipam.clone().map(|o| ipam::controller::start(client, o, worlds.clone(), metrics.clone()));
+    let controller =
+        opts.lb_ipam.clone().map(|o| ipam::controller::start(client.clone(), o, worlds.clone(), metrics.clone()));
+    let ns = &opts.node_status;
+    let reporter = (ns.node_status || ns.service_events)
+        .then(|| node_status::start(client, node.clone(), view.clone(), metrics.clone(), ns.clone()));
     let mut sig = Signals::new()?;
     let mut d = Daemon::new(metrics.clone(), view);
     let mut last_error: Option<String> = None;
@@ -444,6 +454,10 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     if let Some((stop, task)) = controller {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some((stop, task)) = reporter {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     d.shutdown().await;
     info!("stopped");

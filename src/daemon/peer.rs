@@ -363,6 +363,7 @@ impl PeerTask {
         while let Some(o) = self.fsm.poll_output() {
             match o {
                 Output::Connect => {
+                    self.metrics.connect_attempts.with_label_values(&[&self.label, &self.vrouter]).inc();
                     if let Some(c) = connecting.take() {
                         c.task.abort();
                     }

@@ -335,6 +335,11 @@ pub fn start(
                 _ = tokio::time::sleep_until(next) => {
                     let was = elector.leader;
                     let leads = elector.step().await;
+                    writer.metrics.ipam_leader.set(leads as i64);
+                    if was && !leads {
+                        // Another replica reports the pools now; stale values would mix in.
+                        writer.metrics.set_pools(&super::Allocation::default());
+                    }
                     next = tokio::time::Instant::now() + if leads { renew } else { renew.min(Duration::from_secs(2)) };
                     if leads && !was {
                         // A new leader writes everything once.

@@ -101,11 +101,19 @@ pub struct Candidate {
     pub advertised: bool,
     /// The checks, in the order they were made; `kbgp why` prints them.
     pub steps: Vec<Step>,
+    /// The Service it belongs to (`namespace/name`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Candidate {
     fn new(prefix: IpNet, source: String, steps: Vec<Step>) -> Candidate {
-        Candidate { prefix, source, advertised: steps.iter().all(|s| s.ok), steps }
+        Candidate { prefix, source, advertised: steps.iter().all(|s| s.ok), steps, service: None }
+    }
+
+    fn of_service(mut self, key: &str) -> Candidate {
+        self.service = Some(key.to_string());
+        self
     }
 
     /// The decision in one line: the first failed check, else every check.
@@ -135,9 +143,38 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+/// What this node does with one Service's addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceAnnouncement {
+    /// Prefixes announced to at least one peer.
+    pub announced: std::collections::BTreeSet<IpNet>,
+    /// Why the first address that is not announced is not.
+    pub not_announced: Option<(IpNet, String)>,
+}
+
 impl Plan {
     pub fn peers(&self) -> impl Iterator<Item = (&VRouterPlan, &PeerPlan)> {
         self.vrouters.iter().flat_map(|v| v.peers.iter().map(move |p| (v, p)))
+    }
+
+    /// Per Service (`namespace/name`) this node considered: what it announces, and why not.
+    pub fn services(&self) -> std::collections::BTreeMap<String, ServiceAnnouncement> {
+        let mut out: std::collections::BTreeMap<String, ServiceAnnouncement> = Default::default();
+        for v in &self.vrouters {
+            for c in &v.candidates {
+                let Some(key) = &c.service else { continue };
+                let e = out.entry(key.clone()).or_default();
+                let sent = v.peers.iter().any(|p| p.routes.iter().any(|r| r.prefix == c.prefix));
+                if c.advertised && sent {
+                    e.announced.insert(c.prefix);
+                } else if e.not_announced.is_none() {
+                    let why =
+                        if c.advertised { "the virtual router has no peer for it".to_string() } else { c.reason() };
+                    e.not_announced = Some((c.prefix, why));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -293,7 +330,7 @@ fn service_candidates(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, ou
             });
         }
         steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} LoadBalancer IP"), steps));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} LoadBalancer IP"), steps).of_service(&name));
     }
     for ip in &s.external_ips {
         let mut steps = vec![
@@ -302,7 +339,7 @@ fn service_candidates(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, ou
             includes("ExternalIP", vr.advertise.external_ip),
         ];
         steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} external IP"), steps));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} external IP"), steps).of_service(&name));
     }
     for ip in &s.cluster_ips {
         let mut steps = vec![
@@ -311,7 +348,7 @@ fn service_candidates(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, ou
             includes("ClusterIP", vr.advertise.cluster_ip),
         ];
         steps.extend(traffic("internalTrafficPolicy", s.internal_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} cluster IP"), steps));
+        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} cluster IP"), steps).of_service(&name));
     }
 }
 

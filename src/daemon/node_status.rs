@@ -1,0 +1,312 @@
+//! Kubernetes mode: this node's `BGPNodeStatus` (see `config/node_status.rs`), and, when asked
+//! (`--service-events`), an Event on a Service when what this node announces of it changes.
+//!
+//! Both are paced so that a cluster of thousands of nodes does not flood the API server: the
+//! status is written only when its content changes, at most once per `--node-status-interval`
+//! (with jitter); Events are at most one per Service per [`EVENT_INTERVAL`] and at most
+//! [`EVENTS_PER_MINUTE`] per node, the rest dropped and counted.
+
+use super::admin::{SharedView, collect_peers};
+use crate::config::node_status::{BGPNodeStatus, NodeStatus, NodeStatusSpec, Pacer, node_status};
+use crate::metrics::Metrics;
+use crate::plan::ServiceAnnouncement;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// How often the node's state is looked at (reading it is cheap; writing is paced).
+const POLL: Duration = Duration::from_secs(2);
+/// At most one Event per Service in this time.
+pub const EVENT_INTERVAL: Duration = Duration::from_secs(30);
+/// At most this many Events per node per minute.
+pub const EVENTS_PER_MINUTE: usize = 10;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Write this node's BGPNodeStatus.
+    pub node_status: bool,
+    /// Shortest time between two writes of it.
+    pub interval: Duration,
+    /// Post an Event on a Service when its announcement by this node changes.
+    pub service_events: bool,
+}
+
+/// What an Event says about a Service on this node.
+fn describe(node: &str, a: &ServiceAnnouncement) -> (EventType, &'static str, String) {
+    if a.announced.is_empty() {
+        let why = a.not_announced.as_ref().map(|(p, w)| format!(": {p}: {w}")).unwrap_or_default();
+        (EventType::Normal, "NotAnnounced", format!("node {node} announces none of its addresses{why}"))
+    } else {
+        let list: Vec<String> = a.announced.iter().map(|p| p.to_string()).collect();
+        (EventType::Normal, "Announced", format!("node {node} announces {}", list.join(", ")))
+    }
+}
+
+/// Decides which announcement changes become Events. Pure: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct EventPacer {
+    /// What the Events said last, per Service.
+    reported: HashMap<String, ServiceAnnouncement>,
+    last_event: HashMap<String, Instant>,
+    recent: VecDeque<Instant>,
+    primed: bool,
+    pub dropped: u64,
+}
+
+impl EventPacer {
+    /// The Services whose state differs from what was last reported and may be reported now.
+    /// The first call only records the state: a restart of kbgp is not news.
+    pub fn due(
+        &mut self,
+        now: &BTreeMap<String, ServiceAnnouncement>,
+        t: Instant,
+    ) -> Vec<(String, ServiceAnnouncement)> {
+        if !self.primed {
+            self.primed = true;
+            self.reported = now.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            return Vec::new();
+        }
+        // A Service that is gone needs no Event; forget it.
+        self.reported.retain(|k, _| now.contains_key(k));
+        while self.recent.front().is_some_and(|x| t.duration_since(*x) >= Duration::from_secs(60)) {
+            self.recent.pop_front();
+        }
+        let mut out = Vec::new();
+        for (k, v) in now {
+            let known = self.reported.get(k);
+            if known == Some(v) || (known.is_none() && v.announced.is_empty()) {
+                continue;
+            }
+            if self.last_event.get(k).is_some_and(|x| t.duration_since(*x) < EVENT_INTERVAL) {
+                continue; // reported later, if still different
+            }
+            if self.recent.len() >= EVENTS_PER_MINUTE {
+                self.dropped += 1;
+                self.reported.insert(k.clone(), v.clone());
+                continue;
+            }
+            self.recent.push_back(t);
+            self.last_event.insert(k.clone(), t);
+            self.reported.insert(k.clone(), v.clone());
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    }
+}
+
+struct Writer {
+    client: kube::Client,
+    node: String,
+    metrics: Arc<Metrics>,
+    created: bool,
+    failing: bool,
+}
+
+impl Writer {
+    /// Creates the object, owned by the Node, if it is not there yet.
+    async fn ensure(&mut self) -> Result<(), String> {
+        let api: Api<BGPNodeStatus> = Api::all(self.client.clone());
+        if self.created {
+            return Ok(());
+        }
+        if api.get_opt(&self.node).await.map_err(|e| e.to_string())?.is_some() {
+            self.created = true;
+            return Ok(());
+        }
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let n = nodes.get(&self.node).await.map_err(|e| format!("cannot read Node {}: {e}", self.node))?;
+        let uid = n.metadata.uid.ok_or_else(|| format!("Node {} has no metadata.uid to own its status", self.node))?;
+        let mut o = BGPNodeStatus::new(&self.node, NodeStatusSpec { node_name: self.node.clone() });
+        o.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: self.node.clone(),
+            uid,
+            ..Default::default()
+        }]);
+        match api.create(&PostParams::default(), &o).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        self.created = true;
+        Ok(())
+    }
+
+    async fn write(&mut self, status: &NodeStatus) -> bool {
+        let r = async {
+            self.ensure().await?;
+            let api: Api<BGPNodeStatus> = Api::all(self.client.clone());
+            let patch = serde_json::json!({"status": status});
+            match api.patch_status(&self.node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.created = false; // deleted under us: create it again next time
+                    Err(format!("BGPNodeStatus {} is gone", self.node))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                self.metrics.node_status_writes.with_label_values(&["written"]).inc();
+                if self.failing {
+                    info!(node = %self.node, "BGPNodeStatus written again");
+                }
+                self.failing = false;
+                debug!(node = %self.node, peers_up = %status.peers_up, "BGPNodeStatus written");
+                true
+            }
+            Err(e) => {
+                self.metrics.node_status_writes.with_label_values(&["failed"]).inc();
+                if !self.failing {
+                    warn!(node = %self.node, "cannot write BGPNodeStatus, trying again later: {e}");
+                }
+                self.failing = true;
+                false
+            }
+        }
+    }
+}
+
+fn seed(node: &str) -> u64 {
+    node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Starts the writer; send on the returned channel to stop it.
+pub fn start(
+    client: kube::Client,
+    node: String,
+    view: SharedView,
+    metrics: Arc<Metrics>,
+    opts: Options,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop_tx, mut stop) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "kbgp".into(), instance: Some(format!("kbgp-{node}")) },
+        );
+        let mut writer =
+            Writer { client, node: node.clone(), metrics: metrics.clone(), created: false, failing: false };
+        let mut pacer = Pacer::new(opts.interval, seed(&node));
+        let mut events = EventPacer::default();
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let (policy, config_error, services, synced) = match view.read() {
+                Ok(v) => (v.plan.policy.clone(), v.config_error.clone(), v.plan.services(), !v.plan.node.is_empty()),
+                Err(_) => return,
+            };
+            if !synced {
+                continue; // nothing planned yet: the first World has not arrived
+            }
+            if opts.node_status {
+                let peers = collect_peers(&view).await;
+                let status = node_status(policy, config_error, &peers);
+                let now = tokio::time::Instant::now().into_std();
+                if pacer.due(&status, now).is_some_and(|at| at <= now) {
+                    let ok = writer.write(&status).await;
+                    pacer.attempted(&status, ok, now);
+                }
+            }
+            if opts.service_events {
+                let now = tokio::time::Instant::now().into_std();
+                let dropped = events.dropped;
+                for (key, a) in events.due(&services, now) {
+                    let Some((ns, name)) = key.split_once('/') else { continue };
+                    let (type_, reason, note) = describe(&node, &a);
+                    let reference = ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Service".into()),
+                        namespace: Some(ns.into()),
+                        name: Some(name.into()),
+                        ..Default::default()
+                    };
+                    let ev = Event {
+                        type_,
+                        reason: reason.into(),
+                        note: Some(note),
+                        action: "Announce".into(),
+                        secondary: None,
+                    };
+                    match recorder.publish(&ev, &reference).await {
+                        Ok(()) => metrics.service_events.with_label_values(&["sent"]).inc(),
+                        Err(e) => {
+                            metrics.service_events.with_label_values(&["failed"]).inc();
+                            debug!(service = %key, "cannot post the Event: {e}");
+                        }
+                    }
+                }
+                if events.dropped > dropped {
+                    metrics.service_events.with_label_values(&["dropped"]).inc_by(events.dropped - dropped);
+                }
+            }
+        }
+    });
+    (stop_tx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(prefixes: &[&str]) -> ServiceAnnouncement {
+        ServiceAnnouncement {
+            announced: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+            not_announced: prefixes.is_empty().then(|| ("20.0.0.100/32".parse().unwrap(), "no".into())),
+        }
+    }
+
+    #[test]
+    fn events_only_for_changes_and_paced() {
+        let t0 = Instant::now();
+        let mut p = EventPacer::default();
+        let mut m = BTreeMap::new();
+        m.insert("default/web".to_string(), state(&["20.0.0.100/32"]));
+        assert!(p.due(&m, t0).is_empty(), "the state at start is not news");
+        assert!(p.due(&m, t0 + Duration::from_secs(1)).is_empty());
+        m.insert("default/web".to_string(), state(&[]));
+        let due = p.due(&m, t0 + Duration::from_secs(2));
+        assert_eq!(due.len(), 1);
+        let (_, reason, note) = describe("n1", &due[0].1);
+        assert_eq!(
+            (reason, note.as_str()),
+            ("NotAnnounced", "node n1 announces none of its addresses: 20.0.0.100/32: no")
+        );
+        // Back within the interval: held until the interval has passed, then reported.
+        m.insert("default/web".to_string(), state(&["20.0.0.100/32"]));
+        assert!(p.due(&m, t0 + Duration::from_secs(3)).is_empty());
+        let later = p.due(&m, t0 + Duration::from_secs(40));
+        assert_eq!(later.len(), 1);
+        assert_eq!(describe("n1", &later[0].1).2, "node n1 announces 20.0.0.100/32");
+        // A new Service that is not announced here is not news either.
+        m.insert("default/other".to_string(), state(&[]));
+        assert!(p.due(&m, t0 + Duration::from_secs(80)).is_empty());
+    }
+
+    #[test]
+    fn at_most_so_many_events_a_minute() {
+        let t0 = Instant::now();
+        let mut p = EventPacer::default();
+        let mut m = BTreeMap::new();
+        p.due(&m, t0);
+        for i in 0..25 {
+            m.insert(format!("default/s{i:02}"), state(&["20.0.0.1/32"]));
+        }
+        assert_eq!(p.due(&m, t0 + Duration::from_secs(1)).len(), EVENTS_PER_MINUTE);
+        assert_eq!(p.dropped, 15);
+    }
+}
