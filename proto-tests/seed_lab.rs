@@ -172,6 +172,16 @@ fn seed_lab_end_to_end() {
     for client in ["client", "client2"] {
         assert_eq!(lab.curl20(client), 20, "{client}: answers out of 20");
     }
+    // The operator's view from a node, as the README shows it.
+    let peers = lab.exec("rack0-node1", &["kbgp", "peers"]);
+    let row = peers.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("10.0.5.1 ") && row.contains("Established"), "kbgp peers:\n{peers}");
+    let why = lab.exec("rack0-node1", &["kbgp", "why", VIP]);
+    assert_eq!(
+        why.lines().next(),
+        Some("20.0.0.100/32 is announced by node rack0-node1 to 1 of 1 peers (10.0.5.1)"),
+        "kbgp why:\n{why}"
+    );
 
     // Take the label off the Service: every leaf and spine loses the /32 within 2 s, the pod
     // CIDRs stay.
@@ -191,6 +201,13 @@ fn seed_lab_end_to_end() {
         );
     }
     println!("withdrawn everywhere {:?} after SIGHUP", t0.elapsed());
+    let why = lab.exec("rack0-node1", &["kbgp", "why", VIP]);
+    assert!(
+        why.starts_with(
+            "20.0.0.100/32 is not announced by node rack0-node1: the serviceSelector of AS65005 does not match"
+        ),
+        "kbgp why after the label change:\n{why}"
+    );
     for (node, prefix, via) in [
         ("leaf01", "10.1.0.0/24", "10.0.5.11"),
         ("leaf01", "10.1.3.0/24", "10.0.5.12"),

@@ -47,12 +47,20 @@ done
 echo
 echo "client:~# curl http://20.0.0.100"
 x client -- curl -s http://20.0.0.100
+echo
+echo "rack0-node1:~# kbgp peers"
+x rack0-node1 -- kbgp peers
+echo
+echo "rack0-node1:~# kbgp why 20.0.0.100"
+x rack0-node1 -- kbgp why 20.0.0.100
 cat <<EOT
 
 The lab stays up. Look around:
   $BIN/kbgp-lab status $LAB
   $BIN/kbgp-lab exec $LAB leaf01 -- vtysh -c 'show ip bgp'
   $BIN/kbgp-lab exec $LAB rack0-node1 -- curl -s 127.0.0.1:9180/metrics
+  $BIN/kbgp-lab exec $LAB rack0-node1 -- kbgp routes advertised
+  $BIN/kbgp-lab exec $LAB rack1-node1 -- kbgp why 10.1.0.0/24
 Take it down:
   bash containerlab/seed-bgp/run.sh down
 EOT

@@ -290,7 +290,13 @@ fn serve_admin(
 ) -> Result<Option<admin::AdminServer>, String> {
     match &opts.admin_socket {
         None => Ok(None),
-        Some(p) => admin::serve(p, view.clone(), metrics.clone()).map(Some).map_err(|e| format!("--admin-socket: {e}")),
+        Some(p) => admin::serve(p, view.clone(), metrics.clone()).map(Some).map_err(|e| {
+            if e.starts_with("another process") {
+                format!("--admin-socket: {e}")
+            } else {
+                format!("--admin-socket: {e} (give it a writable directory, or pass --admin-socket none)")
+            }
+        }),
     }
 }
 
