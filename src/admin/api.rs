@@ -244,6 +244,42 @@ impl Route {
 }
 
 #[cfg(test)]
+impl Peer {
+    /// An iBGP peer of AS65005 in `state`, with nothing negotiated, counted or failed yet.
+    pub fn sample(address: &str, state: &str) -> Peer {
+        Peer {
+            address: address.parse().expect("test address"),
+            port: 179,
+            vrouter: 65005,
+            local_as: 65005,
+            peer_as: 65005,
+            kind: "iBGP".into(),
+            router_id: Ipv4Addr::new(10, 0, 5, 11),
+            passive: false,
+            state: state.into(),
+            state_since: 1_796_000_000,
+            uptime_seconds: None,
+            established_count: 0,
+            local_address: None,
+            peer_router_id: None,
+            hold_time: None,
+            keepalive: None,
+            configured_families: vec!["ipv4".into(), "ipv6".into()],
+            families: vec![],
+            capabilities: vec![],
+            planned_routes: 0,
+            advertised: PerFamily::default(),
+            received: PerFamily::default(),
+            received_dropped: 0,
+            messages: Messages::default(),
+            last_error: None,
+            last_notification_sent: None,
+            last_notification_received: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -262,38 +262,15 @@ pub fn done(d: &Done) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::api::{LastError, Messages, PerFamily};
+    use crate::admin::api::{LastError, Messages};
 
     fn peer(state: &str) -> Peer {
-        Peer {
-            address: "10.0.5.1".parse().unwrap(),
-            port: 179,
-            vrouter: 65005,
-            local_as: 65005,
-            peer_as: 65005,
-            kind: "iBGP".into(),
-            router_id: "10.0.5.11".parse().unwrap(),
-            passive: false,
-            state: state.into(),
-            state_since: 1000,
-            uptime_seconds: (state == "Established").then_some(192),
-            established_count: 1,
-            local_address: None,
-            peer_router_id: None,
-            hold_time: None,
-            keepalive: None,
-            configured_families: vec!["ipv4".into(), "ipv6".into()],
-            families: vec![],
-            capabilities: vec![],
-            planned_routes: 2,
-            advertised: PerFamily::default(),
-            received: PerFamily::default(),
-            received_dropped: 0,
-            messages: Messages { received: 3, sent: 4, updates_received: 0, updates_sent: 1 },
-            last_error: None,
-            last_notification_sent: None,
-            last_notification_received: None,
-        }
+        let mut p = Peer::sample("10.0.5.1", state);
+        p.state_since = 1000;
+        p.uptime_seconds = (state == "Established").then_some(192);
+        p.planned_routes = 2;
+        p.messages = Messages { received: 3, sent: 4, updates_received: 0, updates_sent: 1 };
+        p
     }
 
     #[test]

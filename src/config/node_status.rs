@@ -171,42 +171,18 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::api::{LastError, Messages, Peer, PerFamily};
+    use crate::admin::api::{LastError, Peer, PerFamily};
 
     fn peer(addr: &str, state: &str, adv: usize) -> Peer {
-        Peer {
-            address: addr.parse().unwrap(),
-            port: 179,
-            vrouter: 65005,
-            local_as: 65005,
-            peer_as: 65005,
-            kind: "iBGP".into(),
-            router_id: "10.0.5.11".parse().unwrap(),
-            passive: false,
-            state: state.into(),
-            state_since: 1_796_000_000,
-            uptime_seconds: None,
-            established_count: 0,
-            local_address: None,
-            peer_router_id: None,
-            hold_time: None,
-            keepalive: None,
-            configured_families: vec![],
-            families: vec![],
-            capabilities: vec![],
-            planned_routes: 0,
-            advertised: PerFamily { ipv4: adv, ipv6: 0 },
-            received: PerFamily { ipv4: 3, ipv6: 0 },
-            received_dropped: 0,
-            messages: Messages::default(),
-            last_error: (state != "Established").then(|| LastError {
-                at: 1,
-                text: "TCP connect failed: timed out after 5 s".into(),
-                hint: None,
-            }),
-            last_notification_sent: None,
-            last_notification_received: None,
-        }
+        let mut p = Peer::sample(addr, state);
+        p.advertised = PerFamily { ipv4: adv, ipv6: 0 };
+        p.received = PerFamily { ipv4: 3, ipv6: 0 };
+        p.last_error = (state != "Established").then(|| LastError {
+            at: 1,
+            text: "TCP connect failed: timed out after 5 s".into(),
+            hint: None,
+        });
+        p
     }
 
     #[test]

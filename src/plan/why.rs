@@ -286,17 +286,8 @@ mod tests {
     use crate::config::load_str;
     use crate::ipam;
 
+    /// After the seed's rack-0 policy (`test_fixtures::POLICY`).
     const WORLD: &str = r#"
-apiVersion: cilium.io/v2alpha1
-kind: CiliumBGPPeeringPolicy
-metadata: {name: rack0-65005}
-spec:
-  nodeSelector: {matchLabels: {rack: rack0}}
-  virtualRouters:
-  - localASN: 65005
-    exportPodCIDR: true
-    serviceSelector: {matchLabels: {advertise-bgp: "true"}}
-    neighbors: [{peerAddress: "10.0.5.1/24", peerASN: 65005}]
 ---
 apiVersion: cilium.io/v2alpha1
 kind: CiliumBGPPeeringPolicy
@@ -334,7 +325,8 @@ spec: {type: LoadBalancer}
 "#;
 
     fn explain(node: &str, target: &str) -> Why {
-        let mut w = load_str(WORLD, "t").unwrap().world;
+        let text = format!("{}{WORLD}", crate::test_fixtures::POLICY);
+        let mut w = load_str(&text, "t").unwrap().world;
         let a = ipam::allocate(&w);
         ipam::apply(&mut w, &a);
         let p = super::super::plan(node, &w).unwrap();
