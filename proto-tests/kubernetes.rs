@@ -427,6 +427,10 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
         "{note}"
     );
     assert_eq!(kbgp.metric("kbgp_service_events_total", &[("result", "sent")]), 1.0);
+    // The update latency counts from the watch event, so the 100 ms debounce is in every one.
+    let latency = |labels: &[(&str, &str)]| kbgp.metric("kbgp_update_latency_seconds_bucket", labels);
+    assert!(latency(&[("le", "+Inf")]) >= 1.0, "the withdrawal was observed");
+    assert_eq!(latency(&[("le", "0.1")]), 0.0, "no observation shorter than the debounce");
     assert!(kbgp.metric("kbgp_node_status_writes_total", &[("result", "written")]) >= 2.0);
 
     // The admin CLI in Kubernetes mode.

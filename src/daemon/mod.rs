@@ -425,11 +425,14 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
                 if changed.is_err() {
                     return Err("the Kubernetes watchers stopped".into());
                 }
-                let Some(world) = worlds.borrow_and_update().clone() else { continue };
-                let seen = Instant::now();
+                let Some(snapshot) = worlds.borrow_and_update().clone() else { continue };
+                // Update latency counts from the first watch event of the batch.
+                let seen = snapshot.since;
+                let world = snapshot.world;
+                let planning = Instant::now();
                 metrics.world_updates.with_label_values(&["kubernetes"]).inc();
                 let planned = plan::plan(&node, &world);
-                metrics.plan_duration.observe(seen.elapsed().as_secs_f64());
+                metrics.plan_duration.observe(planning.elapsed().as_secs_f64());
                 match planned {
                     Ok(p) => {
                         last_error = None;

@@ -312,7 +312,7 @@ impl Writer {
 pub fn start(
     client: Client,
     opts: Options,
-    mut worlds: watch::Receiver<Option<Arc<World>>>,
+    mut worlds: watch::Receiver<Option<crate::source::kube::Snapshot>>,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop_tx, mut stop) = oneshot::channel();

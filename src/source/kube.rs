@@ -377,6 +377,47 @@ async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) ->
     }
 }
 
+/// When to build the next World: `debounce` after the first change not yet in one, however
+/// many changes follow (a steady stream of events must not postpone it forever).
+#[derive(Debug)]
+pub struct Debounce {
+    delay: Duration,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Debounce {
+    pub fn new(delay: Duration) -> Debounce {
+        Debounce { delay, since: None }
+    }
+    /// A change was seen at `now`.
+    pub fn changed(&mut self, now: tokio::time::Instant) {
+        self.since.get_or_insert(now);
+    }
+    /// When to build, once every kind is synced.
+    pub fn deadline(&self, synced: bool) -> Option<tokio::time::Instant> {
+        self.since.filter(|_| synced).map(|t| t + self.delay)
+    }
+    /// Building now: when its first change was seen.
+    pub fn take(&mut self) -> Option<tokio::time::Instant> {
+        self.since.take()
+    }
+}
+
+/// A World from the watches, and when the first change it contains was seen (the start of
+/// the update latency).
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub world: Arc<World>,
+    pub since: std::time::Instant,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
 /// Starts every watcher; returns the World as it changes (`None` until every kind is synced).
 /// Changes are coalesced for `debounce` before a new World is built.
 pub fn start(
@@ -384,7 +425,7 @@ pub fn start(
     node: String,
     debounce: Duration,
     metrics: Arc<Metrics>,
-) -> watch::Receiver<Option<Arc<World>>> {
+) -> watch::Receiver<Option<Snapshot>> {
     let (tx, mut rx) = mpsc::channel::<Update>(4096);
     let (world_tx, world_rx) = watch::channel(None);
 
@@ -421,15 +462,23 @@ pub fn start(
 
     tokio::spawn(async move {
         let mut store = Store::default();
-        let mut dirty = false;
+        let mut pending = Debounce::new(debounce);
         let mut logged = 0;
         loop {
-            let timer = async {
-                if dirty && store.synced() { tokio::time::sleep(debounce).await } else { std::future::pending().await }
+            let deadline = pending.deadline(store.synced());
+            let timer = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 u = rx.recv() => match u {
-                    Some(u) => dirty |= store.apply(u),
+                    Some(u) => {
+                        if store.apply(u) {
+                            pending.changed(tokio::time::Instant::now());
+                        }
+                    }
                     None => return,
                 },
                 _ = timer => {
@@ -437,8 +486,8 @@ pub fn start(
                         warn!("invalid object, keeping its last valid version if any: {p}");
                     }
                     logged = store.problems.len();
-                    dirty = false;
-                    if world_tx.send(Some(Arc::new(store.world()))).is_err() {
+                    let since = pending.take().map(|t| t.into_std()).unwrap_or_else(std::time::Instant::now);
+                    if world_tx.send(Some(Snapshot { world: Arc::new(store.world()), since })).is_err() {
                         return;
                     }
                 }

@@ -154,3 +154,18 @@ fn pools_and_nodes_convert() {
     assert_eq!(node.pod_cidrs.len(), 1);
     assert_eq!(node.addresses.len(), 1);
 }
+
+#[test]
+fn a_steady_stream_of_changes_does_not_postpone_the_world() {
+    let t0 = tokio::time::Instant::now();
+    let ms = Duration::from_millis;
+    let mut d = Debounce::new(ms(100));
+    assert_eq!(d.deadline(true), None, "nothing changed: nothing to build");
+    for i in 0..10 {
+        d.changed(t0 + ms(50 * i));
+    }
+    assert_eq!(d.deadline(false), None, "not synced yet");
+    assert_eq!(d.deadline(true), Some(t0 + ms(100)), "100 ms after the first change, not the last");
+    assert_eq!(d.take(), Some(t0));
+    assert_eq!(d.deadline(true), None);
+}
