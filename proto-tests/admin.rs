@@ -221,6 +221,16 @@ fn every_admin_command_against_frr() {
     );
     let pod = kbgp.cli_json(&["why", "10.244.7.5"]);
     assert!(pod["verdict"].as_str().unwrap().starts_with("10.244.7.5/32 is announced by node node1"), "{pod}");
+    // An address this node does not announce but learns: where its traffic goes instead.
+    let learned = kbgp.cli_json(&["why", "198.51.100.5"]);
+    assert_eq!(
+        learned["verdict"],
+        format!(
+            "198.51.100.5/32 is not announced by node node1, which learns it instead: peer {up} sends \
+             198.51.100.0/24 via {up} with an empty AS path (from this AS)"
+        ),
+        "{learned}"
+    );
     let bad = kbgp.cli(&["why", "web"]);
     assert!(!bad.ok && bad.stderr.contains("neither an IP address nor a prefix"), "{bad:?}");
 

@@ -443,4 +443,12 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
         "{verdict}"
     );
     assert!(w["owners"][0].as_str().unwrap_or_default().starts_with("Service default/nginx-service"), "{w}");
+
+    // Stopping kbgp says so in the status before the sessions close.
+    let mut kbgp = kbgp;
+    kbgp.proc.signal("TERM");
+    assert!(kbgp.proc.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "kbgp exits 0 on SIGTERM");
+    let o = server.get(NODE_STATUSES, None, "node1").expect("the status stays");
+    assert_eq!(o["status"]["peersUp"], "0/1", "{o}");
+    assert_eq!(o["status"]["lastError"], "kbgp on this node stopped");
 }

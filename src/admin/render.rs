@@ -230,6 +230,12 @@ pub fn why(w: &Why) -> String {
         let _ = writeln!(out, "LB IPAM");
         steps(&mut out, "  ", &w.ipam);
     }
+    if !w.learned.is_empty() {
+        let _ = writeln!(out, "Learned from peers");
+        for l in &w.learned {
+            let _ = writeln!(out, "  • {l}");
+        }
+    }
     for v in &w.vrouters {
         let _ = writeln!(out, "Virtual router AS{} (router ID {})", v.asn, v.router_id);
         if v.candidates.is_empty() {

@@ -336,6 +336,22 @@ async fn explain(view: &SharedView, q: &HashMap<String, String>) -> Answer {
             session_steps(view, p, asn).await?;
         }
     }
+    let targets = {
+        let v = view.read().map_err(|_| internal())?;
+        v.peers.clone()
+    };
+    for (k, tx) in &targets {
+        let got = ask(k, tx, |reply| PeerCmd::Table { received: true, family: None, reply }).await?;
+        for r in got.iter().filter(|r| crate::plan::why::relevant(&r.prefix, &target)) {
+            let nh = r.next_hop.map(|n| format!(" via {n}")).unwrap_or_default();
+            let path = if r.as_path.is_empty() {
+                "an empty AS path (from this AS)".to_string()
+            } else {
+                format!("AS path {}", r.as_path)
+            };
+            w.learned.push(format!("peer {} sends {}{nh} with {path}", k.address, r.prefix));
+        }
+    }
     w.conclude();
     Ok(json(StatusCode::OK, &w))
 }

@@ -177,6 +177,22 @@ impl Writer {
     }
 }
 
+/// The status of a node whose kbgp is stopping: every session about to close.
+fn stopped(mut s: NodeStatus) -> NodeStatus {
+    const WHY: &str = "kbgp on this node stopped";
+    s.peers_up = format!("0/{}", s.peers.len());
+    s.routes_advertised = 0;
+    s.routes_received = 0;
+    s.last_error = Some(WHY.into());
+    for p in &mut s.peers {
+        p.state = "Idle".into();
+        p.advertised = 0;
+        p.received = 0;
+        p.last_error = Some(WHY.into());
+    }
+    s
+}
+
 fn seed(node: &str) -> u64 {
     node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
@@ -203,7 +219,16 @@ pub fn start(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    // Say so before the sessions go, so the status does not show a stopped
+                    // kbgp as up. (A crash cannot; the pod's restart count and metrics can.)
+                    if opts.node_status && writer.created {
+                        let policy = view.read().ok().and_then(|v| v.plan.policy.clone());
+                        let status = stopped(node_status(policy, None, &collect_peers(&view).await));
+                        let _ = tokio::time::timeout(Duration::from_secs(2), writer.write(&status)).await;
+                    }
+                    return;
+                }
                 _ = tick.tick() => {}
             }
             let (policy, config_error, services, synced) = match view.read() {

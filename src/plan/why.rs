@@ -30,6 +30,10 @@ pub struct Why {
     /// LB IPAM: the pools that contain the address and what was assigned from them.
     pub ipam: Vec<Step>,
     pub vrouters: Vec<WhyVRouter>,
+    /// Routes at, inside or around the target that peers send this node (filled by the
+    /// daemon): where the traffic goes when this node does not announce it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +63,8 @@ impl WhyPeer {
     }
 }
 
-fn relevant(c: &IpNet, target: &IpNet) -> bool {
+/// At, inside or around the target.
+pub fn relevant(c: &IpNet, target: &IpNet) -> bool {
     c == target || c.contains(target) || target.contains(c)
 }
 
@@ -239,6 +244,7 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
         owners: owners(&target, &node, world),
         ipam: ipam_steps(&target, world, alloc),
         vrouters,
+        learned: Vec::new(),
     };
     w.conclude();
     w
@@ -271,6 +277,8 @@ impl Why {
             }
         } else if let Some(o) = self.owners.first() {
             format!("{t} is not announced by node {node}: nothing here announces it ({o})")
+        } else if let Some(l) = self.learned.first() {
+            format!("{t} is not announced by node {node}, which learns it instead: {l}")
         } else {
             format!(
                 "{t} is not announced by node {node}: no Service has it as a LoadBalancer, external or cluster IP, \
