@@ -86,12 +86,16 @@ enum Cmd {
     },
     /// Routes advertised to peers, or received from them.
     Routes {
+        /// What the peers have from this node, or what they sent it.
         #[arg(value_parser = ["advertised", "received"])]
         which: String,
+        /// Only this neighbor address.
         #[arg(long)]
         peer: Option<std::net::IpAddr>,
+        /// Only this address family.
         #[arg(long, value_parser = ["ipv4", "ipv6"])]
         family: Option<String>,
+        /// Only this virtual router (local ASN).
         #[arg(long)]
         vrouter: Option<u32>,
     },
@@ -103,6 +107,7 @@ enum Cmd {
     /// Reset one peer's session: hard (Cease, then connect again) or --soft (send every route
     /// again and ask the peer for its routes again, keeping the session).
     Reset {
+        /// The neighbor's address.
         peer: std::net::IpAddr,
         #[arg(long)]
         soft: bool,
@@ -112,7 +117,9 @@ enum Cmd {
     },
     /// Ask a peer to send its routes again (ROUTE-REFRESH), keeping the session.
     Refresh {
+        /// The neighbor's address.
         peer: std::net::IpAddr,
+        /// The virtual router, when the address is a neighbor of several.
         #[arg(long)]
         vrouter: Option<u32>,
     },

@@ -114,7 +114,7 @@ pub struct Store {
     current: HashMap<Kind, BTreeMap<String, Obj>>,
     relist: HashMap<Kind, BTreeMap<String, Obj>>,
     synced: HashMap<Kind, bool>,
-    /// Validation problems seen, newest last (for logs and, later, status).
+    /// Validation problems not yet logged, oldest first; the source drains them.
     pub problems: Vec<String>,
 }
 
@@ -463,7 +463,9 @@ pub fn start(
     tokio::spawn(async move {
         let mut store = Store::default();
         let mut pending = Debounce::new(debounce);
-        let mut logged = 0;
+        // Problems already logged: an object rewritten invalid every second is logged once
+        // (the set is bounded; when full it starts over).
+        let mut logged: std::collections::HashSet<String> = Default::default();
         loop {
             let deadline = pending.deadline(store.synced());
             let timer = async move {
@@ -478,14 +480,18 @@ pub fn start(
                         if store.apply(u) {
                             pending.changed(tokio::time::Instant::now());
                         }
+                        for p in store.problems.drain(..) {
+                            if logged.len() >= 1000 {
+                                logged.clear();
+                            }
+                            if logged.insert(p.clone()) {
+                                warn!("invalid object, keeping its last valid version if any: {p}");
+                            }
+                        }
                     }
                     None => return,
                 },
                 _ = timer => {
-                    for p in &store.problems[logged..] {
-                        warn!("invalid object, keeping its last valid version if any: {p}");
-                    }
-                    logged = store.problems.len();
                     let since = pending.take().map(|t| t.into_std()).unwrap_or_else(std::time::Instant::now);
                     if world_tx.send(Some(Snapshot { world: Arc::new(store.world()), since })).is_err() {
                         return;
