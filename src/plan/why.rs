@@ -402,6 +402,35 @@ spec: {type: LoadBalancer}
     }
 
     #[test]
+    fn external_traffic_policy_local_names_the_endpoints() {
+        let extra = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local, labels: {advertise-bgp: "true"}}
+spec: {type: LoadBalancer, externalTrafficPolicy: Local}
+status: {loadBalancer: {ingress: [{ip: 20.0.0.150}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: local-1, labels: {kubernetes.io/service-name: local}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.9.5], nodeName: n2, conditions: {ready: true}}]
+"#;
+        let text = format!("{}{WORLD}{extra}", crate::test_fixtures::POLICY);
+        let mut w = load_str(&text, "t").unwrap().world;
+        let a = ipam::allocate(&w);
+        ipam::apply(&mut w, &a);
+        let p = super::super::plan("n1", &w).unwrap();
+        let why = why(crate::admin::api::parse_target("20.0.0.150").unwrap(), &w, &a, &p);
+        assert_eq!(
+            why.verdict,
+            "20.0.0.150/32 is not announced by node n1: externalTrafficPolicy: Local and no ready endpoint on this \
+             node (Service default/local LoadBalancer IP)"
+        );
+    }
+
+    #[test]
     fn an_unknown_address_and_a_free_pool_address() {
         let w = explain("n1", "192.0.2.1");
         assert!(w.verdict.ends_with("and it is in none of this node's pod CIDRs"), "{}", w.verdict);
