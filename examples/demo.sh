@@ -63,7 +63,8 @@ ip netns exec $RR /usr/lib/frr/zebra -d -u frr -g frr -f "$D/zebra.conf" -i "$D/
 ip netns exec $RR /usr/lib/frr/bgpd -d -u frr -g frr -f "$D/bgpd.conf" -i "$D/bgpd.pid" -z "$D/zserv.api" --vty_socket "$D" -P 0
 
 # kbgp, from the file, as node kind-worker.
-ip netns exec $NODE "$KBGP" run --config examples/demo/kbgp.yaml --metrics-addr 127.0.0.1:9180 > "$D/kbgp.log" 2>&1 &
+ip netns exec $NODE "$KBGP" run --config examples/demo/kbgp.yaml --metrics-addr 127.0.0.1:9180 \
+    --admin-socket "$D/kbgp.sock" > "$D/kbgp.log" 2>&1 &
 echo $! > "$D/kbgp.pid"
 
 echo "waiting for the routes at the route reflector..."
@@ -79,10 +80,14 @@ echo
 echo "== leaf01: ip route (learned from kbgp)"
 ip netns exec $RR ip route show proto bgp
 echo
+echo "== kbgp peers"
+"$KBGP" --admin-socket "$D/kbgp.sock" peers
+echo
 echo "== kbgp log"
 cat "$D/kbgp.log"
 if [ "${KEEP:-0}" = 1 ]; then
     echo
     echo "left running: ip netns exec $RR vtysh --vty_socket $D; ip netns exec $NODE curl -s 127.0.0.1:9180/metrics"
+    echo "ask kbgp: KBGP_ADMIN_SOCKET=$D/kbgp.sock $KBGP why <address>"
     echo "tear down: kill \$(cat $D/kbgp.pid $D/bgpd.pid $D/zebra.pid); ip netns del $RR; ip netns del $NODE"
 fi
