@@ -271,29 +271,12 @@ fn admin(cli: &Cli) -> Result<(), String> {
             let d: api::Done = c.call("POST", &format!("/v1/peers/{peer}/refresh{q}"))?;
             show(out, &d, render::done)
         }
-        _ => Ok(()),
+        Cmd::Run { .. } | Cmd::Crds { .. } | Cmd::Check { .. } => Ok(()),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(
-        cli.cmd,
-        Cmd::Status
-            | Cmd::Peers { .. }
-            | Cmd::Routes { .. }
-            | Cmd::Why { .. }
-            | Cmd::Reset { .. }
-            | Cmd::Refresh { .. }
-    ) {
-        return match admin(&cli) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kbgp: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     let admin_socket = (cli.admin_socket.as_os_str() != "none").then(|| cli.admin_socket.clone());
     match cli.cmd {
         Cmd::Check { files, node } => check(&files, node.as_deref()),
@@ -313,12 +296,6 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Status
-        | Cmd::Peers { .. }
-        | Cmd::Routes { .. }
-        | Cmd::Why { .. }
-        | Cmd::Reset { .. }
-        | Cmd::Refresh { .. } => ExitCode::SUCCESS,
         Cmd::Run {
             config,
             kubernetes: _,
@@ -371,5 +348,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // status, peers, routes, why, reset, refresh: one request to the running kbgp.
+        _ => match admin(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kbgp: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

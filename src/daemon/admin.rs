@@ -219,12 +219,17 @@ async fn peers(view: &SharedView, address: Option<IpAddr>, vrouter: Option<u32>)
         let v = view.read().map_err(|_| internal())?;
         select(&v, address, vrouter, false)?
     };
-    let mut out = Vec::new();
-    for (k, tx) in &targets {
-        out.push(ask(k, tx, PeerCmd::Status).await?);
+    statuses(&targets).await.into_iter().collect()
+}
+
+/// Each peer task's status, in the order of `targets` (the view keeps its peers sorted by
+/// virtual router and address).
+async fn statuses(targets: &[(PeerKey, mpsc::Sender<PeerCmd>)]) -> Vec<Result<api::Peer, Failure>> {
+    let mut out = Vec::with_capacity(targets.len());
+    for (k, tx) in targets {
+        out.push(ask(k, tx, PeerCmd::Status).await);
     }
-    out.sort_by_key(|p| (p.vrouter, p.address));
-    Ok(out)
+    out
 }
 
 /// Every peer's status, for the daemon's own reports (BGPNodeStatus); a peer task that does
@@ -234,14 +239,7 @@ pub async fn collect_peers(view: &SharedView) -> Vec<api::Peer> {
         Ok(v) => v.peers.clone(),
         Err(_) => return Vec::new(),
     };
-    let mut out = Vec::new();
-    for (k, tx) in &targets {
-        if let Ok(p) = ask(k, tx, PeerCmd::Status).await {
-            out.push(p);
-        }
-    }
-    out.sort_by_key(|p| (p.vrouter, p.address));
-    out
+    statuses(&targets).await.into_iter().filter_map(Result::ok).collect()
 }
 
 fn internal() -> Failure {
@@ -274,13 +272,7 @@ async fn routes(view: &SharedView, received: bool, q: &HashMap<String, String>) 
 
 /// Adds to each planned peer what its session did with the target.
 async fn session_steps(view: &SharedView, p: &mut WhyPeer, vrouter: u32) -> Result<(), Failure> {
-    let planned: Vec<ipnet::IpNet> = p
-        .steps
-        .iter()
-        .filter(|s| s.ok)
-        .filter_map(|s| s.text.split_whitespace().next().and_then(|t| t.parse().ok()))
-        .collect();
-    if planned.is_empty() {
+    if p.planned.is_empty() {
         return Ok(());
     }
     let targets = {
@@ -303,7 +295,7 @@ async fn session_steps(view: &SharedView, p: &mut WhyPeer, vrouter: u32) -> Resu
     let sent = ask(k, tx, |reply| PeerCmd::Table { received: false, family: None, reply }).await?;
     let up = st.uptime_seconds.map(|s| format!(" for {}", crate::admin::render::duration(s))).unwrap_or_default();
     p.steps.push(Step::pass(format!("the session is Established{up}")));
-    for prefix in planned {
+    for &prefix in &p.planned {
         let family = api::family_name(crate::wire::Family::of_prefix(&prefix));
         match sent.iter().find(|r| r.prefix == prefix) {
             Some(r) => {

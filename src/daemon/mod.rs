@@ -365,11 +365,12 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
                 for w in &p.warnings {
                     warn!("{w}");
                 }
-                let result = if p.plan == d.plan { "unchanged" } else { "applied" };
+                let unchanged = p.plan == d.plan;
+                let result = if unchanged { "unchanged" } else { "applied" };
                 took(&metrics, "files", &p.alloc, result);
                 metrics.config_reloads.with_label_values(&[result]).inc();
                 d.show(Some(p.world), None);
-                if p.plan == d.plan {
+                if unchanged {
                     info!("{reason}: configuration unchanged");
                 } else {
                     info!("{reason}: applying the new configuration");

@@ -54,6 +54,9 @@ pub struct WhyPeer {
     /// Per announced candidate: planned for this peer or not and why; then (from the daemon)
     /// whether the session has sent it.
     pub steps: Vec<Step>,
+    /// The candidates planned for this peer: what the daemon checks the session against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<IpNet>,
 }
 
 impl WhyPeer {
@@ -219,9 +222,11 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
         let mut peers = Vec::new();
         for p in &v.peers {
             let mut steps = Vec::new();
+            let mut planned = Vec::new();
             for c in candidates.iter().filter(|c| c.advertised) {
                 let family = crate::wire::Family::of_prefix(&c.prefix);
                 if p.routes.iter().any(|r| r.prefix == c.prefix) {
+                    planned.push(c.prefix);
                     steps.push(Step::pass(format!("{} is planned for this peer", c.prefix)));
                 } else if !p.settings.session.families.contains(&family) {
                     steps.push(Step::fail(format!(
@@ -232,7 +237,7 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
                     steps.push(Step::fail(format!("{} is not planned for this peer", c.prefix)));
                 }
             }
-            peers.push(WhyPeer { address: p.key.address, peer_as: p.settings.session.peer_as, steps });
+            peers.push(WhyPeer { address: p.key.address, peer_as: p.settings.session.peer_as, steps, planned });
         }
         vrouters.push(WhyVRouter { asn: v.local_asn, router_id: v.router_id, candidates, peers });
     }
