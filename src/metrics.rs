@@ -48,6 +48,10 @@ pub struct Metrics {
     pub node_status_writes: IntCounterVec,
     pub service_events: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Which peer task owns each peer's series: a task replaced after a settings change ends
+    /// after its successor started, and must not remove the successor's series.
+    peer_owners: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+    next_owner: std::sync::atomic::AtomicU64,
 }
 
 /// A registry that remembers every series name it can expose, samples or not (the
@@ -242,6 +246,8 @@ impl Metrics {
             build_info: r.gauge("kbgp_build_info", "Always 1; labels carry the version", &["version"]),
             registry: r.r,
             names: r.names,
+            peer_owners: Default::default(),
+            next_owner: Default::default(),
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m
@@ -277,8 +283,25 @@ impl Metrics {
         self.ipam_problems.set(a.problems.len() as i64);
     }
 
-    /// Drops every series of a peer that is gone, so dashboards do not show ghosts.
-    pub fn forget_peer(&self, peer: &str, vrouter: &str) {
+    /// Makes the caller the owner of the peer's series; returns the token `forget_peer` takes.
+    pub fn claim_peer(&self, peer: &str, vrouter: &str) -> u64 {
+        let token = self.next_owner.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Ok(mut o) = self.peer_owners.lock() {
+            o.insert((peer.to_string(), vrouter.to_string()), token);
+        }
+        token
+    }
+
+    /// Drops every series of a peer that is gone, so dashboards do not show ghosts; does
+    /// nothing if another task claimed the peer since `token` was handed out.
+    pub fn forget_peer(&self, peer: &str, vrouter: &str, token: u64) {
+        if let Ok(mut o) = self.peer_owners.lock() {
+            let key = (peer.to_string(), vrouter.to_string());
+            if o.get(&key) != Some(&token) {
+                return;
+            }
+            o.remove(&key);
+        }
         let l = &[peer, vrouter];
         let _ = self.session_state.remove_label_values(l);
         let _ = self.session_up.remove_label_values(l);
@@ -306,6 +329,22 @@ mod tests {
         for n in ["kbgp_session_up", "kbgp_update_latency_seconds_bucket", "kbgp_plan_duration_seconds_count"] {
             assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
         }
+    }
+
+    /// A session restarted for a settings change: the old task ends after the new one set
+    /// its series, and must leave them alone.
+    #[test]
+    fn replaced_peer_task_does_not_remove_its_successors_series() {
+        let m = Metrics::new();
+        let up =
+            |m: &Metrics| m.render().lines().any(|l| l == "kbgp_session_up{peer=\"10.0.0.1\",vrouter=\"65001\"} 1");
+        let old = m.claim_peer("10.0.0.1", "65001");
+        let new = m.claim_peer("10.0.0.1", "65001");
+        m.session_up.with_label_values(&["10.0.0.1", "65001"]).set(1);
+        m.forget_peer("10.0.0.1", "65001", old);
+        assert!(up(&m), "the old task removed the new session's series:\n{}", m.render());
+        m.forget_peer("10.0.0.1", "65001", new);
+        assert!(!m.render().contains("kbgp_session_up{"), "series of a gone peer stay:\n{}", m.render());
     }
 
     /// Every `kbgp_...` word of a text.

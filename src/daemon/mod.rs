@@ -149,12 +149,21 @@ impl Daemon {
                     let _ = h.tx.try_send(PeerCmd::Routes(p.routes.clone(), since));
                 }
                 existing => {
+                    // Like a hard reset, the new session waits a little: a peer that has
+                    // just seen our Cease may still hold the old session (FRR's dynamic
+                    // neighbors lose track of a reconnect within milliseconds).
+                    let delay = existing.is_some().then_some(peer::RESET_DELAY);
                     if existing.is_some() {
-                        info!(peer = %key.address, vrouter = key.local_asn, "session settings changed: restarting the session");
+                        info!(
+                            peer = %key.address,
+                            vrouter = key.local_asn,
+                            "session settings changed: restarting the session in {} s",
+                            peer::RESET_DELAY.as_secs()
+                        );
                         self.stop_peer(key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
                     }
-                    let h =
-                        PeerTask::spawn(*key, p.settings.clone(), p.routes.clone(), self.metrics.clone(), seed(key));
+                    let (routes, metrics) = (p.routes.clone(), self.metrics.clone());
+                    let h = PeerTask::spawn(*key, p.settings.clone(), routes, metrics, seed(key), delay);
                     self.peers.insert(*key, h);
                 }
             }

@@ -105,6 +105,8 @@ pub struct PeerTask {
     events: mpsc::Sender<(ConnId, ReadEvent)>,
     session: Option<Session>,
     metrics: Arc<Metrics>,
+    /// This task's claim on the peer's series (see `Metrics::claim_peer`).
+    metrics_token: u64,
     /// Last error logged, so a retry loop logs it once.
     last_logged: Option<String>,
     limit_logged: bool,
@@ -117,7 +119,8 @@ pub struct PeerTask {
     notification_received: Option<api::NotificationInfo>,
     /// The oldest plan change not yet fully written to the peer.
     pending_since: Option<Instant>,
-    /// After a hard reset: when to start again.
+    /// After a hard reset, or when this task replaced one stopped for a settings change: when
+    /// to start.
     restart_at: Option<Instant>,
 }
 
@@ -154,14 +157,17 @@ impl PeerTask {
         routes: Vec<Advertisement>,
         metrics: Arc<Metrics>,
         seed: u64,
+        start_delay: Option<std::time::Duration>,
     ) -> PeerHandle {
         let (tx, rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(256);
         let s = &settings.session;
+        let (label, vrouter) = (key.address.to_string(), key.local_asn.to_string());
+        let metrics_token = metrics.claim_peer(&label, &vrouter);
         let task = PeerTask {
             key,
-            label: key.address.to_string(),
-            vrouter: key.local_asn.to_string(),
+            label,
+            vrouter,
             fsm: Fsm::new(s.clone(), seed),
             out_rib: AdjRibOut::new(),
             in_rib: AdjRibIn::new(settings.max_received_routes, s.router_id, s.local_as, s.is_ebgp()),
@@ -172,6 +178,7 @@ impl PeerTask {
             events: ev_tx,
             session: None,
             metrics,
+            metrics_token,
             last_logged: None,
             limit_logged: false,
             state_since: unix_now(),
@@ -181,7 +188,7 @@ impl PeerTask {
             notification_sent: None,
             notification_received: None,
             pending_since: None,
-            restart_at: None,
+            restart_at: start_delay.map(|d| now() + d),
         };
         let handle = tokio::spawn(task.run(rx, ev_rx));
         PeerHandle { tx, task: handle, settings }
@@ -191,7 +198,9 @@ impl PeerTask {
         let mut connecting: Option<Connecting> = None;
         self.metrics.session_state.with_label_values(&[&self.label, &self.vrouter]).set(State::Idle as i64);
         self.metrics.session_up.with_label_values(&[&self.label, &self.vrouter]).set(0);
-        self.fsm.handle(now(), Input::Start);
+        if self.restart_at.is_none() {
+            self.fsm.handle(now(), Input::Start);
+        }
         self.drive(&mut connecting);
         loop {
             let deadline = match (self.fsm.poll_timeout(), self.restart_at) {
@@ -780,7 +789,7 @@ impl PeerTask {
                 abort.abort();
             }
         }
-        self.metrics.forget_peer(&self.label, &self.vrouter);
+        self.metrics.forget_peer(&self.label, &self.vrouter, self.metrics_token);
         info!(peer = %self.label, vrouter = %self.vrouter, "peer stopped");
     }
 }
