@@ -262,6 +262,10 @@ fn every_admin_command_against_frr() {
     // kbgp reset: FRR sees the Cease (administrative reset) and the session comes back.
     let r = kbgp.cli(&["reset", &up]);
     assert!(r.ok && r.stdout.contains("sent Cease (administrative reset)"), "{r:?}");
+    // Right after it, the peer waits out the reset delay and says so.
+    let waiting = kbgp.cli(&["peers", &up]);
+    let says = |s: &str| ["1", "2"].iter().any(|n| s.contains(&format!("starting again in {n} s")));
+    assert!(waiting.ok && says(&waiting.stdout), "{waiting:?}");
     wait_for("the session back after the reset", Duration::from_secs(30), || {
         let p = kbgp.cli_json(&["peers"]);
         let p = peer_doc(&p, &up);

@@ -123,6 +123,9 @@ pub struct Peer {
     pub last_error: Option<LastError>,
     pub last_notification_sent: Option<NotificationInfo>,
     pub last_notification_received: Option<NotificationInfo>,
+    /// After a reset or a settings change: seconds until kbgp starts the session again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_in_seconds: Option<u64>,
 }
 
 /// One route, advertised to or received from a peer.
@@ -275,6 +278,7 @@ impl Peer {
             last_error: None,
             last_notification_sent: None,
             last_notification_received: None,
+            restart_in_seconds: None,
         }
     }
 }

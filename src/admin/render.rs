@@ -150,6 +150,9 @@ pub fn peers(list: &[Peer], now: u64) -> String {
                 p.planned_routes,
                 p.configured_families.join(", ")
             );
+            if let Some(n) = p.restart_in_seconds {
+                let _ = writeln!(out, "  starting again in {n} s (after a reset or a settings change)");
+            }
         }
         if let Some(e) = &p.last_error {
             let when = ago(e.at, now);
@@ -307,5 +310,15 @@ mod tests {
         assert!(lines[1].contains("Active") && lines[1].contains("down 5m00s") && lines[1].ends_with("3/4"), "{out}");
         assert!(out.contains("  last error (3m20s ago): TCP connect failed: timed out after 120 s\n"), "{out}");
         assert!(out.contains("    hint: check the peer's address, firewall or MD5 password\n"), "{out}");
+    }
+
+    #[test]
+    fn a_peer_waiting_to_restart_says_when() {
+        let mut p = peer("Idle");
+        p.restart_in_seconds = Some(2);
+        let out = peers(&[p.clone()], 1300);
+        assert!(out.contains("  starting again in 2 s (after a reset or a settings change)\n"), "{out}");
+        p.restart_in_seconds = None;
+        assert!(!peers(&[p], 1300).contains("starting again"));
     }
 }

@@ -668,6 +668,7 @@ impl PeerTask {
             last_error: self.last_error.clone(),
             last_notification_sent: self.notification_sent.clone(),
             last_notification_received: self.notification_received.clone(),
+            restart_in_seconds: self.restart_at.map(|t| t.saturating_duration_since(now()).as_secs_f64().ceil() as u64),
         }
     }
 
