@@ -119,25 +119,44 @@ pub fn node_status(policy: Option<String>, config_error: Option<String>, peers: 
     }
 }
 
-/// Decides when to write: the first document at once, then a changed one no sooner than
-/// `interval` (plus up to a fifth of it of jitter) after the last write; a failed write is
-/// tried again after the same delay. Pure: the caller passes the time.
+/// Decides when to write. The first document goes at once. A changed one goes a per-node
+/// random delay (up to a fifth of `interval`) after the later of: the change was seen, and
+/// `interval` after the last write. So when a change reaches every node at once (a Service
+/// labelled, a route reflector down), 5,000 nodes spread their writes over that window instead
+/// of all writing in the same second. A failed write is tried again after the interval. Pure:
+/// the caller passes the time.
 #[derive(Debug)]
 pub struct Pacer {
     interval: Duration,
     jitter: u64,
     written: Option<NodeStatus>,
     last_attempt: Option<Instant>,
+    /// When the status first differed from what was written.
+    changed_at: Option<Instant>,
+    /// This node's delay for the next write, drawn once per write so that asking again does
+    /// not move the time.
+    delay: Duration,
     rng: u64,
 }
 
 impl Pacer {
-    /// `seed` makes the jitter differ between nodes (the node's name hashed, say).
+    /// `seed` makes the delay differ between nodes (the node's name hashed, say).
     pub fn new(interval: Duration, seed: u64) -> Pacer {
-        Pacer { interval, jitter: interval.as_millis() as u64 / 5, written: None, last_attempt: None, rng: seed | 1 }
+        let jitter = interval.as_millis() as u64 / 5;
+        let mut p = Pacer {
+            interval,
+            jitter,
+            written: None,
+            last_attempt: None,
+            changed_at: None,
+            delay: Duration::ZERO,
+            rng: seed | 1,
+        };
+        p.delay = p.next_delay();
+        p
     }
 
-    fn next_jitter(&mut self) -> Duration {
+    fn next_delay(&mut self) -> Duration {
         // xorshift64: deterministic per seed, different per node.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -148,22 +167,23 @@ impl Pacer {
     /// When `current` should be written: `None` if it is what was last written.
     pub fn due(&mut self, current: &NodeStatus, now: Instant) -> Option<Instant> {
         if self.written.as_ref() == Some(current) {
+            self.changed_at = None;
             return None;
         }
+        let changed = *self.changed_at.get_or_insert(now);
         Some(match self.last_attempt {
             None => now,
-            Some(t) => {
-                let at = t + self.interval + self.next_jitter();
-                at.max(now)
-            }
+            Some(t) => (t + self.interval).max(changed) + self.delay,
         })
     }
 
     /// Records a write attempt; `ok` when the API server took it.
     pub fn attempted(&mut self, status: &NodeStatus, ok: bool, now: Instant) {
         self.last_attempt = Some(now);
+        self.delay = self.next_delay();
         if ok {
             self.written = Some(status.clone());
+            self.changed_at = None;
         }
     }
 }
@@ -227,5 +247,29 @@ mod tests {
         p2.attempted(&a, true, t0);
         let (x, y) = (q.due(&b, t0).unwrap(), p2.due(&b, t0).unwrap());
         assert_ne!(x, y);
+    }
+
+    /// A change that reaches every node at once after a quiet time: the writes spread over
+    /// a fifth of the interval, and asking again does not move a node's time.
+    #[test]
+    fn a_change_everywhere_is_not_written_everywhere_at_once() {
+        let t0 = Instant::now();
+        let a = node_status(None, None, &[peer("10.0.5.1", "Established", 2)]);
+        let b = node_status(None, None, &[peer("10.0.5.1", "Established", 3)]);
+        let change = t0 + Duration::from_secs(600);
+        let mut times = Vec::new();
+        for node in 0..1000u64 {
+            let mut p = Pacer::new(Duration::from_secs(30), node.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            p.attempted(&a, true, t0);
+            let at = p.due(&b, change).unwrap();
+            assert!(at >= change && at <= change + Duration::from_secs(6), "{:?}", at - change);
+            assert_eq!(p.due(&b, change + Duration::from_millis(500)), Some(at), "the time is kept");
+            times.push((at - change).as_millis() / 1000);
+        }
+        // Spread: each second of the 6 s window gets some writes, none gets most.
+        for s in 0..6 {
+            let n = times.iter().filter(|&&t| t == s).count();
+            assert!((50..400).contains(&n), "{n} of 1000 writes in second {s}");
+        }
     }
 }
