@@ -41,6 +41,7 @@ pub struct Metrics {
     pub pool_used: GaugeVec,
     pub pool_available: GaugeVec,
     pub pool_conflict: IntGaugeVec,
+    pub pool_disabled: IntGaugeVec,
     pub ipam_problems: IntGauge,
     pub ipam_leader: IntGauge,
     // Operating kbgp.
@@ -219,6 +220,11 @@ impl Metrics {
                 "1 when the pool overlaps another and hands out nothing",
                 &["pool"],
             ),
+            pool_disabled: r.gauge(
+                "kbgp_ipam_pool_disabled",
+                "1 when the pool is disabled (spec.disabled): it keeps its assignments and hands out nothing new",
+                &["pool"],
+            ),
             ipam_problems: r.int_gauge(
                 "kbgp_ipam_problems",
                 "Services LB IPAM could not serve as asked (pool exhausted, address taken, no pool)",
@@ -273,12 +279,14 @@ impl Metrics {
             g.reset();
         }
         self.pool_conflict.reset();
+        self.pool_disabled.reset();
         for p in &a.pools {
             let l = &[p.name.as_str()];
             self.pool_size.with_label_values(l).set(p.total as f64);
             self.pool_used.with_label_values(l).set(p.used as f64);
             self.pool_available.with_label_values(l).set(p.available() as f64);
             self.pool_conflict.with_label_values(l).set(p.conflict.is_some() as i64);
+            self.pool_disabled.with_label_values(l).set(p.disabled as i64);
         }
         self.ipam_problems.set(a.problems.len() as i64);
     }
@@ -286,6 +294,11 @@ impl Metrics {
     /// Makes the caller the owner of the peer's series; returns the token `forget_peer` takes.
     pub fn claim_peer(&self, peer: &str, vrouter: &str) -> u64 {
         let token = self.next_owner.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // Counters the alert rules take `increase()` of exist from the start at 0: a series
+        // born at 1 hides its first event from `increase()`.
+        for c in [&self.established, &self.received_routes_dropped, &self.connect_attempts] {
+            let _ = c.with_label_values(&[peer, vrouter]);
+        }
         if let Ok(mut o) = self.peer_owners.lock() {
             o.insert((peer.to_string(), vrouter.to_string()), token);
         }
@@ -340,6 +353,11 @@ mod tests {
             |m: &Metrics| m.render().lines().any(|l| l == "kbgp_session_up{peer=\"10.0.0.1\",vrouter=\"65001\"} 1");
         let old = m.claim_peer("10.0.0.1", "65001");
         let new = m.claim_peer("10.0.0.1", "65001");
+        // The counters the alerts take increase() of are there at 0 before the first event.
+        for c in ["kbgp_session_established_total", "kbgp_received_routes_dropped_total"] {
+            let line = format!("{c}{{peer=\"10.0.0.1\",vrouter=\"65001\"}} 0");
+            assert!(m.render().lines().any(|l| l == line), "{line} missing");
+        }
         m.session_up.with_label_values(&["10.0.0.1", "65001"]).set(1);
         m.forget_peer("10.0.0.1", "65001", old);
         assert!(up(&m), "the old task removed the new session's series:\n{}", m.render());
@@ -362,13 +380,19 @@ mod tests {
 
     const DASHBOARD: &str = include_str!("../deploy/grafana/kbgp.json");
     const ALERTS: &str = include_str!("../deploy/prometheus/kbgp-alerts.yaml");
+    const ALERT_TESTS: &str = include_str!("../deploy/prometheus/kbgp-alerts.test.yaml");
     const DOC: &str = include_str!("../docs/metrics.md");
 
     #[test]
     fn dashboard_alerts_and_doc_name_only_series_that_exist() {
         let m = Metrics::new();
         let known: std::collections::BTreeSet<String> = m.names().iter().cloned().collect();
-        for (file, text) in [("deploy/grafana/kbgp.json", DASHBOARD), ("deploy/prometheus/kbgp-alerts.yaml", ALERTS)] {
+        let files = [
+            ("deploy/grafana/kbgp.json", DASHBOARD),
+            ("deploy/prometheus/kbgp-alerts.yaml", ALERTS),
+            ("deploy/prometheus/kbgp-alerts.test.yaml", ALERT_TESTS),
+        ];
+        for (file, text) in files {
             let used = series_in(text);
             let unknown: Vec<&String> = used.iter().filter(|n| !known.contains(*n)).collect();
             assert!(unknown.is_empty(), "{file} uses series kbgp does not have: {unknown:?}");

@@ -213,6 +213,12 @@ pub fn start(
         );
         let mut writer =
             Writer { client, node: node.clone(), metrics: metrics.clone(), created: false, failing: false };
+        if opts.node_status {
+            // At 0 from the start, so that the alert rules' increase() sees the first write.
+            for result in ["written", "failed"] {
+                let _ = metrics.node_status_writes.with_label_values(&[result]);
+            }
+        }
         let mut pacer = Pacer::new(opts.interval, seed(&node));
         let mut events = EventPacer::default();
         let mut tick = tokio::time::interval(POLL);
