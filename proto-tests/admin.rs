@@ -264,7 +264,7 @@ fn every_admin_command_against_frr() {
     assert!(r.ok && r.stdout.contains("sent Cease (administrative reset)"), "{r:?}");
     // Right after it, the peer waits out the reset delay and says so.
     let waiting = kbgp.cli(&["peers", &up]);
-    let says = |s: &str| ["1", "2"].iter().any(|n| s.contains(&format!("starting again in {n} s")));
+    let says = |s: &str| ["1", "2"].iter().any(|n| s.contains(&format!("next connection attempt in {n} s")));
     assert!(waiting.ok && says(&waiting.stdout), "{waiting:?}");
     wait_for("the session back after the reset", Duration::from_secs(30), || {
         let p = kbgp.cli_json(&["peers"]);

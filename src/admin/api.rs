@@ -123,9 +123,10 @@ pub struct Peer {
     pub last_error: Option<LastError>,
     pub last_notification_sent: Option<NotificationInfo>,
     pub last_notification_received: Option<NotificationInfo>,
-    /// After a reset or a settings change: seconds until kbgp starts the session again.
+    /// While kbgp waits to connect (after a failure, a reset or a settings change): seconds
+    /// until its next attempt. Meanwhile it accepts the peer's connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_in_seconds: Option<u64>,
+    pub next_attempt_in_seconds: Option<u64>,
 }
 
 /// One route, advertised to or received from a peer.
@@ -278,7 +279,7 @@ impl Peer {
             last_error: None,
             last_notification_sent: None,
             last_notification_received: None,
-            restart_in_seconds: None,
+            next_attempt_in_seconds: None,
         }
     }
 }

@@ -150,8 +150,8 @@ pub fn peers(list: &[Peer], now: u64) -> String {
                 p.planned_routes,
                 p.configured_families.join(", ")
             );
-            if let Some(n) = p.restart_in_seconds {
-                let _ = writeln!(out, "  starting again in {n} s (after a reset or a settings change)");
+            if let Some(n) = p.next_attempt_in_seconds {
+                let _ = writeln!(out, "  next connection attempt in {n} s; the peer may connect meanwhile");
             }
         }
         if let Some(e) = &p.last_error {
@@ -313,12 +313,12 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_waiting_to_restart_says_when() {
+    fn a_peer_waiting_to_connect_says_when() {
         let mut p = peer("Idle");
-        p.restart_in_seconds = Some(2);
+        p.next_attempt_in_seconds = Some(2);
         let out = peers(&[p.clone()], 1300);
-        assert!(out.contains("  starting again in 2 s (after a reset or a settings change)\n"), "{out}");
-        p.restart_in_seconds = None;
-        assert!(!peers(&[p], 1300).contains("starting again"));
+        assert!(out.contains("  next connection attempt in 2 s; the peer may connect meanwhile\n"), "{out}");
+        p.next_attempt_in_seconds = None;
+        assert!(!peers(&[p], 1300).contains("next connection attempt"));
     }
 }

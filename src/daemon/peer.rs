@@ -119,9 +119,8 @@ pub struct PeerTask {
     notification_received: Option<api::NotificationInfo>,
     /// The oldest plan change not yet fully written to the peer.
     pending_since: Option<Instant>,
-    /// After a hard reset, or when this task replaced one stopped for a settings change: when
-    /// to start.
-    restart_at: Option<Instant>,
+    /// When this task replaced one stopped for a settings change: when to start.
+    start_at: Option<Instant>,
 }
 
 fn now() -> Instant {
@@ -188,7 +187,7 @@ impl PeerTask {
             notification_sent: None,
             notification_received: None,
             pending_since: None,
-            restart_at: start_delay.map(|d| now() + d),
+            start_at: start_delay.map(|d| now() + d),
         };
         let handle = tokio::spawn(task.run(rx, ev_rx));
         PeerHandle { tx, task: handle, settings }
@@ -198,15 +197,14 @@ impl PeerTask {
         let mut connecting: Option<Connecting> = None;
         self.metrics.session_state.with_label_values(&[&self.label, &self.vrouter]).set(State::Idle as i64);
         self.metrics.session_up.with_label_values(&[&self.label, &self.vrouter]).set(0);
-        if self.restart_at.is_none() {
-            self.fsm.handle(now(), Input::Start);
-        }
+        let start = match self.start_at {
+            Some(at) => Input::StartAt(at),
+            None => Input::Start,
+        };
+        self.fsm.handle(now(), start);
         self.drive(&mut connecting);
         loop {
-            let deadline = match (self.fsm.poll_timeout(), self.restart_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = self.fsm.poll_timeout();
             let flush_tx = self
                 .session
                 .as_ref()
@@ -268,12 +266,7 @@ impl PeerTask {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    let t = now();
-                    if self.restart_at.is_some_and(|r| r <= t) {
-                        self.restart_at = None;
-                        self.fsm.handle(t, Input::Start);
-                    }
-                    self.fsm.handle_timeout(t);
+                    self.fsm.handle_timeout(now());
                 }
             }
             self.drive(&mut connecting);
@@ -668,7 +661,10 @@ impl PeerTask {
             last_error: self.last_error.clone(),
             last_notification_sent: self.notification_sent.clone(),
             last_notification_received: self.notification_received.clone(),
-            restart_in_seconds: self.restart_at.map(|t| t.saturating_duration_since(now()).as_secs_f64().ceil() as u64),
+            next_attempt_in_seconds: self
+                .fsm
+                .next_attempt()
+                .map(|t| t.saturating_duration_since(now()).as_secs_f64().ceil() as u64),
         }
     }
 
@@ -752,8 +748,8 @@ impl PeerTask {
             now(),
             Input::Stop(Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_RESET, RESET_MESSAGE)),
         );
+        self.fsm.handle(now(), Input::StartAt(now() + RESET_DELAY));
         self.drive(connecting);
-        self.restart_at = Some(now() + RESET_DELAY);
         Ok(format!(
             "session was {was}: sent Cease (administrative reset); connecting again in {} s",
             RESET_DELAY.as_secs()

@@ -70,6 +70,11 @@ impl fmt::Display for State {
 pub enum Input {
     /// ManualStart / AutomaticStart.
     Start,
+    /// Start, but make the first connection attempt no sooner than the given instant. Until
+    /// then the FSM waits in Idle and accepts the peer's connection (as after an error). kbgp
+    /// uses it after a reset or a settings change, so that a peer still tearing the old
+    /// session down is not met by a new one within milliseconds.
+    StartAt(Instant),
     /// ManualStop: send this Cease on every open connection and stay Idle.
     Stop(Notification),
     /// The outgoing connection attempt failed (refused, unreachable, timed out).
@@ -300,6 +305,14 @@ impl Fsm {
         self.established_at
     }
 
+    /// While the FSM waits to connect (Idle after a failure or `StartAt`, or Active between
+    /// attempts): when it will try. `None` while connecting or connected, when stopped, and
+    /// for a passive peer, which never connects.
+    pub fn next_attempt(&self) -> Option<Instant> {
+        let waiting = self.enabled && self.conns.is_empty() && matches!(self.base, State::Idle | State::Active);
+        self.retry_at.filter(|_| waiting && !self.cfg.passive)
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -315,6 +328,16 @@ impl Fsm {
                 if !self.enabled || (self.conns.is_empty() && self.base == State::Idle) {
                     self.enabled = true;
                     self.start(now);
+                }
+            }
+            Input::StartAt(at) => {
+                if !self.enabled || (self.conns.is_empty() && self.base == State::Idle) {
+                    self.enabled = true;
+                    self.base = State::Idle;
+                    self.retry_at = Some(at);
+                    if at <= now {
+                        self.handle_timeout(now);
+                    }
                 }
             }
             Input::Stop(n) => self.stop(n),

@@ -424,3 +424,54 @@ fn backoff_resets_only_after_a_stable_session() {
     let next = p.a.poll_timeout().unwrap();
     assert!(next - t0 <= Duration::from_secs(1), "stable session: quick reconnect");
 }
+
+#[test]
+fn start_at_waits_to_connect_but_accepts_the_peer_meanwhile() {
+    let now = Instant::now();
+    let at = now + Duration::from_secs(2);
+    // Nobody connects: the first attempt is at `at`, not before.
+    let mut f = Fsm::new(ibgp().0, 1);
+    f.handle(now, Input::StartAt(at));
+    assert!(!drain(&mut f).contains(&Output::Connect));
+    assert_eq!(f.state(), State::Idle);
+    assert_eq!(f.next_attempt(), Some(at));
+    assert_eq!(f.poll_timeout(), Some(at));
+    f.handle_timeout(at - Duration::from_millis(1));
+    assert!(!drain(&mut f).contains(&Output::Connect));
+    f.handle_timeout(at);
+    assert!(drain(&mut f).contains(&Output::Connect));
+    assert_eq!(f.state(), State::Connect);
+    assert_eq!(f.next_attempt(), None, "connecting, not waiting");
+    // The peer connects first: accepted during the wait, OPEN sent, no attempt of ours.
+    let mut f = Fsm::new(ibgp().0, 1);
+    f.handle(now, Input::StartAt(at));
+    f.handle(now, Input::Connected { conn: C1, inbound: true });
+    assert!(matches!(sends(&drain(&mut f))[..], [Message::Open(_)]));
+    assert_eq!(f.state(), State::OpenSent);
+    f.handle_timeout(at);
+    assert!(!drain(&mut f).contains(&Output::Connect));
+    // After a Stop (kbgp reset): Stop then StartAt, the same wait.
+    let (mut f, now) = open_sent(ibgp().0);
+    f.handle(now, Input::Stop(Notification::cease(4, "reset")));
+    f.handle(now, Input::StartAt(at));
+    let out = drain(&mut f);
+    assert!(out.contains(&Output::Close { conn: C1 }) && !out.contains(&Output::Connect), "{out:?}");
+    assert_eq!(f.next_attempt(), Some(at));
+    // A passive peer never connects: nothing to announce.
+    let mut c = ibgp().0;
+    c.passive = true;
+    let mut f = Fsm::new(c, 1);
+    f.handle(now, Input::StartAt(at));
+    assert_eq!(f.next_attempt(), None);
+    f.handle_timeout(at);
+    assert!(!drain(&mut f).contains(&Output::Connect));
+    assert_eq!(f.state(), State::Active);
+}
+
+#[test]
+fn next_attempt_is_the_backoff_after_a_failure() {
+    let (mut f, now) = open_sent(ibgp().0);
+    f.handle(now, Input::Closed { conn: C1 });
+    let next = f.next_attempt().expect("waiting to retry");
+    assert!(next > now && next <= now + Duration::from_secs(1), "{:?}", next - now);
+}
