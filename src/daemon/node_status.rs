@@ -2,8 +2,9 @@
 //! (`--service-events`), an Event on a Service when what this node announces of it changes.
 //!
 //! Both are paced so that a cluster of thousands of nodes does not flood the API server: the
-//! status is written only when its content changes, at most once per `--node-status-interval`
-//! (with jitter); Events are at most one per Service per [`EVENT_INTERVAL`] and at most
+//! status is written only when its content changes, at most once per `--node-status-interval`,
+//! after a per-node random delay; an Event waits a per-node delay of up to [`EVENT_SPREAD`],
+//! and there is at most one per Service per [`EVENT_INTERVAL`] and at most
 //! [`EVENTS_PER_MINUTE`] per node, the rest dropped and counted.
 
 use super::admin::{SharedView, collect_peers};
@@ -27,6 +28,8 @@ const POLL: Duration = Duration::from_secs(2);
 pub const EVENT_INTERVAL: Duration = Duration::from_secs(30);
 /// At most this many Events per node per minute.
 pub const EVENTS_PER_MINUTE: usize = 10;
+/// The longest a node waits before reporting a change, so that nodes spread their Events.
+pub const EVENT_SPREAD: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -58,9 +61,23 @@ pub struct EventPacer {
     recent: VecDeque<Instant>,
     primed: bool,
     pub dropped: u64,
+    /// When each Service's state was first seen to differ from what was reported.
+    changed: HashMap<String, Instant>,
+    /// This node's wait before reporting a change (see [`EventPacer::new`]).
+    delay: Duration,
 }
 
 impl EventPacer {
+    /// A change is reported once it has lasted a per-node delay of up to `spread`, derived
+    /// from `seed`: when every node sees the same change (a Service labelled), their Events
+    /// reach the API server over `spread` rather than in the same second, and a change undone
+    /// within the delay is no Event at all.
+    pub fn new(spread: Duration, seed: u64) -> EventPacer {
+        let ms = spread.as_millis() as u64;
+        let delay = Duration::from_millis(if ms == 0 { 0 } else { seed % (ms + 1) });
+        EventPacer { delay, ..EventPacer::default() }
+    }
+
     /// The Services whose state differs from what was last reported and may be reported now.
     /// The first call only records the state: a restart of kbgp is not news.
     pub fn due(
@@ -75,6 +92,8 @@ impl EventPacer {
         }
         // A Service that is gone needs no Event; forget it.
         self.reported.retain(|k, _| now.contains_key(k));
+        let reported = &self.reported;
+        self.changed.retain(|k, _| now.get(k).is_some_and(|v| reported.get(k) != Some(v)));
         while self.recent.front().is_some_and(|x| t.duration_since(*x) >= Duration::from_secs(60)) {
             self.recent.pop_front();
         }
@@ -84,6 +103,10 @@ impl EventPacer {
             if known == Some(v) || (known.is_none() && v.announced.is_empty()) {
                 continue;
             }
+            let since = *self.changed.entry(k.clone()).or_insert(t);
+            if t.duration_since(since) < self.delay {
+                continue; // not for long enough yet
+            }
             if self.last_event.get(k).is_some_and(|x| t.duration_since(*x) < EVENT_INTERVAL) {
                 continue; // reported later, if still different
             }
@@ -92,6 +115,7 @@ impl EventPacer {
                 self.reported.insert(k.clone(), v.clone());
                 continue;
             }
+            self.changed.remove(k);
             self.recent.push_back(t);
             self.last_event.insert(k.clone(), t);
             self.reported.insert(k.clone(), v.clone());
@@ -220,7 +244,7 @@ pub fn start(
             }
         }
         let mut pacer = Pacer::new(opts.interval, seed(&node));
-        let mut events = EventPacer::default();
+        let mut events = EventPacer::new(EVENT_SPREAD, seed(&node));
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -339,5 +363,37 @@ mod tests {
         }
         assert_eq!(p.due(&m, t0 + Duration::from_secs(1)).len(), EVENTS_PER_MINUTE);
         assert_eq!(p.dropped, 15);
+    }
+
+    #[test]
+    fn nodes_spread_their_events_and_a_brief_change_is_none() {
+        let t0 = Instant::now();
+        let mut m = BTreeMap::new();
+        m.insert("default/web".to_string(), state(&["20.0.0.100/32"]));
+        let mut when = Vec::new();
+        for node in 0..50u64 {
+            let mut p = EventPacer::new(EVENT_SPREAD, node.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            p.due(&m, t0);
+            let mut off = m.clone();
+            off.insert("default/web".to_string(), state(&[]));
+            let at = (0..=60)
+                .map(|i| t0 + Duration::from_millis(100 * i))
+                .find(|t| !p.due(&off, *t).is_empty())
+                .expect("reported within the spread");
+            assert!(at <= t0 + EVENT_SPREAD + Duration::from_millis(100), "{:?}", at - t0);
+            when.push((at - t0).as_millis());
+        }
+        when.sort();
+        when.dedup();
+        assert!(when.len() >= 20, "50 nodes report at only {} different times", when.len());
+        // A change undone before the node's delay is over: no Event.
+        let mut p = EventPacer::new(EVENT_SPREAD, 4999);
+        p.due(&m, t0);
+        let mut off = m.clone();
+        off.insert("default/web".to_string(), state(&[]));
+        assert!(p.due(&off, t0 + Duration::from_secs(1)).is_empty());
+        assert!(p.due(&m, t0 + Duration::from_secs(2)).is_empty());
+        assert!(p.due(&off, t0 + Duration::from_secs(3)).is_empty(), "the wait starts over");
+        assert_eq!(p.due(&off, t0 + Duration::from_secs(8)).len(), 1);
     }
 }
