@@ -299,22 +299,21 @@ impl Metrics {
         for c in [&self.established, &self.received_routes_dropped, &self.connect_attempts] {
             let _ = c.with_label_values(&[peer, vrouter]);
         }
-        if let Ok(mut o) = self.peer_owners.lock() {
-            o.insert((peer.to_string(), vrouter.to_string()), token);
-        }
+        let mut owners = self.peer_owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners.insert((peer.to_string(), vrouter.to_string()), token);
         token
     }
 
     /// Drops every series of a peer that is gone, so dashboards do not show ghosts; does
     /// nothing if another task claimed the peer since `token` was handed out.
     pub fn forget_peer(&self, peer: &str, vrouter: &str, token: u64) {
-        if let Ok(mut o) = self.peer_owners.lock() {
-            let key = (peer.to_string(), vrouter.to_string());
-            if o.get(&key) != Some(&token) {
-                return;
-            }
-            o.remove(&key);
+        // Held until the series are gone, so a successor cannot claim in between.
+        let mut owners = self.peer_owners.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (peer.to_string(), vrouter.to_string());
+        if owners.get(&key) != Some(&token) {
+            return;
         }
+        owners.remove(&key);
         let l = &[peer, vrouter];
         let _ = self.session_state.remove_label_values(l);
         let _ = self.session_up.remove_label_values(l);
