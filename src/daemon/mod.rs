@@ -108,9 +108,11 @@ pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<Plan
     Ok(Planned { plan: p, world: Arc::new(loaded.world), alloc, warnings })
 }
 
-fn seed(key: &PeerKey) -> u64 {
+/// A seed for the random choices of one peer or node (backoff jitter, write delays): its
+/// name hashed with a key random per process, so two nodes, or two runs, differ.
+fn seed(name: &str) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(key.to_string().as_bytes());
+    h.write(name.as_bytes());
     h.finish()
 }
 
@@ -163,7 +165,7 @@ impl Daemon {
                         self.stop_peer(key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
                     }
                     let (routes, metrics) = (p.routes.clone(), self.metrics.clone());
-                    let h = PeerTask::spawn(*key, p.settings.clone(), routes, metrics, seed(key), delay);
+                    let h = PeerTask::spawn(*key, p.settings.clone(), routes, metrics, seed(&key.to_string()), delay);
                     self.peers.insert(*key, h);
                 }
             }
@@ -207,6 +209,21 @@ impl Daemon {
         self.plan = plan;
     }
 
+    /// A plan made from `world`: counts the run, shows the World, and says whether the plan
+    /// differs from the running one (the caller then applies it).
+    fn planned(&self, plan: &Plan, world: Arc<World>) -> bool {
+        let changed = *plan != self.plan;
+        self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
+        self.show(Some(world), None);
+        changed
+    }
+
+    /// A World (or file) that could not be planned: the running plan stays, and says why.
+    fn rejected(&self, error: String) {
+        self.metrics.plan_runs.with_label_values(&["failed"]).inc();
+        self.show(None, Some(error));
+    }
+
     /// Shows the World the running plan comes from, and whether a newer one was rejected.
     fn show(&self, world: Option<Arc<World>>, config_error: Option<String>) {
         self.metrics.config_error.set(config_error.is_some() as i64);
@@ -235,10 +252,9 @@ impl Daemon {
     }
 }
 
-/// Counts a World taken from the source and planned with `result`.
-fn took(metrics: &Metrics, source: &str, alloc: &ipam::Allocation, result: &str) {
-    metrics.world_updates.with_label_values(&[source]).inc();
-    metrics.plan_runs.with_label_values(&[result]).inc();
+/// Counts a World loaded from files, with the LB IPAM assignments made for it.
+fn took(metrics: &Metrics, alloc: &ipam::Allocation) {
+    metrics.world_updates.with_label_values(&["files"]).inc();
     metrics.set_pools(alloc);
     metrics.ipam_leader.set(1);
     metrics.last_sync.set(crate::admin::api::unix_now() as i64);
@@ -347,8 +363,8 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
     log_plan(&first.plan);
     let mut sig = Signals::new()?;
     let mut d = Daemon::new(metrics.clone(), view);
-    took(&metrics, "files", &first.alloc, "applied");
-    d.show(Some(first.world), None);
+    took(&metrics, &first.alloc);
+    d.planned(&first.plan, first.world);
     d.apply(first.plan, started);
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
@@ -374,26 +390,23 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
                 for w in &p.warnings {
                     warn!("{w}");
                 }
-                let unchanged = p.plan == d.plan;
-                let result = if unchanged { "unchanged" } else { "applied" };
-                took(&metrics, "files", &p.alloc, result);
-                metrics.config_reloads.with_label_values(&[result]).inc();
-                d.show(Some(p.world), None);
-                if unchanged {
-                    info!("{reason}: configuration unchanged");
-                } else {
+                took(&metrics, &p.alloc);
+                if d.planned(&p.plan, p.world) {
+                    metrics.config_reloads.with_label_values(&["applied"]).inc();
                     info!("{reason}: applying the new configuration");
                     log_plan(&p.plan);
                     d.apply(p.plan, seen);
+                } else {
+                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                    info!("{reason}: configuration unchanged");
                 }
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["rejected"]).inc();
-                metrics.plan_runs.with_label_values(&["failed"]).inc();
                 for line in e.lines() {
                     error!("{reason}: configuration rejected, keeping the running one: {line}");
                 }
-                d.show(None, Some(e.lines().next().unwrap_or_default().to_string()));
+                d.rejected(e.lines().next().unwrap_or_default().to_string());
             }
         }
     }
@@ -446,21 +459,16 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
                 match planned {
                     Ok(p) => {
                         last_error = None;
-                        d.show(Some(world), None);
-                        if p != d.plan {
-                            metrics.plan_runs.with_label_values(&["applied"]).inc();
+                        if d.planned(&p, world) {
                             log_plan(&p);
                             d.apply(p, seen);
-                        } else {
-                            metrics.plan_runs.with_label_values(&["unchanged"]).inc();
                         }
                         ready.store(true, Ordering::Relaxed);
                     }
                     // Keep announcing what the last good plan said.
                     Err(e) => {
-                        metrics.plan_runs.with_label_values(&["failed"]).inc();
                         let e = e.to_string();
-                        d.show(None, Some(e.clone()));
+                        d.rejected(e.clone());
                         if last_error.as_deref() != Some(&e) {
                             error!("cannot plan, keeping the running plan: {e}");
                             last_error = Some(e);

@@ -217,10 +217,6 @@ fn stopped(mut s: NodeStatus) -> NodeStatus {
     s
 }
 
-fn seed(node: &str) -> u64 {
-    node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-}
-
 /// Starts the writer; send on the returned channel to stop it.
 pub fn start(
     client: kube::Client,
@@ -243,8 +239,8 @@ pub fn start(
                 let _ = metrics.node_status_writes.with_label_values(&[result]);
             }
         }
-        let mut pacer = Pacer::new(opts.interval, seed(&node));
-        let mut events = EventPacer::new(EVENT_SPREAD, seed(&node));
+        let mut pacer = Pacer::new(opts.interval, super::seed(&node));
+        let mut events = EventPacer::new(EVENT_SPREAD, super::seed(&node));
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
