@@ -186,14 +186,6 @@ pub fn parse_family(s: &str) -> Result<crate::wire::Family, String> {
     }
 }
 
-pub fn family_name(f: crate::wire::Family) -> String {
-    match f {
-        crate::wire::Family::IPV4_UNICAST => "ipv4".into(),
-        crate::wire::Family::IPV6_UNICAST => "ipv6".into(),
-        other => other.to_string(),
-    }
-}
-
 /// An address or a prefix: `20.0.0.100` is `20.0.0.100/32`.
 pub fn parse_target(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -230,7 +222,7 @@ impl Route {
         Route {
             peer,
             vrouter,
-            family: family_name(crate::wire::Family::of_prefix(&prefix)),
+            family: crate::wire::Family::of_prefix(&prefix).label(),
             prefix,
             path_id,
             next_hop,
@@ -294,7 +286,7 @@ mod tests {
         assert_eq!(parse_target(" 10.1.0.7/24 ").unwrap().to_string(), "10.1.0.0/24");
         assert_eq!(parse_target("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
         assert!(parse_target("web").unwrap_err().contains("neither an IP address nor a prefix"));
-        assert_eq!(family_name(parse_family("ipv6").unwrap()), "ipv6");
+        assert_eq!(parse_family("ipv6").unwrap().label(), "ipv6");
         assert_eq!(parse_family("l2vpn").unwrap_err(), "family \"l2vpn\": use ipv4 or ipv6");
     }
 

@@ -296,7 +296,7 @@ async fn session_steps(view: &SharedView, p: &mut WhyPeer, vrouter: u32) -> Resu
     let up = st.uptime_seconds.map(|s| format!(" for {}", crate::admin::render::duration(s))).unwrap_or_default();
     p.steps.push(Step::pass(format!("the session is Established{up}")));
     for &prefix in &p.planned {
-        let family = api::family_name(crate::wire::Family::of_prefix(&prefix));
+        let family = crate::wire::Family::of_prefix(&prefix).label();
         match sent.iter().find(|r| r.prefix == prefix) {
             Some(r) => {
                 let nh = r.next_hop.map(|n| format!(" with next hop {n}")).unwrap_or_default();

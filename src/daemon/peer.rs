@@ -566,9 +566,14 @@ impl PeerTask {
         self.update_route_gauges();
     }
 
+    /// Routes of family `f` the peer has from us: none without a session.
+    fn advertised(&self, f: Family) -> usize {
+        if self.session.is_some() { self.out_rib.sent_count(f) } else { 0 }
+    }
+
     fn update_route_gauges(&self) {
         for (f, afi) in [(Family::IPV4_UNICAST, "ipv4"), (Family::IPV6_UNICAST, "ipv6")] {
-            let sent = if self.session.is_some() { self.out_rib.sent_count(f) } else { 0 };
+            let sent = self.advertised(f);
             self.metrics.advertised_routes.with_label_values(&[&self.label, &self.vrouter, afi]).set(sent as i64);
             self.metrics
                 .received_routes
@@ -627,12 +632,11 @@ impl PeerTask {
     fn status(&self) -> api::Peer {
         let s = &self.settings.session;
         let n = self.session.as_ref().map(|x| &x.negotiated);
-        let names = |v: &[Family]| v.iter().map(|f| api::family_name(*f)).collect::<Vec<_>>();
+        let names = |v: &[Family]| v.iter().map(Family::label).collect::<Vec<_>>();
         let per_family = |count: &dyn Fn(Family) -> usize| api::PerFamily {
             ipv4: count(Family::IPV4_UNICAST),
             ipv6: count(Family::IPV6_UNICAST),
         };
-        let up = self.session.is_some();
         api::Peer {
             address: self.key.address,
             port: self.settings.port,
@@ -654,7 +658,7 @@ impl PeerTask {
             families: n.map(|n| names(&n.families)).unwrap_or_default(),
             capabilities: n.map(|n| n.capability_names().iter().map(|c| c.to_string()).collect()).unwrap_or_default(),
             planned_routes: self.routes.len(),
-            advertised: per_family(&|f| if up { self.out_rib.sent_count(f) } else { 0 }),
+            advertised: per_family(&|f| self.advertised(f)),
             received: per_family(&|f| self.in_rib.count(f)),
             received_dropped: self.in_rib.dropped,
             messages: self.messages,
@@ -714,7 +718,7 @@ impl PeerTask {
     fn request_refresh(&mut self) -> Result<String, String> {
         let (conn, families) = self.refreshable()?;
         self.send_refresh_requests(conn, &families);
-        let names: Vec<String> = families.iter().map(|f| api::family_name(*f)).collect();
+        let names: Vec<String> = families.iter().map(Family::label).collect();
         info!(peer = %self.label, vrouter = %self.vrouter, families = ?names, "route refresh sent on request");
         Ok(format!("asked the peer to send its routes again ({})", names.join(", ")))
     }
