@@ -69,6 +69,13 @@ pub struct PeerPlan {
     pub routes: Vec<Advertisement>,
 }
 
+impl PeerPlan {
+    /// Whether the plan sends `prefix` to this peer.
+    pub fn has(&self, prefix: &IpNet) -> bool {
+        self.routes.iter().any(|r| r.prefix == *prefix)
+    }
+}
+
 /// One check on the way to announcing a candidate, in words: `ok` when it passed.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {
@@ -164,7 +171,7 @@ impl Plan {
             for c in &v.candidates {
                 let Some(key) = &c.service else { continue };
                 let e = out.entry(key.clone()).or_default();
-                let sent = v.peers.iter().any(|p| p.routes.iter().any(|r| r.prefix == c.prefix));
+                let sent = v.peers.iter().any(|p| p.has(&c.prefix));
                 if c.advertised && sent {
                     e.announced.insert(c.prefix);
                 } else if e.not_announced.is_none() {

@@ -225,7 +225,7 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
             let mut planned = Vec::new();
             for c in candidates.iter().filter(|c| c.advertised) {
                 let family = crate::wire::Family::of_prefix(&c.prefix);
-                if p.routes.iter().any(|r| r.prefix == c.prefix) {
+                if p.has(&c.prefix) {
                     planned.push(c.prefix);
                     steps.push(Step::pass(format!("{} is planned for this peer", c.prefix)));
                 } else if !p.settings.session.families.contains(&family) {
