@@ -225,17 +225,10 @@ fn show<T: serde::Serialize>(output: &str, doc: &T, human: impl FnOnce(&T) -> St
     Ok(())
 }
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", kbgp::admin::client::encode(v))))
-        .collect();
-    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
-}
-
 /// The admin commands: one request, one printout, one line on failure.
 fn admin(cli: &Cli) -> Result<(), String> {
-    use kbgp::admin::{api, client::Client, render};
+    use kbgp::admin::client::{Client, query};
+    use kbgp::admin::{api, render};
     let c = Client::new(&cli.admin_socket);
     let out = cli.output.as_str();
     let now = api::unix_now();

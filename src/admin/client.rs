@@ -27,6 +27,12 @@ pub fn encode(v: &str) -> String {
     out
 }
 
+/// `?k=v&...` from the pairs that have a value, each value encoded; empty if none has one.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+}
+
 /// Splits an HTTP/1.1 response into status and body (chunked or not).
 fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the answer has no HTTP header")?;
@@ -139,5 +145,7 @@ mod tests {
     fn query_values_are_encoded() {
         assert_eq!(encode("2001:db8::/64"), "2001:db8::/64");
         assert_eq!(encode("a b&c"), "a%20b%26c");
+        assert_eq!(query(&[("target", Some("a b".into())), ("vrouter", None)]), "?target=a%20b");
+        assert_eq!(query(&[("vrouter", None)]), "");
     }
 }
