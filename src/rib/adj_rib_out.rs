@@ -126,7 +126,8 @@ impl AdjRibOut {
                     });
                     groups[i].2.push(Nlri::new(*p));
                 }
-                _ => {}
+                // Desired and sent agree (both absent: removed while the session was down).
+                _ => skipped.push(*p),
             }
         }
         // Equal attribute sets behind different pointers: merge their groups.
@@ -283,6 +284,28 @@ mod tests {
         let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
         assert_eq!((f.announced, f.messages), (5, 1));
         assert_eq!(updates(&out)[0].attributes.communities, vec![Community(2)]);
+    }
+
+    /// The liveness bug of issue 10: a route removed from the plan while the session was down
+    /// is dirty but neither desired nor sent after the reconnect. It must leave the dirty set,
+    /// or `pending()` never reaches 0, End-of-RIB is never sent and the peer loop spins.
+    #[test]
+    fn a_route_removed_while_down_is_not_pending_after_the_reconnect() {
+        let mut rib = AdjRibOut::new();
+        let a = attrs(1);
+        rib.set_desired((0..10).map(|i| (v4(i), a.clone())).collect());
+        rib.flush(&ctx(), ALL, false, &mut BytesMut::new(), usize::MAX);
+        assert_eq!(rib.pending(), 0);
+        // Session down: the peer has nothing from us any more.
+        rib.reset_sent();
+        // Reconnected, and the plan has lost one route meanwhile.
+        rib.set_desired((1..10).map(|i| (v4(i), a.clone())).collect());
+        let mut out = BytesMut::new();
+        let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
+        assert_eq!((f.announced, f.withdrawn), (9, 0));
+        assert_eq!(rib.pending(), 0, "nothing is left to send");
+        let again = rib.flush(&ctx(), ALL, false, &mut BytesMut::new(), usize::MAX);
+        assert_eq!(again, Flushed::default());
     }
 
     #[test]
