@@ -46,6 +46,11 @@ enum Cmd {
         /// Seconds between checks of the file for changes (SIGHUP reloads at once).
         #[arg(long, default_value_t = 1)]
         watch_interval: u64,
+        /// Kubernetes mode: milliseconds to gather watch events before planning, counted from
+        /// the first event of a batch (0: plan at once). A burst of changes then costs one plan
+        /// and one round of UPDATEs; the update latency is this window plus the work.
+        #[arg(long, default_value_t = kbgp::daemon::DEFAULT_COALESCE_MS)]
+        coalesce_window_ms: u64,
         /// Kubernetes mode: take part in the LB IPAM controller (one replica leads, elected by
         /// a Lease, and writes Services' status.loadBalancer.ingress and pools' status).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
             node,
             metrics_addr,
             watch_interval,
+            coalesce_window_ms,
             lb_ipam,
             lease_namespace,
             lease_name,
@@ -323,6 +329,7 @@ fn main() -> ExitCode {
                 node,
                 metrics_addr,
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
+                coalesce_window: Duration::from_millis(coalesce_window_ms),
                 lb_ipam,
                 admin_socket,
                 node_status: kbgp::daemon::node_status::Options {

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub metrics_addr: SocketAddr,
     /// How often the file is checked for changes.
     pub watch_interval: Duration,
+    /// Kubernetes mode: how long watch events are gathered before a new World is planned.
+    pub coalesce_window: Duration,
     /// Kubernetes mode: take part in the LB IPAM controller's election.
     pub lb_ipam: Option<ipam::controller::Options>,
     /// Where the admin API listens; `None`: nowhere.
@@ -415,8 +417,8 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// How long watch events are coalesced before a new World is planned.
-pub const KUBE_DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long watch events are coalesced before a new World is planned, by default (ms).
+pub const DEFAULT_COALESCE_MS: u64 = 100;
 
 async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let node = opts.node.clone().ok_or(
@@ -430,7 +432,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
-    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), KUBE_DEBOUNCE, metrics.clone());
+    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), opts.coalesce_window, metrics.clone());
     let controller =
         opts.lb_ipam.clone().map(|o| ipam::controller::start(client.clone(), o, worlds.clone(), metrics.clone()));
     let ns = &opts.node_status;
