@@ -150,7 +150,7 @@ impl Daemon {
         for (key, (_, p)) in &wanted {
             match self.peers.get(key) {
                 Some(h) if h.settings == p.settings => {
-                    let _ = h.tx.try_send(PeerCmd::Routes(p.routes.clone(), since));
+                    let _ = h.tx.try_send(PeerCmd::Routes((*p.routes).clone(), since));
                 }
                 existing => {
                     // Like a hard reset, the new session waits a little: a peer that has
@@ -166,7 +166,7 @@ impl Daemon {
                         );
                         self.stop_peer(key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
                     }
-                    let (routes, metrics) = (p.routes.clone(), self.metrics.clone());
+                    let (routes, metrics) = ((*p.routes).clone(), self.metrics.clone());
                     let h = PeerTask::spawn(*key, p.settings.clone(), routes, metrics, seed(&key.to_string()), delay);
                     self.peers.insert(*key, h);
                 }

@@ -258,7 +258,11 @@ pub fn start(
                 _ = tick.tick() => {}
             }
             let (policy, config_error, services, synced) = match view.read() {
-                Ok(v) => (v.plan.policy.clone(), v.config_error.clone(), v.plan.services(), !v.plan.node.is_empty()),
+                Ok(v) => {
+                    // Only the Events need the per-Service summary.
+                    let services = if opts.service_events { v.plan.services(&v.world) } else { Default::default() };
+                    (v.plan.policy.clone(), v.config_error.clone(), services, !v.plan.node.is_empty())
+                }
                 Err(_) => return,
             };
             if !synced {

@@ -1,8 +1,10 @@
 //! # plan — what this node announces, to whom, and why
 //!
 //! `plan(node, world)` is a pure function: for every peer of this node, the session settings
-//! and the routes to announce with their attributes; for every candidate address, whether it
-//! is announced and the reason. The daemon diffs plans; `kbgp why` prints the reasons ([`why`]).
+//! and the routes to announce with their attributes, planned once per export group (the
+//! neighbors of a virtual router with the same families and path attributes). Only the
+//! decisions are kept: the checks behind them are run again, in words, for the address
+//! `kbgp why` asks about ([`candidate`], [`why`]).
 //!
 //! Semantics follow Cilium's v1 BGP control plane:
 //! - a policy applies to the nodes its `nodeSelector` selects (none or empty: all nodes); a
@@ -20,17 +22,20 @@
 //!   (`PodCIDR`) or to Service routes inside a selected pool (`CiliumLoadBalancerIPPool`).
 
 mod annotation;
+pub mod candidate;
 pub mod why;
 
 pub use annotation::{VRouterOverrides, parse_overrides};
+pub use candidate::{Candidate, Step};
 
-use crate::config::meta::SelectorMatch;
 use crate::config::policy::{Neighbor, PathAttributeRule, SelectorType, VirtualRouter};
-use crate::config::{Node, Service, ServiceType, World};
+use crate::config::{Node, World};
 use crate::rib::{AdvertAttrs, Advertisement};
 use crate::session::SessionConfig;
+use crate::wire::Family;
+use candidate::{Decide, Explain, Record};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -62,73 +67,28 @@ pub struct PeerSettings {
     pub max_received_routes: usize,
 }
 
+/// Identifies an export group: the neighbors of a virtual router with the same families and
+/// `advertisedPathAttributes` get the same routes, planned once and shared.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub local_asn: u32,
+    pub families: Vec<Family>,
+    pub rules: Vec<PathAttributeRule>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerPlan {
     pub key: PeerKey,
     pub settings: PeerSettings,
-    pub routes: Vec<Advertisement>,
+    pub group: GroupKey,
+    /// The group's routes, sorted by prefix: one allocation per group, shared by its peers.
+    pub routes: Arc<Vec<Advertisement>>,
 }
 
 impl PeerPlan {
     /// Whether the plan sends `prefix` to this peer.
     pub fn has(&self, prefix: &IpNet) -> bool {
-        self.routes.iter().any(|r| r.prefix == *prefix)
-    }
-}
-
-/// One check on the way to announcing a candidate, in words: `ok` when it passed.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Step {
-    pub ok: bool,
-    pub text: String,
-}
-
-impl Step {
-    pub fn pass(text: impl Into<String>) -> Step {
-        Step { ok: true, text: text.into() }
-    }
-    pub fn fail(text: impl Into<String>) -> Step {
-        Step { ok: false, text: text.into() }
-    }
-    fn check(r: Result<String, String>) -> Step {
-        match r {
-            Ok(t) => Step::pass(t),
-            Err(t) => Step::fail(t),
-        }
-    }
-}
-
-/// One address or prefix that was considered, and what was decided.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Candidate {
-    pub prefix: IpNet,
-    /// Where it comes from: `pod CIDR of node kind-worker`, `Service default/web LoadBalancer IP`.
-    pub source: String,
-    /// Every step passed.
-    pub advertised: bool,
-    /// The checks, in the order they were made; `kbgp why` prints them.
-    pub steps: Vec<Step>,
-    /// The Service it belongs to (`namespace/name`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-}
-
-impl Candidate {
-    fn new(prefix: IpNet, source: String, steps: Vec<Step>) -> Candidate {
-        Candidate { prefix, source, advertised: steps.iter().all(|s| s.ok), steps, service: None }
-    }
-
-    fn of_service(mut self, key: &str) -> Candidate {
-        self.service = Some(key.to_string());
-        self
-    }
-
-    /// The decision in one line: the first failed check, else every check.
-    pub fn reason(&self) -> String {
-        match self.steps.iter().find(|s| !s.ok) {
-            Some(s) => s.text.clone(),
-            None => self.steps.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; "),
-        }
+        self.routes.binary_search_by(|r| r.prefix.cmp(prefix)).is_ok()
     }
 }
 
@@ -138,7 +98,6 @@ pub struct VRouterPlan {
     pub router_id: Ipv4Addr,
     pub listen_port: Option<u16>,
     pub peers: Vec<PeerPlan>,
-    pub candidates: Vec<Candidate>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -164,21 +123,81 @@ impl Plan {
         self.vrouters.iter().flat_map(|v| v.peers.iter().map(move |p| (v, p)))
     }
 
-    /// Per Service (`namespace/name`) this node considered: what it announces, and why not.
-    pub fn services(&self) -> std::collections::BTreeMap<String, ServiceAnnouncement> {
-        let mut out: std::collections::BTreeMap<String, ServiceAnnouncement> = Default::default();
-        for v in &self.vrouters {
-            for c in &v.candidates {
-                let Some(key) = &c.service else { continue };
-                let e = out.entry(key.clone()).or_default();
-                let sent = v.peers.iter().any(|p| p.has(&c.prefix));
-                if c.advertised && sent {
-                    e.announced.insert(c.prefix);
-                } else if e.not_announced.is_none() {
-                    let why =
-                        if c.advertised { "the virtual router has no peer for it".to_string() } else { c.reason() };
-                    e.not_announced = Some((c.prefix, why));
+    /// The node's virtual routers as configured in `world`, each with its plan.
+    fn configured<'a>(&'a self, world: &'a World) -> Vec<(&'a VirtualRouter, &'a VRouterPlan)> {
+        let Some(policy) = self.policy.as_ref().and_then(|n| world.policies.iter().find(|p| &p.name == n)) else {
+            return Vec::new();
+        };
+        self.vrouters
+            .iter()
+            .filter_map(|v| Some((policy.virtual_routers.iter().find(|r| r.local_asn == v.local_asn)?, v)))
+            .collect()
+    }
+
+    /// Every candidate at, inside or around `target`, with the checks that decided it, per
+    /// virtual router (in the order of `vrouters`). `world` is the one the plan was made from.
+    pub fn explain(&self, world: &World, target: &IpNet) -> Vec<Vec<Candidate>> {
+        let Some(node) = world.node(&self.node) else { return Vec::new() };
+        let endpoints = local_endpoints(world, &node.name);
+        let configured = self.configured(world);
+        self.vrouters
+            .iter()
+            .map(|v| {
+                let mut out = Vec::new();
+                let Some((vr, _)) = configured.iter().find(|(_, p)| p.local_asn == v.local_asn) else { return out };
+                let mut keep = |p: IpNet, src: candidate::Source, r: Explain| {
+                    if why::relevant(&p, target) {
+                        out.push(src.candidate(p, r));
+                    }
+                };
+                candidate::pod_cidrs(vr, node, &mut keep);
+                for s in &world.services {
+                    let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                    candidate::service(vr, s, local, &mut keep);
                 }
+                out
+            })
+            .collect()
+    }
+
+    /// Per Service (`namespace/name`) this node considered: what it announces, and why not.
+    /// `world` is the one the plan was made from.
+    pub fn services(&self, world: &World) -> std::collections::BTreeMap<String, ServiceAnnouncement> {
+        let mut out: std::collections::BTreeMap<String, ServiceAnnouncement> = Default::default();
+        let Some(node) = world.node(&self.node) else { return out };
+        let endpoints = local_endpoints(world, &node.name);
+        let configured = self.configured(world);
+        for s in &world.services {
+            let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+            let mut e = ServiceAnnouncement::default();
+            let mut refused: Option<(IpNet, &VirtualRouter, &VRouterPlan)> = None;
+            for (vr, v) in &configured {
+                candidate::service(vr, s, local, |p, _, r: Decide| {
+                    if r.passed() && v.peers.iter().any(|peer| peer.has(&p)) {
+                        e.announced.insert(p);
+                    } else if refused.is_none() {
+                        refused = Some((p, vr, v));
+                    }
+                });
+            }
+            if let Some((p, vr, v)) = refused {
+                // The reason in words, for this one address only.
+                candidate::service(vr, s, local, |q, src, r: Explain| {
+                    if q == p && e.not_announced.is_none() {
+                        let c = src.candidate(q, r);
+                        let why = if !c.advertised {
+                            c.reason()
+                        } else if v.peers.is_empty() {
+                            "the virtual router has no peer for it".to_string()
+                        } else {
+                            "no neighbor of the virtual router is configured for its address family".to_string()
+                        };
+                        e.not_announced = Some((p, why));
+                    }
+                });
+            }
+            if !e.announced.is_empty() || e.not_announced.is_some() {
+                out.insert(s.key(), e);
             }
         }
         out
@@ -234,10 +253,10 @@ impl Interner {
 }
 
 /// What kind of route a prefix is, for `advertisedPathAttributes`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Origin {
     PodCidr,
-    Service(IpAddr),
+    Service,
 }
 
 fn router_id(node: &Node, asn: u32, o: &VRouterOverrides) -> Result<Ipv4Addr, PlanError> {
@@ -252,10 +271,6 @@ fn router_id(node: &Node, asn: u32, o: &VRouterOverrides) -> Result<Ipv4Addr, Pl
     Err(PlanError::NoRouterId { node: node.name.clone(), asn })
 }
 
-fn host_prefix(ip: IpAddr) -> IpNet {
-    IpNet::from(ip)
-}
-
 /// A Service's endpoints on one node (EndpointSlice conditions).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalEndpoints {
@@ -265,17 +280,22 @@ pub struct LocalEndpoints {
 }
 
 impl LocalEndpoints {
-    /// Whether a `trafficPolicy: Local` address is announced from this node, and why.
-    fn decide(&self, policy: &str) -> Result<String, String> {
+    /// Whether a `trafficPolicy: Local` address is announced from this node.
+    pub fn serves(&self) -> bool {
+        self.ready > 0 || self.draining > 0
+    }
+
+    /// The reason, in words.
+    pub fn describe(&self, policy: &str) -> String {
         if self.ready > 0 {
-            Ok(format!("{policy}: Local and {} ready endpoint(s) on this node", self.ready))
+            format!("{policy}: Local and {} ready endpoint(s) on this node", self.ready)
         } else if self.draining > 0 {
-            Ok(format!(
+            format!(
                 "{policy}: Local and {} endpoint(s) on this node terminating but still serving (graceful drain)",
                 self.draining
-            ))
+            )
         } else {
-            Err(format!("{policy}: Local and no ready endpoint on this node"))
+            format!("{policy}: Local and no ready endpoint on this node")
         }
     }
 }
@@ -297,85 +317,25 @@ fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints>
     out
 }
 
-/// The Service addresses a virtual router would consider, each with its source label and the
-/// checks that decide it.
-fn service_candidates(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, out: &mut Vec<Candidate>) {
-    let name = s.key();
-    let asn = vr.local_asn;
-    let selected = Step::check(match &vr.service_selector {
-        None => Err(format!("virtual router AS{asn} has no serviceSelector, so it announces no Service")),
-        Some(sel) => match sel.explain(&s.selector_labels()) {
-            SelectorMatch::Matched => {
-                Ok(format!("the serviceSelector of AS{asn} ({}) matches the Service's labels", sel.describe()))
-            }
-            SelectorMatch::Empty => Err(format!("the serviceSelector of AS{asn} is empty, which selects no Service")),
-            SelectorMatch::Failed(why) => Err(format!("the serviceSelector of AS{asn} does not match: {why}")),
-        },
-    });
-    let traffic = |policy: &str, local_policy: bool| local_policy.then(|| Step::check(local.decide(policy)));
-    let includes = |what: &str, yes: bool| {
-        if yes {
-            Step::pass(format!("serviceAdvertisements of AS{asn} includes {what}"))
-        } else {
-            Step::fail(format!("serviceAdvertisements does not include {what}"))
-        }
-    };
-    for ip in &s.ingress_ips {
-        let mut steps = vec![
-            Step::pass(format!("Service {name} has it as a LoadBalancer IP (status.loadBalancer.ingress)")),
-            selected.clone(),
-            includes("LoadBalancerIP", vr.advertise.load_balancer_ip),
-        ];
-        if s.kind != ServiceType::LoadBalancer {
-            steps.push(Step::fail("the Service is not of type LoadBalancer"));
-        }
-        if let Some(c) = s.load_balancer_class.as_deref() {
-            steps.push(if LB_CLASSES.contains(&c) {
-                Step::pass(format!("loadBalancerClass {c} is served by kbgp"))
-            } else {
-                Step::fail(format!("loadBalancerClass {c:?} belongs to another controller"))
-            });
-        }
-        steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} LoadBalancer IP"), steps).of_service(&name));
-    }
-    for ip in &s.external_ips {
-        let mut steps = vec![
-            Step::pass(format!("Service {name} has it as an external IP (spec.externalIPs)")),
-            selected.clone(),
-            includes("ExternalIP", vr.advertise.external_ip),
-        ];
-        steps.extend(traffic("externalTrafficPolicy", s.external_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} external IP"), steps).of_service(&name));
-    }
-    for ip in &s.cluster_ips {
-        let mut steps = vec![
-            Step::pass(format!("Service {name} has it as its cluster IP (spec.clusterIPs)")),
-            selected.clone(),
-            includes("ClusterIP", vr.advertise.cluster_ip),
-        ];
-        steps.extend(traffic("internalTrafficPolicy", s.internal_traffic_local));
-        out.push(Candidate::new(host_prefix(*ip), format!("Service {name} cluster IP"), steps).of_service(&name));
-    }
-}
-
-fn rule_applies(rule: &PathAttributeRule, origin: &Origin, node: &Node, world: &World) -> bool {
+fn rule_applies(rule: &PathAttributeRule, origin: Origin, prefix: &IpNet, node: &Node, world: &World) -> bool {
     match (rule.selector_type, origin) {
         (SelectorType::PodCidr, Origin::PodCidr) => rule.selector.as_ref().is_none_or(|s| s.matches(&node.labels)),
-        (SelectorType::LoadBalancerIpPool, Origin::Service(ip)) => world
-            .pools
-            .iter()
-            .any(|p| !p.disabled && p.contains(ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels))),
+        (SelectorType::LoadBalancerIpPool, Origin::Service) => {
+            let ip = prefix.addr();
+            world.pools.iter().any(|p| {
+                !p.disabled && p.contains(&ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels))
+            })
+        }
         _ => false,
     }
 }
 
-/// The attributes for one route to one neighbor: every applicable rule's communities, and the
-/// highest LOCAL_PREF any of them sets.
-fn attrs_for(n: &Neighbor, origins: &[Origin], node: &Node, world: &World) -> AdvertAttrs {
+/// The attributes of the rules in `mask` (bit i: `rules[i]` applies): every rule's
+/// communities, and the highest LOCAL_PREF any of them sets.
+fn attrs_of(rules: &[PathAttributeRule], mask: u64) -> AdvertAttrs {
     let mut a = AdvertAttrs::default();
-    for rule in &n.path_attributes {
-        if !origins.iter().any(|o| rule_applies(rule, o, node, world)) {
+    for (i, rule) in rules.iter().enumerate().take(64) {
+        if mask & (1 << i) == 0 {
             continue;
         }
         a.communities.extend(rule.communities.iter().copied());
@@ -389,6 +349,38 @@ fn attrs_for(n: &Neighbor, origins: &[Origin], node: &Node, world: &World) -> Ad
     a.large_communities.sort();
     a.large_communities.dedup();
     a
+}
+
+/// The routes of one export group from the virtual router's wanted prefixes (sorted by
+/// prefix, one entry per prefix and origin).
+fn group_routes(
+    key: &GroupKey,
+    wanted: &[(IpNet, Origin)],
+    node: &Node,
+    world: &World,
+    interner: &mut Interner,
+) -> Vec<Advertisement> {
+    let mut by_mask: HashMap<u64, Arc<AdvertAttrs>> = HashMap::new();
+    let mut out: Vec<Advertisement> = Vec::with_capacity(wanted.len());
+    let mut i = 0;
+    while i < wanted.len() {
+        let prefix = wanted[i].0;
+        let mut mask = 0u64;
+        while i < wanted.len() && wanted[i].0 == prefix {
+            for (r, rule) in key.rules.iter().enumerate().take(64) {
+                if rule_applies(rule, wanted[i].1, &prefix, node, world) {
+                    mask |= 1 << r;
+                }
+            }
+            i += 1;
+        }
+        if !key.families.contains(&Family::of_prefix(&prefix)) {
+            continue;
+        }
+        let attrs = by_mask.entry(mask).or_insert_with(|| interner.get(attrs_of(&key.rules, mask))).clone();
+        out.push(Advertisement { prefix, attrs });
+    }
+    out
 }
 
 fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
@@ -436,32 +428,24 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     for vr in &policy.virtual_routers {
         let o = overrides.get(&vr.local_asn).cloned().unwrap_or_default();
         let rid = router_id(node, vr.local_asn, &o)?;
-        // prefix -> (sources, origins)
-        let mut wanted: BTreeMap<IpNet, Vec<Origin>> = BTreeMap::new();
-        let mut candidates = Vec::new();
-        for p in &node.pod_cidrs {
-            let steps = vec![
-                Step::pass(format!("it is a pod CIDR of node {} (spec.podCIDRs)", node.name)),
-                if vr.export_pod_cidr {
-                    Step::pass(format!("exportPodCIDR is true on AS{}", vr.local_asn))
-                } else {
-                    Step::fail(format!("exportPodCIDR is false on AS{}", vr.local_asn))
-                },
-            ];
-            let c = Candidate::new(*p, format!("pod CIDR of node {}", node.name), steps);
-            if c.advertised {
-                wanted.entry(*p).or_default().push(Origin::PodCidr);
+        // Every announced prefix with the kind of route it is, once per origin.
+        let mut wanted: Vec<(IpNet, Origin)> = Vec::new();
+        candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
+            if r.passed() {
+                wanted.push((p, Origin::PodCidr));
             }
-            candidates.push(c);
-        }
+        });
         for s in &world.services {
             let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-            let first = candidates.len();
-            service_candidates(vr, s, local, &mut candidates);
-            for c in candidates[first..].iter().filter(|c| c.advertised) {
-                wanted.entry(c.prefix).or_default().push(Origin::Service(c.prefix.addr()));
-            }
+            candidate::service(vr, s, local, |p, _, r: Decide| {
+                if r.passed() {
+                    wanted.push((p, Origin::Service));
+                }
+            });
         }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut groups: HashMap<GroupKey, Arc<Vec<Advertisement>>> = HashMap::new();
         let mut peers = Vec::new();
         for n in &vr.neighbors {
             if n.passive && o.local_port.is_none() {
@@ -471,27 +455,20 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                     peer: n.address,
                 });
             }
-            let routes = wanted
-                .iter()
-                .filter(|(p, _)| n.families.contains(&crate::wire::Family::of_prefix(p)))
-                .map(|(p, origins)| Advertisement {
-                    prefix: *p,
-                    attrs: interner.get(attrs_for(n, origins, node, world)),
-                })
-                .collect();
+            let group =
+                GroupKey { local_asn: vr.local_asn, families: n.families.clone(), rules: n.path_attributes.clone() };
+            let routes = groups
+                .entry(group.clone())
+                .or_insert_with(|| Arc::new(group_routes(&group, &wanted, node, world, &mut interner)))
+                .clone();
             peers.push(PeerPlan {
                 key: PeerKey { local_asn: vr.local_asn, address: n.address },
                 settings: settings(n, vr.local_asn, rid),
+                group,
                 routes,
             });
         }
-        plan.vrouters.push(VRouterPlan {
-            local_asn: vr.local_asn,
-            router_id: rid,
-            listen_port: o.local_port,
-            peers,
-            candidates,
-        });
+        plan.vrouters.push(VRouterPlan { local_asn: vr.local_asn, router_id: rid, listen_port: o.local_port, peers });
     }
     Ok(plan)
 }

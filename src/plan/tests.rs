@@ -21,6 +21,23 @@ fn world(docs: &[&str]) -> World {
     load_str(&docs.join("\n---\n"), "t").unwrap().world
 }
 
+/// Every candidate of the first virtual router, with its checks, as `kbgp why` sees them.
+/// Also checks that the plan's decisions and the explanations agree.
+fn candidates(p: &Plan, w: &World) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = Vec::new();
+    for t in ["0.0.0.0/0", "::/0"] {
+        let mut per_vr = p.explain(w, &t.parse().unwrap());
+        all.extend(per_vr.drain(..).next().unwrap_or_default());
+    }
+    for c in &all {
+        let planned = p.vrouters[0].peers.iter().any(|peer| peer.has(&c.prefix));
+        if !p.vrouters[0].peers.is_empty() {
+            assert_eq!(c.advertised, planned, "{}: decision and explanation differ: {}", c.prefix, c.reason());
+        }
+    }
+    all
+}
+
 fn routes(p: &Plan) -> Vec<String> {
     p.peers().flat_map(|(_, pp)| pp.routes.iter().map(|r| r.prefix.to_string())).collect()
 }
@@ -28,7 +45,8 @@ fn routes(p: &Plan) -> Vec<String> {
 #[test]
 fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
     let svc = service("nginx-service", "advertise-bgp: \"true\"", "");
-    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    let w = world(&[POLICY, NODE, &svc]);
+    let p = plan("kind-worker", &w).unwrap();
     assert_eq!(p.policy.as_deref(), Some("rack0-65005"));
     assert_eq!(routes(&p), vec!["10.1.0.0/24", "20.0.0.100/32"]);
     let (vr, peer) = p.peers().next().unwrap();
@@ -38,7 +56,8 @@ fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
     assert_eq!((s.port, s.ttl, s.session.peer_as, s.session.hold_time), (179, None, 65005, 90));
     assert!(peer.routes.iter().all(|r| *r.attrs == AdvertAttrs::default()));
     // ClusterIP and externalIP are candidates but not announced by default.
-    let c: Vec<_> = vr.candidates.iter().filter(|c| !c.advertised).collect();
+    let all = candidates(&p, &w);
+    let c: Vec<_> = all.iter().filter(|c| !c.advertised).collect();
     assert_eq!(c.len(), 2);
     assert!(c.iter().any(|c| c.reason() == "serviceAdvertisements does not include ClusterIP"));
 }
@@ -46,9 +65,11 @@ fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
 #[test]
 fn reasons_name_the_failing_label() {
     let svc = service("web", "app: web", "");
-    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    let w = world(&[POLICY, NODE, &svc]);
+    let p = plan("kind-worker", &w).unwrap();
     assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
-    let c = p.vrouters[0].candidates.iter().find(|c| c.prefix.to_string() == "20.0.0.100/32").unwrap();
+    let all = candidates(&p, &w);
+    let c = all.iter().find(|c| c.prefix.to_string() == "20.0.0.100/32").unwrap();
     assert!(!c.advertised);
     assert_eq!(c.source, "Service default/web LoadBalancer IP");
     assert_eq!(
@@ -65,9 +86,10 @@ fn service_advertisements_and_classes() {
     let p = plan("kind-worker", &world(&[&pol, NODE, &svc])).unwrap();
     assert_eq!(routes(&p), vec!["10.96.0.10/32", "192.0.2.10/32"]);
     let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: example.com/other\n");
-    let p = plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap();
+    let w = world(&[POLICY, NODE, &svc]);
+    let p = plan("kind-worker", &w).unwrap();
     assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
-    assert!(p.vrouters[0].candidates.iter().any(|c| c.reason().contains("belongs to another controller")));
+    assert!(candidates(&p, &w).iter().any(|c| c.reason().contains("belongs to another controller")));
     let svc = service("web", "advertise-bgp: \"true\"", "  loadBalancerClass: io.cilium/bgp-control-plane\n");
     assert_eq!(routes(&plan("kind-worker", &world(&[POLICY, NODE, &svc])).unwrap()).len(), 2);
 }
@@ -212,8 +234,8 @@ fn local_svc() -> String {
     service("web", "advertise-bgp: \"true\"", "  externalTrafficPolicy: Local\n")
 }
 
-fn vip(p: &Plan) -> Option<Candidate> {
-    p.vrouters[0].candidates.iter().find(|c| c.prefix.to_string() == "20.0.0.100/32").cloned()
+fn vip(p: &Plan, w: &World) -> Option<Candidate> {
+    candidates(p, w).into_iter().find(|c| c.prefix.to_string() == "20.0.0.100/32")
 }
 
 #[test]
@@ -244,7 +266,8 @@ fn external_traffic_policy_local_follows_endpoints_on_this_node() {
         let mut docs: Vec<String> = vec![POLICY.into(), NODE.into(), local_svc()];
         docs.extend(slices);
         let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let c = vip(&plan("kind-worker", &world(&refs)).unwrap()).unwrap();
+        let w = world(&refs);
+        let c = vip(&plan("kind-worker", &w).unwrap(), &w).unwrap();
         assert_eq!(c.advertised, announced, "{name}: {}", c.reason());
         assert!(c.reason().contains(why), "{name}: {}", c.reason());
         assert!(c.reason().contains("externalTrafficPolicy: Local"), "{name}: {}", c.reason());
@@ -264,8 +287,10 @@ fn a_rolling_update_keeps_the_route_without_a_gap() {
     ];
     for (i, s) in steps.iter().enumerate() {
         let svc = local_svc();
-        let p = plan("kind-worker", &world(&[POLICY, NODE, &svc, s])).unwrap();
-        assert!(vip(&p).unwrap().advertised, "step {i}: {}", vip(&p).unwrap().reason());
+        let w = world(&[POLICY, NODE, &svc, s]);
+        let p = plan("kind-worker", &w).unwrap();
+        let c = vip(&p, &w).unwrap();
+        assert!(c.advertised, "step {i}: {}", c.reason());
         assert!(routes(&p).contains(&"20.0.0.100/32".to_string()), "step {i}");
     }
     // The last local endpoint stops serving: withdrawn.
@@ -287,4 +312,43 @@ fn internal_traffic_policy_local_applies_to_cluster_ips_only() {
     let here = slice("a", &[("kind-worker", Some(true), Some(true), Some(false))]);
     let p = plan("kind-worker", &world(&[&pol, NODE, &svc, &here])).unwrap();
     assert!(routes(&p).contains(&"10.96.0.10/32".to_string()));
+}
+
+#[test]
+fn per_service_summary_says_what_is_announced_and_why_not() {
+    let web = service("web", "advertise-bgp: \"true\"", "");
+    let hidden = service("hidden", "app: hidden", "").replace("20.0.0.100", "20.0.0.101");
+    let w = world(&[POLICY, NODE, &web, &hidden]);
+    let p = plan("kind-worker", &w).unwrap();
+    let s = p.services(&w);
+    let web = &s["default/web"];
+    assert_eq!(web.announced.iter().map(|p| p.to_string()).collect::<Vec<_>>(), vec!["20.0.0.100/32"]);
+    // Its cluster IP is a candidate that serviceAdvertisements leaves out.
+    assert_eq!(
+        web.not_announced,
+        Some(("192.0.2.10/32".parse().unwrap(), "serviceAdvertisements does not include ExternalIP".into()))
+    );
+    let hidden = &s["default/hidden"];
+    assert!(hidden.announced.is_empty());
+    let (prefix, why) = hidden.not_announced.clone().unwrap();
+    assert_eq!(prefix.to_string(), "20.0.0.101/32");
+    assert!(why.starts_with("the serviceSelector of AS65005 does not match"), "{why}");
+}
+
+#[test]
+fn neighbors_with_one_policy_share_their_routes() {
+    let pol = POLICY.replace(
+        "    - peerAddress: \"10.0.5.1/24\"\n      peerASN: 65005\n",
+        "    - peerAddress: \"10.0.5.1/24\"\n      peerASN: 65005\n    - peerAddress: 10.0.5.2\n      peerASN: 65005\n    \
+         - peerAddress: 10.0.5.3\n      peerASN: 65005\n      families: [{afi: ipv4, safi: unicast}]\n",
+    );
+    let svc = service("web", "advertise-bgp: \"true\"", "");
+    let p = plan("kind-worker", &world(&[&pol, NODE, &svc])).unwrap();
+    let peers = &p.vrouters[0].peers;
+    assert_eq!(peers.len(), 3);
+    assert!(Arc::ptr_eq(&peers[0].routes, &peers[1].routes), "same families and attributes: one route list");
+    assert_eq!(peers[0].group, peers[1].group);
+    assert_ne!(peers[0].group, peers[2].group, "another family list is another export group");
+    assert_eq!(peers[2].routes.len(), 2);
+    assert!(peers.iter().all(|peer| peer.has(&"20.0.0.100/32".parse().unwrap())));
 }

@@ -2,8 +2,9 @@
 //!
 //! [`why`] is pure: from the World, the allocation LB IPAM makes of it and the plan, it says
 //! which policy selects the node, what in the cluster owns the address, what LB IPAM did with
-//! it, and for every virtual router the chain of checks that decided each candidate and which
-//! peers it is planned for. The daemon then adds what each session actually did
+//! it, and for every virtual router the chain of checks that decided each candidate (run
+//! again, in words, for this address only: the plan keeps only decisions) and which peers it
+//! is planned for. The daemon then adds what each session actually did
 //! ([`WhyPeer::steps`]) and calls [`Why::conclude`] for the one-line verdict.
 
 use super::{Candidate, Plan, Step};
@@ -216,9 +217,9 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
         None => vec![Step::fail(format!("node {node} is not in the configuration"))],
     };
     let mut vrouters = Vec::new();
+    let mut explained = plan.explain(world, &target).into_iter();
     for v in &plan.vrouters {
-        let candidates: Vec<Candidate> =
-            v.candidates.iter().filter(|c| relevant(&c.prefix, &target)).cloned().collect();
+        let candidates: Vec<Candidate> = explained.next().unwrap_or_default();
         let mut peers = Vec::new();
         for p in &v.peers {
             let mut steps = Vec::new();

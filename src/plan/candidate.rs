@@ -1,0 +1,245 @@
+//! The checks that decide each candidate address, written once and run two ways.
+//!
+//! [`plan`](super::plan) runs them with [`Decide`], which only keeps whether every check
+//! passed: no text is built, so a million addresses cost a million bool tests. `kbgp why`
+//! and the per-Service summaries run the same checks with [`Explain`] for the few addresses
+//! asked about, which keeps every check's sentence ([`Step`]).
+
+use super::LocalEndpoints;
+use crate::config::meta::SelectorMatch;
+use crate::config::policy::VirtualRouter;
+use crate::config::{Node, Service, ServiceType};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+pub use crate::config::k8s::LB_CLASSES;
+
+/// One check on the way to announcing a candidate, in words: `ok` when it passed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Step {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Step {
+    pub fn pass(text: impl Into<String>) -> Step {
+        Step { ok: true, text: text.into() }
+    }
+    pub fn fail(text: impl Into<String>) -> Step {
+        Step { ok: false, text: text.into() }
+    }
+}
+
+/// One address or prefix that was considered, and what was decided, with the reasons.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Candidate {
+    pub prefix: IpNet,
+    /// Where it comes from: `pod CIDR of node kind-worker`, `Service default/web LoadBalancer IP`.
+    pub source: String,
+    /// Every step passed.
+    pub advertised: bool,
+    /// The checks, in the order they were made; `kbgp why` prints them.
+    pub steps: Vec<Step>,
+    /// The Service it belongs to (`namespace/name`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl Candidate {
+    /// The decision in one line: the first failed check, else every check.
+    pub fn reason(&self) -> String {
+        match self.steps.iter().find(|s| !s.ok) {
+            Some(s) => s.text.clone(),
+            None => self.steps.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; "),
+        }
+    }
+}
+
+/// What the checks are recorded into.
+pub trait Record: Default {
+    /// One check; `text` is called only by recorders that keep it.
+    fn check(&mut self, ok: bool, text: impl FnOnce() -> String);
+    fn check_result(&mut self, r: &Result<String, String>) {
+        match r {
+            Ok(t) => self.check(true, || t.clone()),
+            Err(t) => self.check(false, || t.clone()),
+        }
+    }
+    fn passed(&self) -> bool;
+}
+
+/// Keeps only the verdict.
+#[derive(Default)]
+pub struct Decide {
+    failed: bool,
+}
+
+impl Record for Decide {
+    fn check(&mut self, ok: bool, _: impl FnOnce() -> String) {
+        self.failed |= !ok;
+    }
+    fn passed(&self) -> bool {
+        !self.failed
+    }
+}
+
+/// Keeps every check in words.
+#[derive(Default)]
+pub struct Explain {
+    pub steps: Vec<Step>,
+}
+
+impl Record for Explain {
+    fn check(&mut self, ok: bool, text: impl FnOnce() -> String) {
+        self.steps.push(Step { ok, text: text() });
+    }
+    fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+}
+
+/// Which address of a Service a candidate is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    LoadBalancer,
+    External,
+    Cluster,
+}
+
+impl AddressKind {
+    fn label(self) -> &'static str {
+        match self {
+            AddressKind::LoadBalancer => "LoadBalancer IP",
+            AddressKind::External => "external IP",
+            AddressKind::Cluster => "cluster IP",
+        }
+    }
+}
+
+/// What a candidate is, from which its source text is made when needed.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    PodCidr(&'a Node),
+    Service(&'a Service, AddressKind),
+}
+
+impl Source<'_> {
+    pub fn text(&self) -> String {
+        match self {
+            Source::PodCidr(n) => format!("pod CIDR of node {}", n.name),
+            Source::Service(s, k) => format!("Service {} {}", s.key(), k.label()),
+        }
+    }
+
+    /// The candidate with its checks, for `kbgp why`.
+    pub fn candidate(&self, prefix: IpNet, r: Explain) -> Candidate {
+        Candidate {
+            prefix,
+            source: self.text(),
+            advertised: r.passed(),
+            steps: r.steps,
+            service: match self {
+                Source::Service(s, _) => Some(s.key()),
+                Source::PodCidr(_) => None,
+            },
+        }
+    }
+}
+
+/// The node's pod CIDRs as candidates of `vr`.
+pub fn pod_cidrs<'a, R: Record>(vr: &VirtualRouter, node: &'a Node, mut out: impl FnMut(IpNet, Source<'a>, R)) {
+    for p in &node.pod_cidrs {
+        let mut r = R::default();
+        r.check(true, || format!("it is a pod CIDR of node {} (spec.podCIDRs)", node.name));
+        let asn = vr.local_asn;
+        r.check(vr.export_pod_cidr, || {
+            format!("exportPodCIDR is {} on AS{asn}", if vr.export_pod_cidr { "true" } else { "false" })
+        });
+        out(*p, Source::PodCidr(node), r);
+    }
+}
+
+/// Whether `vr` selects the Service, in words.
+fn selected(vr: &VirtualRouter, s: &Service) -> Result<String, String> {
+    let asn = vr.local_asn;
+    match &vr.service_selector {
+        None => Err(format!("virtual router AS{asn} has no serviceSelector, so it announces no Service")),
+        Some(sel) => match sel.explain(&s.selector_labels()) {
+            SelectorMatch::Matched => {
+                Ok(format!("the serviceSelector of AS{asn} ({}) matches the Service's labels", sel.describe()))
+            }
+            SelectorMatch::Empty => Err(format!("the serviceSelector of AS{asn} is empty, which selects no Service")),
+            SelectorMatch::Failed(why) => Err(format!("the serviceSelector of AS{asn} does not match: {why}")),
+        },
+    }
+}
+
+/// The addresses of one Service that `vr` would consider, each with its checks.
+pub fn service<'a, R: Record>(
+    vr: &VirtualRouter,
+    s: &'a Service,
+    local: LocalEndpoints,
+    mut out: impl FnMut(IpNet, Source<'a>, R),
+) {
+    if s.ingress_ips.is_empty() && s.external_ips.is_empty() && s.cluster_ips.is_empty() {
+        return;
+    }
+    let asn = vr.local_asn;
+    let sel = selected(vr, s);
+    let traffic = |r: &mut R, policy: &str, local_policy: bool| {
+        if local_policy {
+            r.check(local.serves(), || local.describe(policy));
+        }
+    };
+    let includes = |r: &mut R, what: &str, yes: bool| {
+        r.check(yes, || {
+            if yes {
+                format!("serviceAdvertisements of AS{asn} includes {what}")
+            } else {
+                format!("serviceAdvertisements does not include {what}")
+            }
+        })
+    };
+    let name = || s.key();
+    for ip in &s.ingress_ips {
+        let mut r = R::default();
+        r.check(true, || format!("Service {} has it as a LoadBalancer IP (status.loadBalancer.ingress)", name()));
+        r.check_result(&sel);
+        includes(&mut r, "LoadBalancerIP", vr.advertise.load_balancer_ip);
+        if s.kind != ServiceType::LoadBalancer {
+            r.check(false, || "the Service is not of type LoadBalancer".into());
+        }
+        if let Some(c) = s.load_balancer_class.as_deref() {
+            let ours = LB_CLASSES.contains(&c);
+            r.check(ours, || {
+                if ours {
+                    format!("loadBalancerClass {c} is served by kbgp")
+                } else {
+                    format!("loadBalancerClass {c:?} belongs to another controller")
+                }
+            });
+        }
+        traffic(&mut r, "externalTrafficPolicy", s.external_traffic_local);
+        out(host(*ip), Source::Service(s, AddressKind::LoadBalancer), r);
+    }
+    for ip in &s.external_ips {
+        let mut r = R::default();
+        r.check(true, || format!("Service {} has it as an external IP (spec.externalIPs)", name()));
+        r.check_result(&sel);
+        includes(&mut r, "ExternalIP", vr.advertise.external_ip);
+        traffic(&mut r, "externalTrafficPolicy", s.external_traffic_local);
+        out(host(*ip), Source::Service(s, AddressKind::External), r);
+    }
+    for ip in &s.cluster_ips {
+        let mut r = R::default();
+        r.check(true, || format!("Service {} has it as its cluster IP (spec.clusterIPs)", name()));
+        r.check_result(&sel);
+        includes(&mut r, "ClusterIP", vr.advertise.cluster_ip);
+        traffic(&mut r, "internalTrafficPolicy", s.internal_traffic_local);
+        out(host(*ip), Source::Service(s, AddressKind::Cluster), r);
+    }
+}
+
+fn host(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
