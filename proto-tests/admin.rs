@@ -329,13 +329,14 @@ fn every_admin_command_against_frr() {
         if n >= 3.0 { Ok(()) } else { Err(format!("{n}")) }
     });
     let m = kbgp.metrics();
-    // The JSON log: one object per line; every line of a peer task names the peer and the
-    // virtual router; the dead peer's failure is logged once however often it is retried.
+    // The JSON log: one object per line; every line of a peer (its core or its driver) names
+    // the peer and the virtual router; the dead peer's failure is logged once however often it is retried.
     let log = std::fs::read_to_string(lab.path("kbgp.log")).expect("kbgp.log");
     let mut dead_errors = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["target"] == "kbgp::daemon::peer" {
+        let target = v["target"].as_str().unwrap_or_default();
+        if target == "kbgp::daemon::peer" || target == "kbgp::session::peer" {
             let f = &v["fields"];
             assert!(f["peer"].is_string() && f["vrouter"].is_string(), "a peer line without peer and vrouter: {line}");
             let msg = f["message"].as_str().unwrap_or_default();

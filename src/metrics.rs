@@ -304,6 +304,49 @@ impl Metrics {
         token
     }
 
+    /// Applies one event of a peer's core (`session::Peer`) to its series.
+    pub fn peer_event(&self, peer: &str, vrouter: &str, e: &crate::session::peer::Event) {
+        use crate::session::peer::Event;
+        use crate::wire::Rfc7606Action;
+        let l = &[peer, vrouter];
+        match e {
+            Event::State { to, .. } => {
+                self.session_state.with_label_values(l).set(*to as i64);
+                self.transitions.with_label_values(l).inc();
+                if *to == crate::session::State::Established {
+                    self.established.with_label_values(l).inc();
+                }
+            }
+            Event::ConnectAttempt => self.connect_attempts.with_label_values(l).inc(),
+            Event::Up => self.session_up.with_label_values(l).set(1),
+            Event::Down => self.session_up.with_label_values(l).set(0),
+            Event::Messages { sent, kind, count } => {
+                let dir = if *sent { "sent" } else { "received" };
+                self.messages.with_label_values(&[peer, vrouter, dir, kind.name()]).inc_by(*count);
+            }
+            Event::Notification { sent, code, subcode } => {
+                let dir = if *sent { "sent" } else { "received" };
+                let (c, s) = (code.to_string(), subcode.to_string());
+                self.notifications.with_label_values(&[peer, vrouter, dir, &c, &s]).inc();
+            }
+            Event::UpdateError(a) => {
+                let action = match a {
+                    Rfc7606Action::TreatAsWithdraw => "treat-as-withdraw",
+                    Rfc7606Action::AttributeDiscard => "attribute-discard",
+                };
+                self.update_errors.with_label_values(&[peer, vrouter, action]).inc();
+            }
+            Event::Dropped(n) => self.received_routes_dropped.with_label_values(l).inc_by(*n),
+            Event::Routes { advertised, received } => {
+                for (i, afi) in ["ipv4", "ipv6"].into_iter().enumerate() {
+                    self.advertised_routes.with_label_values(&[peer, vrouter, afi]).set(advertised[i] as i64);
+                    self.received_routes.with_label_values(&[peer, vrouter, afi]).set(received[i] as i64);
+                }
+            }
+            Event::Latency(d) => self.update_latency.with_label_values(&[vrouter]).observe(d.as_secs_f64()),
+        }
+    }
+
     /// Drops every series of a peer that is gone, so dashboards do not show ghosts; does
     /// nothing if another task claimed the peer since `token` was handed out.
     pub fn forget_peer(&self, peer: &str, vrouter: &str, token: u64) {

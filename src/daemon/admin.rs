@@ -6,7 +6,7 @@
 //! every request reads it, and asks the peer tasks what only they know (session state,
 //! tables), each with a timeout so one stuck task cannot hang the CLI.
 
-use super::peer::PeerCmd;
+use super::peer::{Cmd, PeerCmd};
 use crate::admin::api::{self, ApiError};
 use crate::config::World;
 use crate::metrics::Metrics;
@@ -39,11 +39,12 @@ pub struct View {
     pub node: String,
     pub source: String,
     pub started_at: u64,
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub world: Arc<World>,
     /// Set while the newest configuration is rejected and the last good one runs.
     pub config_error: Option<String>,
-    pub peers: Vec<(PeerKey, mpsc::Sender<PeerCmd>)>,
+    /// The peers, each with the driver's command channel.
+    pub peers: Vec<(PeerKey, mpsc::Sender<Cmd>)>,
 }
 
 pub type SharedView = Arc<RwLock<View>>;
@@ -54,7 +55,7 @@ impl View {
             node,
             source,
             started_at: api::unix_now(),
-            plan: Plan::default(),
+            plan: Arc::new(Plan::default()),
             world: Arc::new(World::default()),
             config_error: None,
             peers: Vec::new(),
@@ -151,7 +152,7 @@ fn select(
     address: Option<IpAddr>,
     vrouter: Option<u32>,
     one: bool,
-) -> Result<Vec<(PeerKey, mpsc::Sender<PeerCmd>)>, Failure> {
+) -> Result<Vec<(PeerKey, mpsc::Sender<Cmd>)>, Failure> {
     let v: Vec<_> = view
         .peers
         .iter()
@@ -181,13 +182,13 @@ fn select(
 
 async fn ask<T>(
     key: &PeerKey,
-    tx: &mpsc::Sender<PeerCmd>,
+    tx: &mpsc::Sender<Cmd>,
     cmd: impl FnOnce(oneshot::Sender<T>) -> PeerCmd,
 ) -> Result<T, Failure> {
     let (reply, rx) = oneshot::channel();
     let gone =
         || Failure(StatusCode::SERVICE_UNAVAILABLE, format!("peer {key} is being reconfigured; try again"), None);
-    tx.send_timeout(cmd(reply), PEER_TIMEOUT).await.map_err(|_| gone())?;
+    tx.send_timeout(Cmd::Peer(*key, cmd(reply)), PEER_TIMEOUT).await.map_err(|_| gone())?;
     match tokio::time::timeout(PEER_TIMEOUT, rx).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(_)) => Err(gone()),
@@ -224,7 +225,7 @@ async fn peers(view: &SharedView, address: Option<IpAddr>, vrouter: Option<u32>)
 
 /// Each peer task's status, in the order of `targets` (the view keeps its peers sorted by
 /// virtual router and address).
-async fn statuses(targets: &[(PeerKey, mpsc::Sender<PeerCmd>)]) -> Vec<Result<api::Peer, Failure>> {
+async fn statuses(targets: &[(PeerKey, mpsc::Sender<Cmd>)]) -> Vec<Result<api::Peer, Failure>> {
     let mut out = Vec::with_capacity(targets.len());
     for (k, tx) in targets {
         out.push(ask(k, tx, PeerCmd::Status).await);

@@ -1,7 +1,6 @@
 //! One TCP connection: how it is opened, and the two tasks that frame what it reads and write
 //! what it is given. All framing happens here and only here.
 
-use crate::session::ConnId;
 use crate::wire::DecodeError;
 use crate::wire::header::{self, MAX_EXTENDED_LEN};
 use bytes::{Bytes, BytesMut};
@@ -57,9 +56,13 @@ pub fn prepare_accepted(stream: &TcpStream, ttl: Option<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads from the socket and sends one event per complete message. A full channel stops the
-/// reading, so a slow session pushes back on the peer through TCP.
-pub fn spawn_reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<(ConnId, ReadEvent)>) -> JoinHandle<()> {
+/// Reads from the socket and sends one event per complete message, as `wrap` makes it. A
+/// full channel stops the reading, so a slow session pushes back on the peer through TCP.
+pub fn spawn_reader<T: Send + 'static>(
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<T>,
+    wrap: impl Fn(ReadEvent) -> T + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         loop {
@@ -68,13 +71,13 @@ pub fn spawn_reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<(ConnId,
                 match header::peek_header(&buf, MAX_EXTENDED_LEN) {
                     Ok(Some(h)) if buf.len() >= h.len => {
                         let frame = buf.split_to(h.len).freeze();
-                        if tx.send((id, ReadEvent::Frame(frame))).await.is_err() {
+                        if tx.send(wrap(ReadEvent::Frame(frame))).await.is_err() {
                             return;
                         }
                     }
                     Ok(_) => break,
                     Err(e) => {
-                        let _ = tx.send((id, ReadEvent::Invalid(e))).await;
+                        let _ = tx.send(wrap(ReadEvent::Invalid(e))).await;
                         return;
                     }
                 }
@@ -82,12 +85,12 @@ pub fn spawn_reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<(ConnId,
             buf.reserve(64 * 1024);
             match rd.read_buf(&mut buf).await {
                 Ok(0) => {
-                    let _ = tx.send((id, ReadEvent::Closed(None))).await;
+                    let _ = tx.send(wrap(ReadEvent::Closed(None))).await;
                     return;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let _ = tx.send((id, ReadEvent::Closed(Some(e)))).await;
+                    let _ = tx.send(wrap(ReadEvent::Closed(Some(e)))).await;
                     return;
                 }
             }
@@ -95,13 +98,30 @@ pub fn spawn_reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<(ConnId,
     })
 }
 
-/// Writes what it receives, in order. When the sender is dropped it writes what is queued,
-/// shuts the connection down and ends. A stuck peer cannot hold it: the owner aborts it.
-pub fn spawn_writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) -> JoinHandle<()> {
+/// One write: the octets, and whether the owner wants to hear when they are written (it
+/// counts the UPDATE chunks in flight; control messages are not counted, so they are never
+/// held back).
+#[derive(Debug)]
+pub struct Write {
+    pub bytes: Bytes,
+    pub counted: bool,
+}
+
+/// Writes what it receives, in order, calling `written` after each counted write. When the
+/// sender is dropped it writes what is queued, shuts the connection down and ends. A stuck
+/// peer cannot hold it: the owner aborts it.
+pub fn spawn_writer(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    written: impl Fn() + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+        while let Some(w) = rx.recv().await {
+            if wr.write_all(&w.bytes).await.is_err() {
                 return;
+            }
+            if w.counted {
+                written();
             }
         }
         let _ = wr.shutdown().await;

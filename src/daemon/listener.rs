@@ -1,7 +1,8 @@
 //! Listening for BGP connections from configured peers (only when a virtual router has a
 //! local port, as in Cilium). A connection from any other address is closed at once.
 
-use super::peer::PeerCmd;
+use super::peer::Cmd;
+use crate::session::PeerKey;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::io;
@@ -12,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-/// Which peer task takes a connection arriving on (local port, remote address).
-pub type Routing = Arc<Mutex<HashMap<(u16, IpAddr), mpsc::Sender<PeerCmd>>>>;
+/// Which peer takes a connection arriving on (local port, remote address).
+pub type Routing = Arc<Mutex<HashMap<(u16, IpAddr), PeerKey>>>;
 
 fn bind(port: u16) -> io::Result<TcpListener> {
     // One dual-stack socket when IPv6 exists, else IPv4 only.
@@ -38,7 +39,7 @@ fn bind(port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-pub fn spawn(port: u16, routing: Routing) -> io::Result<JoinHandle<()>> {
+pub fn spawn(port: u16, routing: Routing, driver: mpsc::Sender<Cmd>) -> io::Result<JoinHandle<()>> {
     let listener = bind(port)?;
     Ok(tokio::spawn(async move {
         loop {
@@ -51,11 +52,11 @@ pub fn spawn(port: u16, routing: Routing) -> io::Result<JoinHandle<()>> {
                 }
             };
             let ip = remote.ip().to_canonical();
-            let target = routing.lock().ok().and_then(|m| m.get(&(port, ip)).cloned());
+            let target = routing.lock().ok().and_then(|m| m.get(&(port, ip)).copied());
             match target {
-                Some(tx) => {
-                    if tx.try_send(PeerCmd::Inbound(stream)).is_err() {
-                        debug!(port, peer = %ip, "peer task busy: inbound connection dropped");
+                Some(key) => {
+                    if driver.send(Cmd::Inbound(key, stream)).await.is_err() {
+                        return;
                     }
                 }
                 None => debug!(port, peer = %ip, "connection from an address that is not a configured peer: closed"),

@@ -1,6 +1,6 @@
 //! # daemon — the thin tokio layer
 //!
-//! Loads the World, plans, and keeps one task per peer in line with the plan. Reloads on
+//! Loads the World, plans, and hands each plan to the peer driver. Reloads on
 //! SIGHUP and when the file changes, applying only the difference: peers whose settings did
 //! not change keep their session and get the new routes; changed peers are restarted; removed
 //! peers get a Cease. SIGTERM / SIGINT send every peer a Cease with the shutdown
@@ -8,7 +8,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `peer.rs` | one task per peer: FSM, connections, RIBs |
+//! | `peer.rs` | the driver of every peer: sockets, time and plans in, the sans-IO cores decide |
 //! | `conn.rs` | connecting, framing reads, queued writes |
 //! | `listener.rs` | accepting connections from configured peers |
 //! | `local_addr.rs` | next hop of the other address family |
@@ -27,11 +27,10 @@ pub mod peer;
 use crate::config::World;
 use crate::ipam;
 use crate::metrics::Metrics;
-use crate::plan::{self, PeerKey, Plan};
+use crate::plan::{self, Plan};
 use crate::source::FileSource;
 use crate::wire::Notification;
 use crate::wire::error::cease_sub;
-use peer::{PeerCmd, PeerHandle, PeerTask};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -40,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -120,65 +120,30 @@ fn seed(name: &str) -> u64 {
 
 struct Daemon {
     metrics: Arc<Metrics>,
-    peers: HashMap<PeerKey, PeerHandle>,
+    /// The task that drives every peer, and where its plans and commands go.
+    driver: mpsc::Sender<peer::Cmd>,
+    plans: peer::PlanFeed,
+    driver_task: Option<JoinHandle<()>>,
     listeners: HashMap<u16, JoinHandle<()>>,
     routing: listener::Routing,
-    plan: Plan,
-    /// Peer tasks being stopped; awaited at exit.
-    stopping: Vec<JoinHandle<()>>,
+    plan: Arc<Plan>,
     view: admin::SharedView,
 }
 
 impl Daemon {
-    fn stop_peer(&mut self, key: &PeerKey, n: Notification) {
-        if let Some(h) = self.peers.remove(key) {
-            let _ = h.tx.try_send(PeerCmd::Shutdown(n));
-            self.stopping.push(h.task);
-        }
-    }
-
-    /// Makes the running peers match `plan`, touching only what differs. `since`: when the
-    /// change that led to this plan was seen.
+    /// Makes the running peers match `plan`. `since`: when the change that led to this plan
+    /// was seen. The driver applies only what differs, and a plan it had no time for yet is
+    /// replaced by this one, never lost.
     fn apply(&mut self, plan: Plan, since: Instant) {
-        let wanted: HashMap<PeerKey, (&plan::VRouterPlan, &plan::PeerPlan)> =
-            plan.peers().map(|(v, p)| (p.key, (v, p))).collect();
-        let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
-        for k in gone {
-            info!(peer = %k.address, vrouter = k.local_asn, "peer removed from the configuration");
-            self.stop_peer(&k, Notification::cease(cease_sub::PEER_DECONFIGURED, ""));
-        }
-        for (key, (_, p)) in &wanted {
-            match self.peers.get(key) {
-                Some(h) if h.settings == p.settings => {
-                    let _ = h.tx.try_send(PeerCmd::Routes((*p.routes).clone(), since));
-                }
-                existing => {
-                    // Like a hard reset, the new session waits a little: a peer that has
-                    // just seen our Cease may still hold the old session (FRR's dynamic
-                    // neighbors lose track of a reconnect within milliseconds).
-                    let delay = existing.is_some().then_some(peer::RESET_DELAY);
-                    if existing.is_some() {
-                        info!(
-                            peer = %key.address,
-                            vrouter = key.local_asn,
-                            "session settings changed: restarting the session in {} s",
-                            peer::RESET_DELAY.as_secs()
-                        );
-                        self.stop_peer(key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
-                    }
-                    let (routes, metrics) = ((*p.routes).clone(), self.metrics.clone());
-                    let h = PeerTask::spawn(*key, p.settings.clone(), routes, metrics, seed(&key.to_string()), delay);
-                    self.peers.insert(*key, h);
-                }
-            }
-        }
+        let plan = Arc::new(plan);
+        self.plans.send_replace(Some((plan.clone(), since)));
         // Listeners and the routing of inbound connections.
         let mut routes = HashMap::new();
         let mut ports = HashSet::new();
         for (v, p) in plan.peers() {
-            if let (Some(port), Some(h)) = (v.listen_port, self.peers.get(&p.key)) {
+            if let Some(port) = v.listen_port {
                 ports.insert(port);
-                routes.insert((port, p.key.address), h.tx.clone());
+                routes.insert((port, p.key.address), p.key);
             }
         }
         if let Ok(mut r) = self.routing.lock() {
@@ -193,7 +158,7 @@ impl Daemon {
         });
         for port in ports {
             if let std::collections::hash_map::Entry::Vacant(e) = self.listeners.entry(port) {
-                match listener::spawn(port, self.routing.clone()) {
+                match listener::spawn(port, self.routing.clone(), self.driver.clone()) {
                     Ok(t) => {
                         info!(port, "listening for BGP connections");
                         e.insert(t);
@@ -202,10 +167,9 @@ impl Daemon {
                 }
             }
         }
-        self.stopping.retain(|t| !t.is_finished());
         if let Ok(mut v) = self.view.write() {
             v.plan = plan.clone();
-            v.peers = self.peers.iter().map(|(k, h)| (*k, h.tx.clone())).collect();
+            v.peers = plan.peers().map(|(_, p)| (p.key, self.driver.clone())).collect();
             v.peers.sort_by_key(|(k, _)| (k.local_asn, k.address));
         }
         self.plan = plan;
@@ -214,7 +178,7 @@ impl Daemon {
     /// A plan made from `world`: counts the run, shows the World, and says whether the plan
     /// differs from the running one (the caller then applies it).
     fn planned(&self, plan: &Plan, world: Arc<World>) -> bool {
-        let changed = *plan != self.plan;
+        let changed = *plan != *self.plan;
         self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
         self.show(Some(world), None);
         changed
@@ -238,11 +202,9 @@ impl Daemon {
     }
 
     async fn shutdown(mut self) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.stop_peer(&k, Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE));
-        }
-        for t in self.stopping.drain(..) {
+        let n = Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE);
+        let _ = self.driver.send(peer::Cmd::Shutdown(n)).await;
+        if let Some(t) = self.driver_task.take() {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
                 abort.abort();
@@ -297,13 +259,15 @@ impl Signals {
 
 impl Daemon {
     fn new(metrics: Arc<Metrics>, view: admin::SharedView) -> Daemon {
+        let (driver, plans, task) = peer::spawn(metrics.clone(), seed);
         Daemon {
             metrics,
-            peers: HashMap::new(),
+            driver,
+            plans,
+            driver_task: Some(task),
             listeners: HashMap::new(),
             routing: Default::default(),
-            plan: Plan::default(),
-            stopping: Vec::new(),
+            plan: Arc::new(Plan::default()),
             view,
         }
     }

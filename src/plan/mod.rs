@@ -32,6 +32,7 @@ use crate::config::policy::{Neighbor, PathAttributeRule, SelectorType, VirtualRo
 use crate::config::{Node, World};
 use crate::rib::{AdvertAttrs, Advertisement};
 use crate::session::SessionConfig;
+pub use crate::session::config::{PeerKey, PeerSettings};
 use crate::wire::Family;
 use candidate::{Decide, Explain, Record};
 use ipnet::IpNet;
@@ -42,30 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::config::k8s::LB_CLASSES;
-
-/// Identifies a peer across plans: a change of key is a different peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerKey {
-    pub local_asn: u32,
-    pub address: IpAddr,
-}
-
-impl fmt::Display for PeerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (vrouter AS{})", self.address, self.local_asn)
-    }
-}
-
-/// Everything that, when changed, needs a new session.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PeerSettings {
-    pub session: SessionConfig,
-    pub address: IpAddr,
-    pub port: u16,
-    /// IP TTL for the session's packets: eBGP multihop TTL, `None` (system default) for iBGP.
-    pub ttl: Option<u8>,
-    pub max_received_routes: usize,
-}
 
 /// Identifies an export group: the neighbors of a virtual router with the same families and
 /// `advertisedPathAttributes` get the same routes, planned once and shared.
@@ -322,9 +299,10 @@ fn rule_applies(rule: &PathAttributeRule, origin: Origin, prefix: &IpNet, node: 
         (SelectorType::PodCidr, Origin::PodCidr) => rule.selector.as_ref().is_none_or(|s| s.matches(&node.labels)),
         (SelectorType::LoadBalancerIpPool, Origin::Service) => {
             let ip = prefix.addr();
-            world.pools.iter().any(|p| {
-                !p.disabled && p.contains(&ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels))
-            })
+            world
+                .pools
+                .iter()
+                .any(|p| !p.disabled && p.contains(&ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels)))
         }
         _ => false,
     }

@@ -1,28 +1,20 @@
-//! Per-peer Adj-RIB-Out (RFC 4271 §3.2, §9.2): what we want the peer to have, what it has,
-//! and the UPDATEs that take it from one to the other.
+//! Per-peer Adj-RIB-Out (RFC 4271 §3.2, §9.2): how far one session has got through its
+//! group's [`OutTable`], what the peer has from us, and the UPDATEs that bring it up to date.
 //!
-//! The desired set is replaced wholesale by the daemon after every plan; only prefixes whose
-//! attributes changed, appeared or disappeared are marked dirty, and only those go on the
-//! wire. Prefixes sharing one attribute set are packed into as few UPDATEs as the negotiated
-//! message size allows, each attribute set encoded once per flush.
+//! The state is a cursor into the table's change log and one bit per table slot ("the peer
+//! has this prefix from us"), so a peer costs 1 bit per route, not a copy of the table. A
+//! flush takes the changes after the cursor until the octet budget is reached, groups the
+//! announcements by attribute set and family, and packs each group into as few UPDATEs as
+//! the negotiated message size allows (RFC 4271 §9.2.1.1: one attribute set per UPDATE).
+//! Withdrawals are sent only for prefixes the peer has. The cursor then moves past what was
+//! written: each flush costs what it sends.
 
-use crate::wire::attribute::MpNextHop;
+use super::export::{ExportCtx, NextHop};
+use super::out_table::{AttrId, OutTable};
 use crate::wire::update::{write_announcements, write_withdrawals};
-use crate::wire::{Ctx, Family, Nlri, PathAttributes};
+use crate::wire::{Ctx, Family, Nlri};
 use bytes::BytesMut;
 use ipnet::IpNet;
-use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
-
-/// The attributes of one originated route as sent on one session.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RouteAttrs {
-    /// Everything but the next hop.
-    pub path: PathAttributes,
-    pub next_hop: IpAddr,
-    pub link_local: Option<Ipv6Addr>,
-}
 
 /// What one flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,177 +22,221 @@ pub struct Flushed {
     pub messages: usize,
     pub announced: usize,
     pub withdrawn: usize,
+    /// Routes left out because the session has no next hop of their family.
+    pub no_next_hop: usize,
+}
+
+/// What a session needs to encode its routes.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoding<'a> {
+    pub export: &'a ExportCtx,
+    pub ctx: &'a Ctx,
+    /// Families the session negotiated; routes of others are not sent.
+    pub families: &'a [Family],
+}
+
+/// One bit per table slot.
+#[derive(Clone, Debug, Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn get(&self, i: u32) -> bool {
+        self.0.get(i as usize / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    fn set(&mut self, i: u32) {
+        let w = i as usize / 64;
+        if w >= self.0.len() {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << (i % 64);
+    }
+    fn clear(&mut self, i: u32) {
+        if let Some(w) = self.0.get_mut(i as usize / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+    fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
+    }
+}
+
+/// Announcements of one attribute set and family within a flush.
+#[derive(Debug, Default)]
+struct Group {
+    v6: bool,
+    attrs: AttrId,
+    nlri: Vec<Nlri>,
+    slots: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    desired: HashMap<IpNet, Arc<RouteAttrs>>,
-    sent: HashMap<IpNet, Arc<RouteAttrs>>,
-    /// Prefixes where `desired` and `sent` may differ. Ordered, so flushes are deterministic.
-    dirty: BTreeSet<IpNet>,
+    cursor: u64,
+    sent: Bits,
+    /// Prefixes the peer has from us, IPv4 and IPv6.
+    count: [usize; 2],
+    // Scratch space, kept between flushes.
+    withdraw: [Vec<Nlri>; 2],
+    withdraw_slots: [Vec<u32>; 2],
+    groups: Vec<Group>,
 }
 
-/// Prefixes per UPDATE batch handed to the packer between buffer-size checks.
-const CHUNK: usize = 2048;
+/// Prefixes of about this many octets per group, between two looks at the budget.
+const GROUP_OVERHEAD: usize = 64;
+
+fn v6(p: &IpNet) -> bool {
+    matches!(p, IpNet::V6(_))
+}
+
+fn family(v6: bool) -> Family {
+    if v6 { Family::IPV6_UNICAST } else { Family::IPV4_UNICAST }
+}
 
 impl AdjRibOut {
     pub fn new() -> AdjRibOut {
         AdjRibOut::default()
     }
 
-    /// Replaces the desired routes; marks what changed.
-    pub fn set_desired(&mut self, routes: HashMap<IpNet, Arc<RouteAttrs>>) {
-        for (p, a) in &routes {
-            match self.desired.get(p) {
-                Some(old) if Arc::ptr_eq(old, a) || **old == **a => {}
-                _ => {
-                    self.dirty.insert(*p);
-                }
-            }
+    /// The table version up to which this peer has been sent everything.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The peer has nothing from us (new session, or the session went down).
+    pub fn reset(&mut self) {
+        self.cursor = 0;
+        self.sent = Bits::default();
+        self.count = [0, 0];
+    }
+
+    /// Send everything again (route refresh, soft reset): the peer keeps what it has and gets
+    /// every route once more.
+    pub fn resend(&mut self) {
+        self.cursor = 0;
+    }
+
+    /// Whether the table has changes this peer has not been sent.
+    pub fn pending(&self, t: &OutTable) -> bool {
+        self.cursor < t.version()
+    }
+
+    /// Prefixes of a family the peer has from us.
+    pub fn count(&self, f: Family) -> usize {
+        if f == Family::IPV4_UNICAST {
+            self.count[0]
+        } else if f == Family::IPV6_UNICAST {
+            self.count[1]
+        } else {
+            0
         }
-        for p in self.desired.keys() {
-            if !routes.contains_key(p) {
-                self.dirty.insert(*p);
-            }
+    }
+
+    /// Whether the peer has been sent the route in `slot`.
+    pub fn has(&self, slot: u32) -> bool {
+        self.sent.get(slot)
+    }
+
+    /// The table slots the peer has routes of.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sent.ones()
+    }
+
+    fn group(&mut self, v6: bool, attrs: AttrId) -> (usize, bool) {
+        // Routes sharing attributes usually come together: look at the last group first.
+        if let Some(i) = self.groups.iter().rposition(|g| g.v6 == v6 && g.attrs == attrs) {
+            return (i, false);
         }
-        self.desired = routes;
+        self.groups.push(Group { v6, attrs, ..Group::default() });
+        (self.groups.len() - 1, true)
     }
 
-    /// The peer has nothing from us (new session, or it asked for a full refresh).
-    pub fn reset_sent(&mut self) {
-        self.sent.clear();
-        self.dirty = self.desired.keys().copied().collect();
-    }
-
-    /// Prefixes waiting to be announced or withdrawn.
-    pub fn pending(&self) -> usize {
-        self.dirty.len()
-    }
-
-    pub fn desired_len(&self) -> usize {
-        self.desired.len()
-    }
-
-    /// Routes the peer has from us, per family.
-    pub fn sent_count(&self, f: Family) -> usize {
-        self.sent.keys().filter(|p| Family::of_prefix(p) == f).count()
-    }
-
-    pub fn sent(&self) -> impl Iterator<Item = (&IpNet, &Arc<RouteAttrs>)> {
-        self.sent.iter()
-    }
-
-    /// Writes UPDATEs for dirty prefixes of the `families` the session negotiated, until `out`
-    /// holds at least `budget` octets; what is left stays dirty for the next call. Prefixes of
-    /// other families stay unsent (and dirty only until the next `set_desired`).
-    pub fn flush(
-        &mut self,
-        ctx: &Ctx,
-        families: &[Family],
-        extended_next_hop_v4: bool,
-        out: &mut BytesMut,
-        budget: usize,
-    ) -> Flushed {
+    /// Appends UPDATEs for the changes after the cursor to `out`, until about `budget` octets
+    /// are written or the peer is up to date.
+    pub fn flush(&mut self, t: &mut OutTable, e: &Encoding, out: &mut BytesMut, budget: usize) -> Flushed {
         let mut done = Flushed::default();
-        let mut withdraw: HashMap<Family, Vec<Nlri>> = HashMap::new();
-        let mut groups: Vec<(Family, Arc<RouteAttrs>, Vec<Nlri>)> = Vec::new();
-        let mut by_attrs: HashMap<(Family, *const RouteAttrs), usize> = HashMap::new();
-        let mut skipped = Vec::new();
-        for p in &self.dirty {
-            let f = Family::of_prefix(p);
-            if !families.contains(&f) {
-                skipped.push(*p);
+        let add_path = [e.ctx.add_path_tx(Family::IPV4_UNICAST), e.ctx.add_path_tx(Family::IPV6_UNICAST)];
+        let next_hop = [e.export.next_hop(false), e.export.next_hop(true)];
+        let wanted = [e.families.contains(&Family::IPV4_UNICAST), e.families.contains(&Family::IPV6_UNICAST)];
+        let mut estimate = 0;
+        let mut last = self.cursor;
+        let mut finished = true;
+        for (_, c) in t.changes(t.position(self.cursor)) {
+            if estimate >= budget {
+                finished = false;
+                break;
+            }
+            last = c.version;
+            let f = v6(&c.prefix) as usize;
+            if !wanted[f] {
                 continue;
             }
-            match (self.desired.get(p), self.sent.get(p)) {
-                (None, Some(_)) => withdraw.entry(f).or_default().push(Nlri::new(*p)),
-                (Some(want), have) if have.is_none_or(|h| **h != **want) => {
-                    if f == Family::IPV4_UNICAST && want.next_hop.is_ipv6() && !extended_next_hop_v4 {
-                        skipped.push(*p);
-                        continue;
-                    }
-                    let key = (f, Arc::as_ptr(want));
-                    let i = *by_attrs.entry(key).or_insert_with(|| {
-                        groups.push((f, want.clone(), Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[i].2.push(Nlri::new(*p));
-                }
-                // Desired and sent agree (both absent: removed while the session was down).
-                _ => skipped.push(*p),
-            }
-        }
-        // Equal attribute sets behind different pointers: merge their groups.
-        let mut merged: Vec<(Family, Arc<RouteAttrs>, Vec<Nlri>)> = Vec::new();
-        let mut by_value: HashMap<(Family, Arc<RouteAttrs>), usize> = HashMap::new();
-        for (f, a, v) in groups {
-            match by_value.get(&(f, a.clone())) {
-                Some(&i) => merged[i].2.extend(v),
+            let len = crate::wire::nlri::encoded_len(&c.prefix, add_path[f]);
+            match c.attrs {
                 None => {
-                    by_value.insert((f, a.clone()), merged.len());
-                    merged.push((f, a, v));
-                }
-            }
-        }
-
-        let mut families_sorted: Vec<&Family> = withdraw.keys().collect();
-        families_sorted.sort();
-        let families_sorted: Vec<Family> = families_sorted.into_iter().copied().collect();
-        'w: for f in families_sorted {
-            let list = &withdraw[&f];
-            for chunk in list.chunks(CHUNK) {
-                if out.len() >= budget {
-                    break 'w;
-                }
-                done.messages += write_withdrawals(f, chunk, ctx, out);
-                for n in chunk {
-                    self.sent.remove(&n.prefix);
-                    self.dirty.remove(&n.prefix);
-                }
-                done.withdrawn += chunk.len();
-            }
-        }
-        let mut attr_buf = BytesMut::new();
-        'a: for (f, attrs, list) in &merged {
-            attr_buf.clear();
-            let mp_nh = match (f, attrs.next_hop) {
-                (&Family::IPV4_UNICAST, IpAddr::V4(v4)) => {
-                    let mut p = attrs.path.clone();
-                    p.next_hop = Some(v4);
-                    p.encode(ctx, &mut attr_buf);
-                    None
-                }
-                (_, IpAddr::V6(v6)) => {
-                    attrs.path.encode(ctx, &mut attr_buf);
-                    Some(MpNextHop::V6 { global: v6, link_local: attrs.link_local })
-                }
-                (_, IpAddr::V4(v4)) => {
-                    attrs.path.encode(ctx, &mut attr_buf);
-                    Some(MpNextHop::V6 { global: v4.to_ipv6_mapped(), link_local: None })
-                }
-            };
-            for chunk in list.chunks(CHUNK) {
-                if out.len() >= budget {
-                    break 'a;
-                }
-                match write_announcements(*f, mp_nh.as_ref(), &attr_buf, chunk, ctx, out) {
-                    Ok(n) => done.messages += n,
-                    // Attributes too large for any UPDATE: nothing we can send for these.
-                    Err(_) => {
-                        skipped.extend(chunk.iter().map(|n| n.prefix));
-                        continue;
+                    if self.sent.get(c.slot) {
+                        self.withdraw[f].push(Nlri::new(c.prefix));
+                        self.withdraw_slots[f].push(c.slot);
+                        estimate += len;
                     }
                 }
-                for n in chunk {
-                    self.sent.insert(n.prefix, attrs.clone());
-                    self.dirty.remove(&n.prefix);
+                Some(_) if next_hop[f].is_none() => done.no_next_hop += 1,
+                Some(id) => {
+                    let (g, new) = self.group(f == 1, id);
+                    self.groups[g].nlri.push(Nlri::new(c.prefix));
+                    self.groups[g].slots.push(c.slot);
+                    estimate += len + if new { GROUP_OVERHEAD } else { 0 };
                 }
-                done.announced += chunk.len();
             }
         }
-        for p in skipped {
-            self.dirty.remove(&p);
+        self.cursor = if finished { t.version() } else { last };
+
+        for f in 0..2 {
+            if !self.withdraw[f].is_empty() {
+                done.messages += write_withdrawals(family(f == 1), &self.withdraw[f], e.ctx, out);
+                done.withdrawn += self.withdraw[f].len();
+                for &s in &self.withdraw_slots[f] {
+                    self.sent.clear(s);
+                }
+                self.count[f] -= self.withdraw[f].len();
+                self.withdraw[f].clear();
+                self.withdraw_slots[f].clear();
+            }
         }
+        let mut groups = std::mem::take(&mut self.groups);
+        for g in groups.drain(..) {
+            let f = g.v6 as usize;
+            let Some(nh) = &next_hop[f] else { continue };
+            let mp = match nh {
+                NextHop::Classic(_) => None,
+                NextHop::Mp(m) => Some(m),
+            };
+            // An attribute set too large for any UPDATE cannot be sent: its routes stay unsent.
+            let written = match t.encoded(g.attrs, g.v6, e.export, nh) {
+                Some(attrs) => write_announcements(family(g.v6), mp, &attrs, &g.nlri, e.ctx, out).ok(),
+                None => None,
+            };
+            if let Some(n) = written {
+                done.messages += n;
+                done.announced += g.nlri.len();
+                for &s in &g.slots {
+                    if !self.sent.get(s) {
+                        self.sent.set(s);
+                        self.count[f] += 1;
+                    }
+                }
+            }
+        }
+        self.groups = groups;
         done
     }
 }
@@ -208,26 +244,29 @@ impl AdjRibOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::attribute::{AsPath, Community, Origin};
+    use crate::rib::AdvertAttrs;
+    use crate::wire::attribute::{Community, MpNextHop};
     use crate::wire::{Message, decode, header};
     use std::net::Ipv4Addr;
+    use std::sync::Arc;
 
     fn ctx() -> Ctx {
         Ctx { four_octet_as: true, ..Ctx::default() }
     }
 
-    fn attrs(comm: u32) -> Arc<RouteAttrs> {
-        Arc::new(RouteAttrs {
-            path: PathAttributes {
-                origin: Some(Origin::Igp),
-                as_path: Some(AsPath::empty()),
-                local_pref: Some(100),
-                communities: vec![Community(comm)],
-                ..Default::default()
-            },
-            next_hop: IpAddr::V4(Ipv4Addr::new(10, 0, 5, 11)),
-            link_local: None,
-        })
+    fn export() -> ExportCtx {
+        ExportCtx {
+            local_as: 65005,
+            ebgp: false,
+            next_hop_v4: Some(Ipv4Addr::new(10, 0, 5, 11)),
+            next_hop_v6: Some("fd00::11".parse().unwrap()),
+            extended_next_hop_v4: false,
+            four_octet_as: true,
+        }
+    }
+
+    fn attrs(comm: u32) -> Arc<AdvertAttrs> {
+        Arc::new(AdvertAttrs { communities: vec![Community(comm)], ..Default::default() })
     }
 
     fn v4(i: u32) -> IpNet {
@@ -248,110 +287,144 @@ mod tests {
 
     const ALL: &[Family] = &[Family::IPV4_UNICAST, Family::IPV6_UNICAST];
 
+    fn flush(rib: &mut AdjRibOut, t: &mut OutTable, families: &[Family], budget: usize) -> (Flushed, BytesMut) {
+        let (ex, c) = (export(), ctx());
+        let mut out = BytesMut::new();
+        let f = rib.flush(t, &Encoding { export: &ex, ctx: &c, families }, &mut out, budget);
+        (f, out)
+    }
+
     #[test]
     fn only_the_difference_goes_out() {
+        let mut t = OutTable::new();
         let mut rib = AdjRibOut::new();
         let a = attrs(1);
-        rib.set_desired((0..1000).map(|i| (v4(i), a.clone())).collect());
-        let mut out = BytesMut::new();
-        let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
+        for i in 0..1000 {
+            t.upsert(v4(i), &a);
+        }
+        let (f, out) = flush(&mut rib, &mut t, ALL, usize::MAX);
         assert_eq!((f.announced, f.withdrawn, f.messages), (1000, 0, 2));
-        assert_eq!(rib.sent_count(Family::IPV4_UNICAST), 1000);
-        // Same routes again: nothing to do.
-        rib.set_desired((0..1000).map(|i| (v4(i), a.clone())).collect());
-        assert_eq!(rib.pending(), 0);
+        assert_eq!(rib.count(Family::IPV4_UNICAST), 1000);
+        assert_eq!(updates(&out).iter().map(|u| u.nlri.len()).sum::<usize>(), 1000);
+        assert!(!rib.pending(&t));
         // Drop 500: exactly those are withdrawn, in one UPDATE.
-        rib.set_desired((500..1000).map(|i| (v4(i), a.clone())).collect());
-        let mut out = BytesMut::new();
-        let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
+        for i in 0..500 {
+            t.remove(&v4(i));
+        }
+        let (f, out) = flush(&mut rib, &mut t, ALL, usize::MAX);
         assert_eq!((f.announced, f.withdrawn, f.messages), (0, 500, 1));
-        let u = updates(&out);
-        let mut w: Vec<IpNet> = u[0].withdrawn.iter().map(|n| n.prefix).collect();
+        let mut w: Vec<IpNet> = updates(&out)[0].withdrawn.iter().map(|n| n.prefix).collect();
         w.sort();
         assert_eq!(w, (0..500).map(v4).collect::<Vec<_>>());
+        assert_eq!(rib.count(Family::IPV4_UNICAST), 500);
+        assert_eq!(flush(&mut rib, &mut t, ALL, usize::MAX).0, Flushed::default());
     }
 
     #[test]
     fn changed_attributes_are_re_announced_grouped() {
+        let mut t = OutTable::new();
         let mut rib = AdjRibOut::new();
-        rib.set_desired((0..10).map(|i| (v4(i), attrs(1))).collect());
-        rib.flush(&ctx(), ALL, false, &mut BytesMut::new(), usize::MAX);
-        // Ten separate but equal Arcs became one group; now change half of them.
-        let b = attrs(2);
-        rib.set_desired((0..10).map(|i| (v4(i), if i < 5 { b.clone() } else { attrs(1) })).collect());
-        assert_eq!(rib.pending(), 5);
-        let mut out = BytesMut::new();
-        let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
+        for i in 0..10 {
+            t.upsert(v4(i), &attrs(1));
+        }
+        flush(&mut rib, &mut t, ALL, usize::MAX);
+        for i in 0..5 {
+            t.upsert(v4(i), &attrs(2));
+        }
+        let (f, out) = flush(&mut rib, &mut t, ALL, usize::MAX);
         assert_eq!((f.announced, f.messages), (5, 1));
         assert_eq!(updates(&out)[0].attributes.communities, vec![Community(2)]);
-    }
-
-    /// The liveness bug of issue 10: a route removed from the plan while the session was down
-    /// is dirty but neither desired nor sent after the reconnect. It must leave the dirty set,
-    /// or `pending()` never reaches 0, End-of-RIB is never sent and the peer loop spins.
-    #[test]
-    fn a_route_removed_while_down_is_not_pending_after_the_reconnect() {
-        let mut rib = AdjRibOut::new();
-        let a = attrs(1);
-        rib.set_desired((0..10).map(|i| (v4(i), a.clone())).collect());
-        rib.flush(&ctx(), ALL, false, &mut BytesMut::new(), usize::MAX);
-        assert_eq!(rib.pending(), 0);
-        // Session down: the peer has nothing from us any more.
-        rib.reset_sent();
-        // Reconnected, and the plan has lost one route meanwhile.
-        rib.set_desired((1..10).map(|i| (v4(i), a.clone())).collect());
-        let mut out = BytesMut::new();
-        let f = rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
-        assert_eq!((f.announced, f.withdrawn), (9, 0));
-        assert_eq!(rib.pending(), 0, "nothing is left to send");
-        let again = rib.flush(&ctx(), ALL, false, &mut BytesMut::new(), usize::MAX);
-        assert_eq!(again, Flushed::default());
+        assert_eq!(rib.count(Family::IPV4_UNICAST), 10, "a replaced route is still one route");
     }
 
     #[test]
-    fn budget_limits_one_flush_and_the_rest_follows() {
+    fn a_route_added_then_removed_between_two_flushes_sends_nothing() {
+        let mut t = OutTable::new();
+        let mut rib = AdjRibOut::new();
+        t.upsert(v4(1), &attrs(1));
+        flush(&mut rib, &mut t, ALL, usize::MAX);
+        t.upsert(v4(2), &attrs(1));
+        t.remove(&v4(2));
+        let (f, out) = flush(&mut rib, &mut t, ALL, usize::MAX);
+        assert_eq!(f, Flushed::default(), "the peer never had it: no withdrawal either");
+        assert!(out.is_empty());
+        assert!(!rib.pending(&t));
+    }
+
+    #[test]
+    fn the_budget_limits_one_flush_and_the_rest_follows() {
+        let mut t = OutTable::new();
         let mut rib = AdjRibOut::new();
         let a = attrs(1);
-        rib.set_desired((0..10_000).map(|i| (v4(i), a.clone())).collect());
-        let mut out = BytesMut::new();
-        let f1 = rib.flush(&ctx(), ALL, false, &mut out, 1);
-        assert_eq!(f1.announced, CHUNK);
-        assert!(rib.pending() > 0);
+        for i in 0..10_000 {
+            t.upsert(v4(i), &a);
+        }
+        let (f1, mut all) = flush(&mut rib, &mut t, ALL, 4096);
+        assert!(f1.announced > 0 && f1.announced < 10_000, "{f1:?}");
+        assert!(rib.pending(&t));
         let mut total = f1.announced;
-        while rib.pending() > 0 {
-            let budget = out.len() + 1;
-            total += rib.flush(&ctx(), ALL, false, &mut out, budget).announced;
+        while rib.pending(&t) {
+            let (f, out) = flush(&mut rib, &mut t, ALL, 4096);
+            assert!(out.len() < 4096 + 4096, "one flush overshoots its budget by at most a message");
+            total += f.announced;
+            all.extend_from_slice(&out);
         }
         assert_eq!(total, 10_000);
-        let n: usize = updates(&out).iter().map(|u| u.nlri.len()).sum();
-        assert_eq!(n, 10_000);
+        assert_eq!(updates(&all).iter().map(|u| u.nlri.len()).sum::<usize>(), 10_000);
     }
 
     #[test]
     fn families_not_negotiated_are_not_sent() {
+        let mut t = OutTable::new();
         let mut rib = AdjRibOut::new();
-        let a = Arc::new(RouteAttrs { next_hop: "fd00::1".parse().unwrap(), ..(*attrs(1)).clone() });
-        rib.set_desired([("2001:db8::1/128".parse().unwrap(), a.clone())].into_iter().collect());
-        let f = rib.flush(&ctx(), &[Family::IPV4_UNICAST], false, &mut BytesMut::new(), usize::MAX);
+        t.upsert("2001:db8::1/128".parse().unwrap(), &attrs(1));
+        let (f, _) = flush(&mut rib, &mut t, &[Family::IPV4_UNICAST], usize::MAX);
         assert_eq!(f.announced, 0);
-        assert_eq!(rib.pending(), 0);
-        assert_eq!(rib.sent_count(Family::IPV6_UNICAST), 0);
+        assert!(!rib.pending(&t));
+        assert_eq!(rib.count(Family::IPV6_UNICAST), 0);
     }
 
     #[test]
-    fn ipv6_goes_in_mp_reach_and_reset_resends_everything() {
+    fn ipv6_goes_in_mp_reach_and_resend_sends_everything_again() {
+        let mut t = OutTable::new();
         let mut rib = AdjRibOut::new();
-        let a = Arc::new(RouteAttrs { next_hop: "fd00::1".parse().unwrap(), ..(*attrs(1)).clone() });
-        rib.set_desired([("2001:db8::1/128".parse().unwrap(), a)].into_iter().collect());
-        let mut out = BytesMut::new();
-        rib.flush(&ctx(), ALL, false, &mut out, usize::MAX);
+        t.upsert("2001:db8::1/128".parse().unwrap(), &attrs(1));
+        let (_, out) = flush(&mut rib, &mut t, ALL, usize::MAX);
         let u = updates(&out);
         let r = u[0].mp_reach.as_ref().unwrap();
         assert_eq!(r.family, Family::IPV6_UNICAST);
-        assert_eq!(r.next_hop, MpNextHop::V6 { global: "fd00::1".parse().unwrap(), link_local: None });
+        assert_eq!(r.next_hop, MpNextHop::V6 { global: "fd00::11".parse().unwrap(), link_local: None });
         assert_eq!(u[0].attributes.next_hop, None);
-        rib.reset_sent();
-        assert_eq!(rib.pending(), 1);
-        assert_eq!(rib.sent_count(Family::IPV6_UNICAST), 0);
+        rib.resend();
+        assert!(rib.pending(&t));
+        let (f, _) = flush(&mut rib, &mut t, ALL, usize::MAX);
+        assert_eq!(f.announced, 1);
+        assert_eq!(rib.count(Family::IPV6_UNICAST), 1);
+        rib.reset();
+        assert_eq!(rib.count(Family::IPV6_UNICAST), 0);
+        assert!(rib.pending(&t));
+    }
+
+    #[test]
+    fn two_peers_of_one_table_each_get_everything_and_share_the_encoding() {
+        let mut t = OutTable::new();
+        let (mut a, mut b) = (AdjRibOut::new(), AdjRibOut::new());
+        for i in 0..100 {
+            t.upsert(v4(i), &attrs(1));
+        }
+        let (_, first) = flush(&mut a, &mut t, ALL, usize::MAX);
+        t.remove(&v4(0));
+        let (fb, _) = flush(&mut b, &mut t, ALL, usize::MAX);
+        assert_eq!((fb.announced, fb.withdrawn), (99, 0), "b starts late: it never sees 20.0.0.0");
+        let (fa, _) = flush(&mut a, &mut t, ALL, usize::MAX);
+        assert_eq!((fa.announced, fa.withdrawn), (0, 1));
+        assert_eq!(t.encodings(), 1, "one session context and attribute set, encoded once");
+        assert!(!first.is_empty());
+        // Both passed the tombstone: it can go.
+        t.collect(a.cursor().min(b.cursor()));
+        assert_eq!(t.slots(), 100);
+        t.upsert(v4(500), &attrs(1));
+        assert_eq!(t.slots(), 100, "the tombstone's slot was reused");
+        assert!(!a.has(0) && !b.has(0));
     }
 }

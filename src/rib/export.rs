@@ -5,12 +5,15 @@
 //! - Next hop self: the session's local address. IPv6 prefixes get a global IPv6 next hop in
 //!   MP_REACH_NLRI (RFC 2545); with only IPv4 at hand, the IPv4-mapped form. IPv4 prefixes on a
 //!   session with only an IPv6 local address use RFC 8950 when the peer offered it.
+//!
+//! None of this depends on the prefix, only on the policy's attributes and the session, so
+//! the encoded attributes are made once per attribute set and session context and cached in
+//! the group's table ([`super::out_table::OutTable::encoded`]).
 
-use super::adj_rib_out::RouteAttrs;
-use crate::wire::PathAttributes;
-use crate::wire::attribute::{AsPath, Community, LargeCommunity, Origin};
+use crate::wire::attribute::{AsPath, Community, LargeCommunity, MpNextHop, Origin};
+use crate::wire::{Ctx, PathAttributes};
+use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -31,8 +34,9 @@ pub struct Advertisement {
     pub attrs: Arc<AdvertAttrs>,
 }
 
-/// What export needs to know about the session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What export needs to know about the session. Sessions with equal contexts encode a route
+/// identically, so the context is also the key of the encoded attributes they share.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExportCtx {
     pub local_as: u32,
     pub ebgp: bool,
@@ -40,35 +44,60 @@ pub struct ExportCtx {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// The peer accepts IPv6 next hops for IPv4 unicast (RFC 8950).
     pub extended_next_hop_v4: bool,
+    /// 4-octet AS numbers on the wire (RFC 6793): changes how AS_PATH is encoded.
+    pub four_octet_as: bool,
 }
 
-/// Routes export could not give a next hop, for the log.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Exported {
-    pub routes: HashMap<IpNet, Arc<RouteAttrs>>,
-    pub no_next_hop: Vec<IpNet>,
+/// Where one family's routes go in an UPDATE, and with which next hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// IPv4 NLRI field with the NEXT_HOP attribute.
+    Classic(Ipv4Addr),
+    /// MP_REACH_NLRI with this next hop.
+    Mp(MpNextHop),
+}
+
+impl NextHop {
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self {
+            NextHop::Classic(a) => Some(IpAddr::V4(*a)),
+            NextHop::Mp(MpNextHop::V4(a)) => Some(IpAddr::V4(*a)),
+            NextHop::Mp(MpNextHop::V6 { global, .. }) => Some(IpAddr::V6(*global)),
+            NextHop::Mp(MpNextHop::Raw(_)) => None,
+        }
+    }
 }
 
 impl ExportCtx {
-    fn next_hop_for(&self, p: &IpNet) -> Option<IpAddr> {
-        match p {
-            IpNet::V4(_) => match (self.next_hop_v4, self.next_hop_v6) {
-                (Some(v4), _) => Some(IpAddr::V4(v4)),
-                (None, Some(v6)) if self.extended_next_hop_v4 => Some(IpAddr::V6(v6)),
+    /// The next hop of a family's routes on this session (`v6`: IPv6 unicast), if it has one.
+    pub fn next_hop(&self, v6: bool) -> Option<NextHop> {
+        if !v6 {
+            match (self.next_hop_v4, self.next_hop_v6) {
+                (Some(v4), _) => Some(NextHop::Classic(v4)),
+                (None, Some(v6)) if self.extended_next_hop_v4 => {
+                    Some(NextHop::Mp(MpNextHop::V6 { global: v6, link_local: None }))
+                }
                 _ => None,
-            },
-            IpNet::V6(_) => match (self.next_hop_v6, self.next_hop_v4) {
-                (Some(v6), _) => Some(IpAddr::V6(v6)),
-                (None, Some(v4)) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            }
+        } else {
+            match (self.next_hop_v6, self.next_hop_v4) {
+                (Some(v6), _) => Some(NextHop::Mp(MpNextHop::V6 { global: v6, link_local: None })),
+                (None, Some(v4)) => Some(NextHop::Mp(MpNextHop::V6 { global: v4.to_ipv6_mapped(), link_local: None })),
                 _ => None,
-            },
+            }
         }
     }
 
-    fn path(&self, a: &AdvertAttrs) -> PathAttributes {
+    /// The path attributes of a route (everything but MP_REACH_NLRI; NEXT_HOP only for IPv4
+    /// routes sent in the NLRI field).
+    pub fn path(&self, a: &AdvertAttrs, next_hop: &NextHop) -> PathAttributes {
         PathAttributes {
             origin: Some(Origin::Igp),
             as_path: Some(if self.ebgp { AsPath::sequence([self.local_as]) } else { AsPath::empty() }),
+            next_hop: match next_hop {
+                NextHop::Classic(a) => Some(*a),
+                NextHop::Mp(_) => None,
+            },
             local_pref: if self.ebgp { None } else { Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)) },
             communities: a.communities.clone(),
             large_communities: a.large_communities.clone(),
@@ -76,34 +105,18 @@ impl ExportCtx {
         }
     }
 
-    /// Builds the Adj-RIB-Out contents. Advertisements sharing one `AdvertAttrs` share one
-    /// `RouteAttrs`, so the RIB packs them into the same UPDATEs.
-    pub fn export<'a>(&self, advs: impl IntoIterator<Item = &'a Advertisement>) -> Exported {
-        let mut out = Exported::default();
-        let mut cache: HashMap<(*const AdvertAttrs, IpAddr), Arc<RouteAttrs>> = HashMap::new();
-        for adv in advs {
-            let Some(nh) = self.next_hop_for(&adv.prefix) else {
-                out.no_next_hop.push(adv.prefix);
-                continue;
-            };
-            let key = (Arc::as_ptr(&adv.attrs), nh);
-            let attrs = cache
-                .entry(key)
-                .or_insert_with(|| Arc::new(RouteAttrs { path: self.path(&adv.attrs), next_hop: nh, link_local: None }))
-                .clone();
-            out.routes.insert(adv.prefix, attrs);
-        }
-        out
+    /// The encoded Path Attributes field for `a` with `next_hop` (without MP_REACH_NLRI).
+    pub fn encode(&self, a: &AdvertAttrs, next_hop: &NextHop) -> Bytes {
+        let ctx = Ctx { four_octet_as: self.four_octet_as, ebgp: self.ebgp, ..Ctx::default() };
+        let mut out = BytesMut::with_capacity(64);
+        self.path(a, next_hop).encode(&ctx, &mut out);
+        out.freeze()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn adv(p: &str, a: &Arc<AdvertAttrs>) -> Advertisement {
-        Advertisement { prefix: p.parse().unwrap(), attrs: a.clone() }
-    }
 
     fn ctx(ebgp: bool) -> ExportCtx {
         ExportCtx {
@@ -112,60 +125,65 @@ mod tests {
             next_hop_v4: Some(Ipv4Addr::new(10, 0, 5, 11)),
             next_hop_v6: Some("fd00:5::11".parse().unwrap()),
             extended_next_hop_v4: false,
+            four_octet_as: true,
         }
     }
 
     #[test]
     fn ibgp_rules() {
-        let a = Arc::new(AdvertAttrs { communities: vec![Community(1)], ..Default::default() });
-        let e = ctx(false).export(&[adv("20.0.0.100/32", &a), adv("2001:db8::1/128", &a)]);
-        let v4 = &e.routes[&"20.0.0.100/32".parse().unwrap()];
-        assert_eq!(v4.next_hop, IpAddr::V4(Ipv4Addr::new(10, 0, 5, 11)));
-        assert_eq!(v4.path.origin, Some(Origin::Igp));
-        assert_eq!(v4.path.as_path, Some(AsPath::empty()));
-        assert_eq!(v4.path.local_pref, Some(100));
-        assert_eq!(v4.path.communities, vec![Community(1)]);
-        let v6 = &e.routes[&"2001:db8::1/128".parse().unwrap()];
-        assert_eq!(v6.next_hop, "fd00:5::11".parse::<IpAddr>().unwrap());
+        let a = AdvertAttrs { communities: vec![Community(1)], ..Default::default() };
+        let c = ctx(false);
+        let nh4 = c.next_hop(false).unwrap();
+        assert_eq!(nh4, NextHop::Classic(Ipv4Addr::new(10, 0, 5, 11)));
+        let p = c.path(&a, &nh4);
+        assert_eq!(p.origin, Some(Origin::Igp));
+        assert_eq!(p.as_path, Some(AsPath::empty()));
+        assert_eq!(p.local_pref, Some(100));
+        assert_eq!(p.next_hop, Some(Ipv4Addr::new(10, 0, 5, 11)));
+        assert_eq!(p.communities, vec![Community(1)]);
+        let nh6 = c.next_hop(true).unwrap();
+        assert_eq!(nh6.addr(), Some("fd00:5::11".parse().unwrap()));
+        assert_eq!(c.path(&a, &nh6).next_hop, None, "IPv6: the next hop is in MP_REACH_NLRI");
     }
 
     #[test]
     fn ebgp_rules() {
-        let a = Arc::new(AdvertAttrs { local_pref: Some(200), ..Default::default() });
-        let e = ctx(true).export(&[adv("20.0.0.100/32", &a)]);
-        let r = e.routes.values().next().unwrap();
-        assert_eq!(r.path.as_path, Some(AsPath::sequence([65005])));
-        assert_eq!(r.path.local_pref, None);
+        let a = AdvertAttrs { local_pref: Some(200), ..Default::default() };
+        let c = ctx(true);
+        let p = c.path(&a, &c.next_hop(false).unwrap());
+        assert_eq!(p.as_path, Some(AsPath::sequence([65005])));
+        assert_eq!(p.local_pref, None);
     }
 
     #[test]
     fn local_pref_override_on_ibgp() {
-        let a = Arc::new(AdvertAttrs { local_pref: Some(200), ..Default::default() });
-        let e = ctx(false).export(&[adv("20.0.0.100/32", &a)]);
-        assert_eq!(e.routes.values().next().unwrap().path.local_pref, Some(200));
-    }
-
-    #[test]
-    fn shared_attributes_are_shared() {
-        let a = Arc::new(AdvertAttrs::default());
-        let e = ctx(false).export(&[adv("20.0.0.1/32", &a), adv("20.0.0.2/32", &a)]);
-        let v: Vec<_> = e.routes.values().collect();
-        assert!(Arc::ptr_eq(v[0], v[1]));
+        let a = AdvertAttrs { local_pref: Some(200), ..Default::default() };
+        let c = ctx(false);
+        assert_eq!(c.path(&a, &c.next_hop(false).unwrap()).local_pref, Some(200));
     }
 
     #[test]
     fn next_hop_fallbacks() {
-        let a = Arc::new(AdvertAttrs::default());
         let mut c = ctx(false);
         c.next_hop_v6 = None;
-        let e = c.export(&[adv("2001:db8::1/128", &a)]);
-        assert_eq!(e.routes.values().next().unwrap().next_hop, "::ffff:10.0.5.11".parse::<IpAddr>().unwrap());
+        assert_eq!(c.next_hop(true).unwrap().addr(), Some("::ffff:10.0.5.11".parse().unwrap()));
         let mut c = ctx(false);
         c.next_hop_v4 = None;
-        let e = c.export(&[adv("20.0.0.1/32", &a)]);
-        assert_eq!(e.no_next_hop, vec!["20.0.0.1/32".parse::<IpNet>().unwrap()]);
+        assert_eq!(c.next_hop(false), None, "IPv4 routes need RFC 8950 over an IPv6-only session");
         c.extended_next_hop_v4 = true;
-        let e = c.export(&[adv("20.0.0.1/32", &a)]);
-        assert!(e.routes.values().next().unwrap().next_hop.is_ipv6());
+        assert!(matches!(c.next_hop(false), Some(NextHop::Mp(MpNextHop::V6 { .. }))));
+    }
+
+    #[test]
+    fn encoding_follows_the_as_size() {
+        let a = AdvertAttrs::default();
+        let mut c = ctx(true);
+        c.local_as = 4_200_000_001;
+        let nh = c.next_hop(false).unwrap();
+        let four = c.encode(&a, &nh);
+        c.four_octet_as = false;
+        let two = c.encode(&a, &nh);
+        assert_ne!(four, two, "a 2-octet speaker gets AS_TRANS and AS4_PATH");
+        assert!(two.len() > four.len());
     }
 }

@@ -21,8 +21,9 @@
 //! removed prefix stays as a tombstone (`gone`) until every established peer's cursor has
 //! passed it ([`OutTable::collect`]), so peers that have it send the withdrawal.
 
-use super::export::AdvertAttrs;
+use super::export::{AdvertAttrs, Advertisement, ExportCtx, NextHop};
 use crate::wire::Family;
+use bytes::Bytes;
 use hashbrown::HashTable;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -145,9 +146,11 @@ pub struct OutTable {
     version: u64,
     attrs: AttrStore,
     live: [usize; 2],
-    /// Attribute sets released since the last [`OutTable::take_released`]: encodings cached
-    /// for them are void.
+    /// Attribute sets released since the encodings were last pruned.
     released: Vec<AttrId>,
+    /// Encoded Path Attributes per session context, attribute set and family (IPv6 or not):
+    /// made once, shared by every peer whose session encodes alike.
+    encoded: HashMap<ExportCtx, HashMap<(AttrId, bool), Bytes>>,
 }
 
 fn fam(p: &IpNet) -> usize {
@@ -286,9 +289,9 @@ impl OutTable {
 
     /// Makes the table hold exactly `routes` (sorted by prefix, no duplicates), changing only
     /// what differs. Costs one lookup per route in either set.
-    pub fn sync(&mut self, routes: &[(IpNet, Arc<AdvertAttrs>)]) -> Synced {
+    pub fn sync(&mut self, routes: &[Advertisement]) -> Synced {
         let mut s = Synced::default();
-        for (p, a) in routes {
+        for Advertisement { prefix: p, attrs: a } in routes {
             let existed = self.get(p).is_some();
             if self.upsert(*p, a) {
                 if existed {
@@ -301,7 +304,7 @@ impl OutTable {
         let gone: Vec<IpNet> = self
             .routes
             .iter()
-            .filter(|r| r.is_live() && routes.binary_search_by(|(p, _)| p.cmp(&r.prefix)).is_err())
+            .filter(|r| r.is_live() && routes.binary_search_by(|a| a.prefix.cmp(&r.prefix)).is_err())
             .map(|r| r.prefix)
             .collect();
         for p in &gone {
@@ -364,9 +367,31 @@ impl OutTable {
         }
     }
 
-    /// Attribute sets that disappeared since the last call.
-    pub fn take_released(&mut self) -> Vec<AttrId> {
-        std::mem::take(&mut self.released)
+    /// The encoded Path Attributes of attribute set `id` for a session with context `ex`, for
+    /// IPv6 routes or not, encoded on first use.
+    pub fn encoded(&mut self, id: AttrId, v6: bool, ex: &ExportCtx, next_hop: &NextHop) -> Option<Bytes> {
+        if !self.released.is_empty() {
+            let gone = std::mem::take(&mut self.released);
+            for per_ctx in self.encoded.values_mut() {
+                per_ctx.retain(|(a, _), _| !gone.contains(a));
+            }
+        }
+        if let Some(b) = self.encoded.get(ex).and_then(|m| m.get(&(id, v6))) {
+            return Some(b.clone());
+        }
+        let b = ex.encode(self.attrs.get(id)?, next_hop);
+        self.encoded.entry(ex.clone()).or_default().insert((id, v6), b.clone());
+        Some(b)
+    }
+
+    /// Encoded attribute sets held, over every session context.
+    pub fn encodings(&self) -> usize {
+        self.encoded.values().map(HashMap::len).sum()
+    }
+
+    /// Forgets the encodings of a session context no peer uses any more.
+    pub fn forget_encoding(&mut self, ex: &ExportCtx) {
+        self.encoded.remove(ex);
     }
 
     /// Bytes held, roughly: for the benchmarks' memory accounting and `kbgp status`.
@@ -431,7 +456,7 @@ mod tests {
         for i in 1..100 {
             t.remove(&p(i));
         }
-        assert_eq!(t.take_released(), vec![0]);
+        assert_eq!(std::mem::take(&mut t.released), vec![0]);
         assert_eq!(t.attrs.ids.len(), 1);
         // The freed id is reused.
         t.upsert(p(5), &x);
@@ -466,13 +491,14 @@ mod tests {
     #[test]
     fn sync_changes_only_the_difference() {
         let mut t = OutTable::new();
-        let want: Vec<(IpNet, Arc<AdvertAttrs>)> = (0..1000).map(|i| (p(i), a(1))).collect();
+        let adv = |i: u32, c: u32| Advertisement { prefix: p(i), attrs: a(c) };
+        let want: Vec<Advertisement> = (0..1000).map(|i| adv(i, 1)).collect();
         assert_eq!(t.sync(&want), Synced { added: 1000, changed: 0, removed: 0 });
         let v = t.version();
         assert!(!t.sync(&want).any());
         assert_eq!(t.version(), v);
-        let mut want: Vec<(IpNet, Arc<AdvertAttrs>)> = (500..1000).map(|i| (p(i), a(1))).collect();
-        want[0].1 = a(2);
+        let mut want: Vec<Advertisement> = (500..1000).map(|i| adv(i, 1)).collect();
+        want[0].attrs = a(2);
         assert_eq!(t.sync(&want), Synced { added: 0, changed: 1, removed: 500 });
         assert_eq!(pending(&t, v).len(), 501);
     }

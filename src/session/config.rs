@@ -1,7 +1,8 @@
 //! What one session needs to know about itself and its peer.
 
 use crate::wire::Family;
-use std::net::Ipv4Addr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// Per-session settings, derived from the peering policy. Two sessions with equal settings
@@ -53,4 +54,28 @@ impl SessionConfig {
     pub fn is_ebgp(&self) -> bool {
         self.local_as != self.peer_as
     }
+}
+
+/// Identifies a peer across plans: a change of key is a different peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey {
+    pub local_asn: u32,
+    pub address: IpAddr,
+}
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (vrouter AS{})", self.address, self.local_asn)
+    }
+}
+
+/// Everything that, when changed, needs a new session.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerSettings {
+    pub session: SessionConfig,
+    pub address: IpAddr,
+    pub port: u16,
+    /// IP TTL for the session's packets: eBGP multihop TTL, `None` (system default) for iBGP.
+    pub ttl: Option<u8>,
+    pub max_received_routes: usize,
 }

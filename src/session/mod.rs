@@ -1,4 +1,4 @@
-//! # session — one BGP peer's state machine, without sockets or clocks
+//! # session — one BGP peer, without sockets or clocks
 //!
 //! | file | what | RFC |
 //! |---|---|---|
@@ -6,13 +6,17 @@
 //! | `negotiate.rs` | our OPEN, checks on theirs, what both decide | 4271 §6.2; 5492; 6793; 4760 §8 |
 //! | `backoff.rs` | reconnect delays with jitter | 4271 §10 |
 //! | `config.rs` | per-session settings | |
+//! | `peer.rs` | one peer, sans-IO: FSM + Adj-RIB-In + Adj-RIB-Out + End-of-RIB, refresh and reset sequencing | 4271 §9.2; 4724 §2; 2918; 7313; 7606 |
+//! | `peer_status.rs` | a peer as the admin API shows it | |
 
 pub mod backoff;
 pub mod config;
 pub mod fsm;
 pub mod negotiate;
+pub mod peer;
+mod peer_status;
 
-pub use config::SessionConfig;
+pub use config::{PeerKey, PeerSettings, SessionConfig};
 pub use fsm::{ConnId, Fsm, Input, Output, SessionError, State};
 pub use negotiate::Negotiated;
 

@@ -1,0 +1,649 @@
+//! One peer, sans-IO: the FSM, the Adj-RIB-In, the Adj-RIB-Out and every rule of sequencing
+//! between them, in the shape of quinn-proto's `Connection`.
+//!
+//! The driver feeds it what happened — a frame read, a connection up or closed, the time —
+//! through `handle_*`, and drains what to do with `poll_io` (connect, bytes to write, close),
+//! `poll_updates` (the next chunk of UPDATEs, when the connection has room), `poll_timeout`
+//! and `poll_event` (for metrics). It never reads a clock or touches a socket, so the tests
+//! drive it in memory against a scripted peer or a second `Peer`.
+//!
+//! Sequencing it owns:
+//! - a new session gets the whole table, then End-of-RIB per family (RFC 4724 §2);
+//! - a session that goes down forgets what the peer had; the next one starts from scratch;
+//! - ROUTE-REFRESH (RFC 2918) re-sends the table; with enhanced route refresh (RFC 7313 §4)
+//!   bracketed by BoRR and EoRR; a soft reset does the same and asks the peer for its routes;
+//! - next hop self from the session's local address (RFC 4271 §5.1.3, RFC 2545, RFC 8950);
+//! - RFC 7606 errors counted per action, `maxReceivedRoutes` enforced by the Adj-RIB-In;
+//! - KEEPALIVE, NOTIFICATION and ROUTE-REFRESH go out through `poll_io`, ahead of UPDATEs:
+//!   a connection whose write queue is full of UPDATEs still gets them.
+
+use super::config::{PeerKey, PeerSettings};
+use super::fsm::{ConnId, Fsm, Input, Output, SessionError, State};
+use super::negotiate::Negotiated;
+use crate::rib::adj_rib_in::AdjRibIn;
+use crate::rib::{AdjRibOut, Encoding, ExportCtx, OutTable};
+use crate::wire::route_refresh::{RefreshSubtype, RouteRefresh};
+use crate::wire::update::write_end_of_rib;
+use crate::wire::{self, Ctx, DecodeError, Family, Message, MessageType, Notification, Rfc7606Action};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// The message of the Cease (Administrative Reset) that `kbgp reset` sends.
+pub const RESET_MESSAGE: &str = "reset by kbgp reset";
+/// How long a session kbgp ends on purpose waits before connecting again. An immediate
+/// reconnect races the peer's cleanup: FRR (8.4) accepts it while deleting a dynamic
+/// (listen range) neighbor and then neither lists nor feeds the new session.
+pub const RESET_DELAY: Duration = Duration::from_secs(2);
+
+/// What the driver must do with sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Open a TCP connection to the peer, replacing any attempt in flight.
+    Connect,
+    /// Give up the connection attempt in flight, if any.
+    CancelConnect,
+    /// Write these octets on the connection, after what was written before.
+    Send { conn: ConnId, bytes: Bytes },
+    /// Close the connection once what was sent on it is written.
+    Close { conn: ConnId },
+}
+
+/// What happened, for metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    State {
+        from: State,
+        to: State,
+    },
+    ConnectAttempt,
+    Up,
+    Down,
+    Messages {
+        sent: bool,
+        kind: MessageType,
+        count: u64,
+    },
+    Notification {
+        sent: bool,
+        code: u8,
+        subcode: u8,
+    },
+    UpdateError(Rfc7606Action),
+    /// Received routes dropped at `maxReceivedRoutes`.
+    Dropped(u64),
+    /// Route counts changed: [IPv4, IPv6].
+    Routes {
+        advertised: [usize; 2],
+        received: [usize; 2],
+    },
+    /// Every change up to a plan seen at some instant is written: the update latency.
+    Latency(Duration),
+}
+
+/// One TCP connection as the core knows it.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    id: ConnId,
+    local: SocketAddr,
+    /// This host's address of the other family on the same interface, for the next hop of
+    /// the other family's routes.
+    companion: Option<IpAddr>,
+}
+
+/// The Established session.
+#[derive(Debug)]
+struct Session {
+    conn: ConnId,
+    local: SocketAddr,
+    ctx: Ctx,
+    negotiated: Negotiated,
+    export: ExportCtx,
+    /// End-of-RIB markers to send once the table up to `eor_at` is out (RFC 4724 §2).
+    eor: Vec<Family>,
+    eor_at: Option<u64>,
+    /// EoRR markers to send once the table up to `eorr_at` is out (RFC 7313 §4).
+    eorr: Vec<Family>,
+    eorr_at: Option<u64>,
+    no_next_hop_logged: bool,
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    key: PeerKey,
+    settings: PeerSettings,
+    label: String,
+    vrouter: String,
+    fsm: Fsm,
+    rib_in: AdjRibIn,
+    rib_out: AdjRibOut,
+    conns: Vec<Conn>,
+    next_conn: u64,
+    session: Option<Session>,
+    io: VecDeque<Io>,
+    events: VecDeque<Event>,
+    /// The oldest plan not yet fully written, and the table version it needs.
+    pending_since: Option<(u64, Instant)>,
+    pub(super) stats: Stats,
+}
+
+/// What `kbgp peers` shows beyond the FSM.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub state_since: Option<Instant>,
+    pub established_count: u64,
+    pub messages: crate::admin::api::Messages,
+    pub last_error: Option<(Instant, SessionError)>,
+    pub notification_sent: Option<(Instant, Notification)>,
+    pub notification_received: Option<(Instant, Notification)>,
+    /// Last error logged, so that a retry loop logs it once.
+    pub last_logged: Option<String>,
+    pub limit_logged: bool,
+}
+
+impl Peer {
+    /// A stopped peer; `seed` feeds the reconnect jitter.
+    pub fn new(key: PeerKey, settings: PeerSettings, seed: u64) -> Peer {
+        let s = &settings.session;
+        Peer {
+            key,
+            label: key.address.to_string(),
+            vrouter: key.local_asn.to_string(),
+            fsm: Fsm::new(s.clone(), seed),
+            rib_in: AdjRibIn::new(settings.max_received_routes, s.router_id, s.local_as, s.is_ebgp()),
+            rib_out: AdjRibOut::new(),
+            settings,
+            conns: Vec::new(),
+            next_conn: 1,
+            session: None,
+            io: VecDeque::new(),
+            events: VecDeque::new(),
+            pending_since: None,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn key(&self) -> PeerKey {
+        self.key
+    }
+
+    pub fn settings(&self) -> &PeerSettings {
+        &self.settings
+    }
+
+    pub fn state(&self) -> State {
+        self.fsm.state()
+    }
+
+    pub fn fsm(&self) -> &Fsm {
+        &self.fsm
+    }
+
+    pub fn rib_in(&self) -> &AdjRibIn {
+        &self.rib_in
+    }
+
+    pub fn rib_out(&self) -> &AdjRibOut {
+        &self.rib_out
+    }
+
+    /// The established session's local address, negotiation and export context.
+    pub fn session(&self) -> Option<(SocketAddr, &Negotiated, &ExportCtx)> {
+        self.session.as_ref().map(|s| (s.local, &s.negotiated, &s.export))
+    }
+
+    /// Starts the FSM; with `at`, the first connection attempt waits until then (the peer's
+    /// connection is accepted meanwhile).
+    pub fn start(&mut self, now: Instant, at: Option<Instant>) {
+        self.stats.state_since = Some(now);
+        let input = match at {
+            Some(at) => Input::StartAt(at),
+            None => Input::Start,
+        };
+        self.fsm.handle(now, input);
+        self.drive(now);
+    }
+
+    /// Sends `n` on every connection and stays stopped.
+    pub fn stop(&mut self, now: Instant, n: Notification) {
+        self.io.push_back(Io::CancelConnect);
+        self.fsm.handle(now, Input::Stop(n));
+        self.drive(now);
+    }
+
+    /// A TCP connection is up (ours, or accepted from the peer), with its local address and
+    /// the host's address of the other family on that interface.
+    pub fn connected(&mut self, now: Instant, inbound: bool, local: SocketAddr, companion: Option<IpAddr>) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        // A dual-stack listener reports IPv4 sessions as ::ffff:a.b.c.d.
+        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
+        self.conns.push(Conn { id, local, companion });
+        debug!(peer = %self.label, vrouter = %self.vrouter, conn = id.0, inbound, %local, "TCP connection up");
+        self.fsm.handle(now, Input::Connected { conn: id, inbound });
+        self.drive(now);
+        id
+    }
+
+    pub fn connect_failed(&mut self, now: Instant, why: String) {
+        self.fsm.handle(now, Input::ConnectFailed(why));
+        self.drive(now);
+    }
+
+    /// One complete message read on `conn` (header included).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        let ctx = self.fsm.ctx(conn);
+        match wire::decode(frame, &ctx) {
+            Ok(msg) => {
+                self.count(now, &msg, false);
+                self.fsm.handle(now, Input::Message { conn, msg });
+            }
+            Err(error) => {
+                warn!(peer = %self.label, vrouter = %self.vrouter, "malformed message from the peer: {error}");
+                self.fsm.handle(now, Input::DecodeError { conn, error });
+            }
+        }
+        self.drive(now);
+    }
+
+    /// The framing found an invalid header on `conn`.
+    pub fn handle_invalid(&mut self, now: Instant, conn: ConnId, error: DecodeError) {
+        warn!(peer = %self.label, vrouter = %self.vrouter, "malformed message header from the peer: {error}");
+        self.fsm.handle(now, Input::DecodeError { conn, error });
+        self.drive(now);
+    }
+
+    /// The peer closed `conn`, or reading it failed.
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        self.fsm.handle(now, Input::Closed { conn });
+        self.conns.retain(|c| c.id != conn);
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.fsm.handle_timeout(now);
+        self.drive(now);
+    }
+
+    /// The group's table reached `version` with a plan seen at `since`: the update latency
+    /// runs from there until this peer has written it.
+    pub fn table_changed(&mut self, version: u64, since: Instant) {
+        if self.session.is_some() && self.rib_out.cursor() < version {
+            let first = self.pending_since.map_or(since, |(_, t)| t.min(since));
+            self.pending_since = Some((version, first));
+        }
+    }
+
+    pub fn poll_io(&mut self) -> Option<Io> {
+        self.io.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.fsm.poll_timeout()
+    }
+
+    /// The connection of the Established session.
+    pub fn established_conn(&self) -> Option<ConnId> {
+        self.session.as_ref().map(|s| s.conn)
+    }
+
+    /// While Established: the cursor into the table, below which tombstones are no longer
+    /// needed by this peer.
+    pub fn cursor(&self) -> Option<u64> {
+        self.session.as_ref().map(|_| self.rib_out.cursor())
+    }
+
+    /// Whether [`Peer::poll_updates`] has something to write.
+    pub fn wants_updates(&self, table: &OutTable) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.eor.is_empty() || !s.eorr.is_empty() || self.rib_out.pending(table))
+    }
+
+    /// The next chunk of about `budget` octets of UPDATEs (and End-of-RIB / EoRR markers once
+    /// the table is out) for the established connection. Call it when the connection can
+    /// take more.
+    pub fn poll_updates(&mut self, now: Instant, table: &mut OutTable, budget: usize) -> Option<(ConnId, Bytes)> {
+        let s = self.session.as_mut()?;
+        if !s.eor.is_empty() && s.eor_at.is_none() {
+            s.eor_at = Some(table.version());
+        }
+        if !s.eorr.is_empty() && s.eorr_at.is_none() {
+            s.eorr_at = Some(table.version());
+        }
+        let before = [self.rib_out.count(Family::IPV4_UNICAST), self.rib_out.count(Family::IPV6_UNICAST)];
+        let mut buf = BytesMut::with_capacity(budget + 4096);
+        let e = Encoding { export: &s.export, ctx: &s.ctx, families: &s.negotiated.families };
+        let f = self.rib_out.flush(table, &e, &mut buf, budget);
+        let mut messages = f.messages as u64;
+        if f.no_next_hop > 0 && !s.no_next_hop_logged {
+            s.no_next_hop_logged = true;
+            warn!(
+                peer = %self.label,
+                vrouter = %self.vrouter,
+                local = %s.local,
+                "{} routes cannot be sent: the session has no next hop of their family (an IPv4 route over \
+                 IPv6 needs the peer's extended next hop capability, RFC 8950)",
+                f.no_next_hop
+            );
+        }
+        let cursor = self.rib_out.cursor();
+        if s.eor_at.is_some_and(|v| cursor >= v) {
+            for fam in s.eor.drain(..) {
+                write_end_of_rib(fam, &mut buf);
+                messages += 1;
+                debug!(peer = %self.label, vrouter = %self.vrouter, family = %fam, "End-of-RIB sent");
+            }
+            s.eor_at = None;
+        }
+        if s.eorr_at.is_some_and(|v| cursor >= v) {
+            for fam in s.eorr.drain(..) {
+                let m = Message::RouteRefresh(RouteRefresh { family: fam, subtype: RefreshSubtype::EndOfRouteRefresh });
+                if wire::encode(&m, &s.ctx, &mut buf).is_ok() {
+                    self.stats.messages.sent += 1;
+                    self.events.push_back(Event::Messages { sent: true, kind: MessageType::RouteRefresh, count: 1 });
+                }
+            }
+            s.eorr_at = None;
+        }
+        let conn = s.conn;
+        if messages > 0 {
+            self.stats.messages.sent += messages;
+            self.stats.messages.updates_sent += messages;
+            self.events.push_back(Event::Messages { sent: true, kind: MessageType::Update, count: messages });
+            debug!(peer = %self.label, vrouter = %self.vrouter, announced = f.announced, withdrawn = f.withdrawn, messages, "UPDATEs out");
+        }
+        if let Some((v, since)) = self.pending_since
+            && cursor >= v
+        {
+            self.pending_since = None;
+            self.events.push_back(Event::Latency(now.saturating_duration_since(since)));
+        }
+        if before != [self.rib_out.count(Family::IPV4_UNICAST), self.rib_out.count(Family::IPV6_UNICAST)] {
+            self.routes_changed();
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        self.fsm.handle(now, Input::UpdateSent);
+        self.drive(now);
+        Some((conn, buf.freeze()))
+    }
+
+    /// `kbgp reset`: hard (Cease, reconnect after [`RESET_DELAY`]) or soft (send every route
+    /// again and ask the peer for its routes again).
+    pub fn reset(&mut self, now: Instant, soft: bool, table: &OutTable) -> Result<String, String> {
+        if soft {
+            if self.session.is_none() {
+                return Err(format!("the session is {}, not Established: a soft reset needs a session", self.state()));
+            }
+            let n = table.total();
+            self.resend();
+            let asked = match self.refreshable() {
+                Ok((conn, families)) => {
+                    self.send_refresh_requests(now, conn, &families);
+                    "; asked the peer for its routes again"
+                }
+                Err(_) => "; the peer has no route refresh capability, so its routes were not asked for again",
+            };
+            info!(peer = %self.label, vrouter = %self.vrouter, routes = n, "soft reset on request");
+            return Ok(format!("sending all {n} routes again{asked}"));
+        }
+        let was = self.state();
+        info!(peer = %self.label, vrouter = %self.vrouter, "hard reset on request");
+        self.stop(now, Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_RESET, RESET_MESSAGE));
+        self.start(now, Some(now + RESET_DELAY));
+        Ok(format!(
+            "session was {was}: sent Cease (administrative reset); connecting again in {} s",
+            RESET_DELAY.as_secs()
+        ))
+    }
+
+    /// `kbgp refresh`: ask the peer to send its routes again (ROUTE-REFRESH, RFC 2918).
+    pub fn refresh(&mut self, now: Instant) -> Result<String, String> {
+        let (conn, families) = self.refreshable()?;
+        self.send_refresh_requests(now, conn, &families);
+        let names: Vec<String> = families.iter().map(Family::label).collect();
+        info!(peer = %self.label, vrouter = %self.vrouter, families = ?names, "route refresh sent on request");
+        Ok(format!("asked the peer to send its routes again ({})", names.join(", ")))
+    }
+
+    /// The peer gets every route again; the routes it has stay counted.
+    fn resend(&mut self) {
+        self.rib_out.resend();
+    }
+
+    fn refreshable(&self) -> Result<(ConnId, Vec<Family>), String> {
+        let Some(s) = &self.session else {
+            return Err(format!("the session is {}, not Established", self.state()));
+        };
+        if !s.negotiated.route_refresh && !s.negotiated.enhanced_route_refresh {
+            return Err("the peer did not offer the route refresh capability (RFC 2918); use kbgp reset".into());
+        }
+        Ok((s.conn, s.negotiated.families.clone()))
+    }
+
+    fn send_refresh_requests(&mut self, now: Instant, conn: ConnId, families: &[Family]) {
+        for f in families {
+            let m = Message::RouteRefresh(RouteRefresh { family: *f, subtype: RefreshSubtype::Request });
+            self.send(now, conn, &m);
+        }
+    }
+
+    fn routes_changed(&mut self) {
+        let c = |f| [self.rib_out.count(f), self.rib_in.count(f)];
+        let (v4, v6) = (c(Family::IPV4_UNICAST), c(Family::IPV6_UNICAST));
+        let advertised = if self.session.is_some() { [v4[0], v6[0]] } else { [0, 0] };
+        self.events.push_back(Event::Routes { advertised, received: [v4[1], v6[1]] });
+    }
+
+    /// Counts a message sent or received, and remembers NOTIFICATIONs.
+    fn count(&mut self, now: Instant, msg: &Message, sent: bool) {
+        let m = &mut self.stats.messages;
+        let is_update = matches!(msg, Message::Update(_)) as u64;
+        if sent {
+            m.sent += 1;
+            m.updates_sent += is_update;
+        } else {
+            m.received += 1;
+            m.updates_received += is_update;
+        }
+        self.events.push_back(Event::Messages { sent, kind: msg.kind(), count: 1 });
+        let Message::Notification(n) = msg else { return };
+        self.events.push_back(Event::Notification { sent, code: n.code, subcode: n.subcode });
+        if sent {
+            self.stats.notification_sent = Some((now, n.clone()));
+        } else {
+            self.stats.notification_received = Some((now, n.clone()));
+        }
+        match (sent, n.code) {
+            (false, _) => warn!(peer = %self.label, vrouter = %self.vrouter, "received NOTIFICATION {n}"),
+            // Our own Cease (shutdown, reconfiguration, collision) is routine.
+            (true, wire::error::code::CEASE) => {
+                info!(peer = %self.label, vrouter = %self.vrouter, "sending NOTIFICATION {n}")
+            }
+            (true, _) => warn!(peer = %self.label, vrouter = %self.vrouter, "sending NOTIFICATION {n}"),
+        }
+    }
+
+    fn send(&mut self, now: Instant, conn: ConnId, msg: &Message) {
+        let ctx = self.fsm.ctx(conn);
+        match wire::to_bytes(msg, &ctx) {
+            Ok(bytes) => {
+                self.count(now, msg, true);
+                self.io.push_back(Io::Send { conn, bytes });
+            }
+            Err(e) => warn!(peer = %self.label, vrouter = %self.vrouter, "cannot encode {}: {e}", msg.kind().name()),
+        }
+    }
+
+    /// Acts on everything the FSM asked for.
+    fn drive(&mut self, now: Instant) {
+        while let Some(o) = self.fsm.poll_output() {
+            match o {
+                Output::Connect => {
+                    self.events.push_back(Event::ConnectAttempt);
+                    self.io.push_back(Io::Connect);
+                }
+                Output::Send { conn, msg } => self.send(now, conn, &msg),
+                Output::Close { conn } => {
+                    self.conns.retain(|c| c.id != conn);
+                    self.io.push_back(Io::Close { conn });
+                }
+                Output::Established { conn, negotiated } => self.established(conn, *negotiated),
+                Output::Down { reason } => self.down(reason),
+                Output::StateChanged { from, to } => {
+                    self.stats.state_since = Some(now);
+                    if to == State::Established {
+                        self.stats.established_count += 1;
+                    }
+                    self.events.push_back(Event::State { from, to });
+                    debug!(peer = %self.label, vrouter = %self.vrouter, "state {from} -> {to}");
+                }
+                Output::Update(u) => self.received_update(&u),
+                Output::RouteRefresh(r) => self.refresh_requested(now, r),
+            }
+        }
+        self.note_error(now);
+    }
+
+    /// Records a new last error, and logs it once: a retry loop that fails the same way again
+    /// is silent.
+    fn note_error(&mut self, now: Instant) {
+        let Some(e) = self.fsm.last_error() else { return };
+        if self.stats.last_error.as_ref().is_some_and(|(_, l)| l == e) {
+            return;
+        }
+        let e = e.clone();
+        let text = e.to_string();
+        // Session-down and stop messages were logged where they happened.
+        let routine = matches!(e, SessionError::Stopped(_));
+        if !routine && self.fsm.state() != State::Established && self.stats.last_logged.as_deref() != Some(&text) {
+            match e.hint() {
+                Some(h) => warn!(peer = %self.label, vrouter = %self.vrouter, hint = %h, "session not up: {text}"),
+                None => warn!(peer = %self.label, vrouter = %self.vrouter, "session not up: {text}"),
+            }
+        }
+        self.stats.last_logged = Some(text);
+        self.stats.last_error = Some((now, e));
+    }
+
+    fn established(&mut self, conn: ConnId, negotiated: Negotiated) {
+        let Some(c) = self.conns.iter().find(|c| c.id == conn).copied() else { return };
+        let (v4, v6) = match (c.local.ip(), c.companion) {
+            (IpAddr::V4(a), Some(IpAddr::V6(b))) => (Some(a), Some(b)),
+            (IpAddr::V4(a), _) => (Some(a), None),
+            (IpAddr::V6(b), Some(IpAddr::V4(a))) => (Some(a), Some(b)),
+            (IpAddr::V6(b), _) => (None, Some(b)),
+        };
+        let export = ExportCtx {
+            local_as: self.settings.session.local_as,
+            ebgp: negotiated.ebgp,
+            next_hop_v4: v4,
+            next_hop_v6: v6,
+            extended_next_hop_v4: negotiated.extended_next_hop.contains(&Family::IPV4_UNICAST),
+            four_octet_as: negotiated.four_octet_as,
+        };
+        info!(
+            peer = %self.label,
+            vrouter = %self.vrouter,
+            peer_as = negotiated.peer_as,
+            peer_id = %negotiated.peer_id,
+            hold_time = negotiated.hold_time,
+            families = ?negotiated.families.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            capabilities = ?negotiated.capability_names(),
+            local = %c.local,
+            "session established"
+        );
+        self.stats.last_logged = None;
+        self.stats.limit_logged = false;
+        let s = &self.settings.session;
+        self.rib_in = AdjRibIn::new(self.settings.max_received_routes, s.router_id, s.local_as, negotiated.ebgp);
+        self.rib_out.reset();
+        self.session = Some(Session {
+            conn,
+            local: c.local,
+            ctx: negotiated.ctx(),
+            eor: negotiated.families.clone(),
+            eor_at: None,
+            eorr: Vec::new(),
+            eorr_at: None,
+            negotiated,
+            export,
+            no_next_hop_logged: false,
+        });
+        self.events.push_back(Event::Up);
+    }
+
+    fn down(&mut self, reason: SessionError) {
+        if matches!(reason, SessionError::Stopped(_)) {
+            info!(peer = %self.label, vrouter = %self.vrouter, "session down: {reason}");
+        } else {
+            warn!(peer = %self.label, vrouter = %self.vrouter, "session down: {reason}");
+        }
+        self.stats.last_logged = Some(reason.to_string());
+        self.session = None;
+        self.pending_since = None;
+        self.rib_in.clear();
+        self.rib_out.reset();
+        self.events.push_back(Event::Down);
+        self.routes_changed();
+    }
+
+    fn received_update(&mut self, u: &wire::Update) {
+        for e in &u.errors {
+            self.events.push_back(Event::UpdateError(e.action));
+            let action = match e.action {
+                Rfc7606Action::TreatAsWithdraw => "treat-as-withdraw",
+                Rfc7606Action::AttributeDiscard => "attribute-discard",
+            };
+            warn!(peer = %self.label, vrouter = %self.vrouter, "malformed UPDATE from the peer ({action}, RFC 7606): {}", e.reason);
+        }
+        let a = self.rib_in.apply(u);
+        if a.over_limit > 0 {
+            self.events.push_back(Event::Dropped(a.over_limit as u64));
+            if !self.stats.limit_logged {
+                warn!(
+                    peer = %self.label,
+                    vrouter = %self.vrouter,
+                    "maxReceivedRoutes ({}) reached: further routes from this peer are dropped, not stored",
+                    self.settings.max_received_routes
+                );
+                self.stats.limit_logged = true;
+            }
+        }
+        if let Some(f) = u.end_of_rib() {
+            debug!(peer = %self.label, vrouter = %self.vrouter, family = %f, "End-of-RIB received");
+        }
+        if a.added + a.withdrawn + a.replaced + a.treated_as_withdraw > 0 {
+            self.routes_changed();
+        }
+    }
+
+    /// The peer asks for our routes again (RFC 2918 §4; RFC 7313 §4 with BoRR and EoRR).
+    fn refresh_requested(&mut self, now: Instant, r: RouteRefresh) {
+        let Some(s) = &mut self.session else { return };
+        if r.subtype != RefreshSubtype::Request || !s.negotiated.families.contains(&r.family) {
+            return;
+        }
+        info!(peer = %self.label, vrouter = %self.vrouter, family = %r.family, "route refresh requested");
+        if s.negotiated.enhanced_route_refresh {
+            let conn = s.conn;
+            if !s.eorr.contains(&r.family) {
+                s.eorr.push(r.family);
+            }
+            s.eorr_at = None;
+            let m =
+                Message::RouteRefresh(RouteRefresh { family: r.family, subtype: RefreshSubtype::BeginOfRouteRefresh });
+            self.send(now, conn, &m);
+        }
+        self.resend();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,514 @@
+//! The peer core driven in memory: against a scripted peer that writes raw messages and
+//! reads what kbgp writes, and against a second core. A virtual clock; no socket.
+
+use super::*;
+use crate::rib::AdvertAttrs;
+use crate::session::SessionConfig;
+use crate::wire::capability::Capability;
+use crate::wire::header::{self, MAX_EXTENDED_LEN};
+use crate::wire::{Open, Update};
+use ipnet::IpNet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const KBGP: &str = "10.0.5.11";
+const RR: &str = "10.0.5.1";
+
+fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
+    let mut session = SessionConfig::new(65005, 65005, local.parse().unwrap());
+    session.passive = passive;
+    PeerSettings { session, address: peer.parse().unwrap(), port: 179, ttl: None, max_received_routes: 100_000 }
+}
+
+fn kbgp() -> Peer {
+    Peer::new(PeerKey { local_asn: 65005, address: RR.parse().unwrap() }, settings(KBGP, RR, false), 7)
+}
+
+fn v4(i: u32) -> IpNet {
+    IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(0x1400_0000 + i), 32).unwrap())
+}
+
+fn table(n: u32) -> OutTable {
+    let mut t = OutTable::new();
+    let a = Arc::new(AdvertAttrs::default());
+    for i in 0..n {
+        t.upsert(v4(i), &a);
+    }
+    t
+}
+
+/// Splits written octets into messages.
+fn frames(mut b: &[u8]) -> Vec<&[u8]> {
+    let mut v = Vec::new();
+    while !b.is_empty() {
+        let h = header::peek_header(b, MAX_EXTENDED_LEN).unwrap().unwrap();
+        v.push(&b[..h.len]);
+        b = &b[h.len..];
+    }
+    v
+}
+
+/// The negotiated codec context of the test sessions (both offer everything).
+fn ctx() -> Ctx {
+    Ctx { four_octet_as: true, max_len: MAX_EXTENDED_LEN, ..Ctx::default() }
+}
+
+/// kbgp's core and a peer played by the test.
+struct Scripted {
+    now: Instant,
+    kbgp: Peer,
+    table: OutTable,
+    conn: Option<ConnId>,
+    /// Everything kbgp wrote, decoded, in order; UPDATE chunks only while `room` is set.
+    got: Vec<Message>,
+    room: bool,
+    closed: bool,
+}
+
+impl Scripted {
+    fn new(table: OutTable) -> Scripted {
+        let mut s =
+            Scripted { now: Instant::now(), kbgp: kbgp(), table, conn: None, got: vec![], room: true, closed: false };
+        s.kbgp.start(s.now, None);
+        s.drain();
+        s
+    }
+
+    /// kbgp's connection comes up and both OPENs and KEEPALIVEs are exchanged.
+    fn establish(&mut self) {
+        let local = SocketAddr::new(KBGP.parse().unwrap(), 40179);
+        self.conn = Some(self.kbgp.connected(self.now, false, local, Some("fd00::11".parse().unwrap())));
+        self.closed = false;
+        let caps = vec![
+            Capability::Multiprotocol(Family::IPV4_UNICAST),
+            Capability::Multiprotocol(Family::IPV6_UNICAST),
+            Capability::RouteRefresh,
+            Capability::EnhancedRouteRefresh,
+            Capability::FourOctetAs(65005),
+            Capability::ExtendedMessage,
+        ];
+        self.peer_sends(&Message::Open(Open::new(65005, 90, RR.parse().unwrap(), caps)));
+        self.peer_sends(&Message::Keepalive);
+        assert_eq!(self.kbgp.state(), State::Established);
+    }
+
+    fn peer_sends(&mut self, m: &Message) {
+        let c = if matches!(m, Message::Open(_)) { Ctx::default() } else { ctx() };
+        let b = wire::to_bytes(m, &c).unwrap();
+        self.peer_sends_raw(&b);
+    }
+
+    fn peer_sends_raw(&mut self, b: &[u8]) {
+        self.kbgp.handle_frame(self.now, self.conn.unwrap(), b);
+        self.drain();
+    }
+
+    /// Takes everything kbgp wants written, as a driver whose queue has room (or not).
+    fn drain(&mut self) {
+        loop {
+            while let Some(io) = self.kbgp.poll_io() {
+                match io {
+                    Io::Send { bytes, .. } => self.record(&bytes),
+                    Io::Close { .. } => self.closed = true,
+                    Io::Connect | Io::CancelConnect => {}
+                }
+            }
+            if !self.room {
+                break;
+            }
+            match self.kbgp.poll_updates(self.now, &mut self.table, 64 * 1024) {
+                Some((_, b)) => self.record(&b),
+                None => break,
+            }
+        }
+    }
+
+    fn record(&mut self, b: &[u8]) {
+        for f in frames(b) {
+            let c = if self.kbgp.state() == State::Established { ctx() } else { Ctx::default() };
+            self.got.push(wire::decode(f, &c).unwrap());
+        }
+    }
+
+    fn take(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.got)
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.kbgp.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.kbgp.poll_event()).collect()
+    }
+}
+
+fn updates(msgs: &[Message]) -> Vec<&Update> {
+    msgs.iter().filter_map(|m| if let Message::Update(u) = m { Some(u) } else { None }).collect()
+}
+
+fn announced(msgs: &[Message]) -> Vec<IpNet> {
+    updates(msgs).iter().flat_map(|u| u.announced()).map(|(_, n)| n.prefix).collect()
+}
+
+fn withdrawn(msgs: &[Message]) -> Vec<IpNet> {
+    updates(msgs).iter().flat_map(|u| u.withdrawn_all()).map(|(_, n)| n.prefix).collect()
+}
+
+fn end_of_ribs(msgs: &[Message]) -> Vec<Family> {
+    updates(msgs).iter().filter_map(|u| u.end_of_rib()).collect()
+}
+
+#[test]
+fn a_new_session_gets_the_table_then_end_of_rib() {
+    let mut s = Scripted::new(table(1000));
+    assert_eq!(s.take().len(), 0, "no connection yet");
+    s.establish();
+    let got = s.take();
+    assert!(matches!(got[0], Message::Open(_)));
+    assert!(matches!(got[1], Message::Keepalive));
+    let a = announced(&got);
+    assert_eq!(a.len(), 1000);
+    assert_eq!(a.iter().collect::<std::collections::BTreeSet<_>>().len(), 1000, "each prefix once");
+    // The markers come last, one per negotiated family.
+    assert_eq!(end_of_ribs(&got), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert!(updates(&got).last().unwrap().end_of_rib().is_some());
+    assert_eq!(s.kbgp.advertised(Family::IPV4_UNICAST), 1000);
+    // Next hop self, iBGP attributes.
+    let u = updates(&got)[0];
+    assert_eq!(u.attributes.next_hop, Some(KBGP.parse().unwrap()));
+    assert_eq!(u.attributes.local_pref, Some(100));
+    assert!(!s.kbgp.wants_updates(&s.table));
+}
+
+/// Issue 10's liveness bug, at the level of the core: a route removed from the plan while
+/// the session is down must neither be sent nor keep the peer busy after the reconnect.
+#[test]
+fn a_withdrawal_while_down_then_a_reconnect_ends_with_end_of_rib() {
+    let mut s = Scripted::new(table(10));
+    s.establish();
+    assert_eq!(announced(&s.take()).len(), 10);
+    s.kbgp.handle_closed(s.now, s.conn.unwrap());
+    s.drain();
+    assert_eq!(s.kbgp.state(), State::Idle);
+    assert!(s.events().contains(&Event::Down));
+    // The plan loses a route while the session is down.
+    s.table.remove(&v4(3));
+    s.table.collect(s.table.version());
+    assert!(!s.kbgp.wants_updates(&s.table), "no session: nothing to do");
+    s.advance(Duration::from_secs(5));
+    s.establish();
+    let got = s.take();
+    let a = announced(&got);
+    assert_eq!(a.len(), 9);
+    assert!(!a.contains(&v4(3)));
+    assert!(withdrawn(&got).is_empty(), "the new session never had it");
+    assert_eq!(end_of_ribs(&got).len(), 2);
+    assert!(!s.kbgp.wants_updates(&s.table), "up to date: no busy loop");
+    assert!(s.kbgp.poll_updates(s.now, &mut s.table, 65536).is_none());
+}
+
+#[test]
+fn an_add_then_remove_between_two_flushes_sends_nothing() {
+    let mut s = Scripted::new(table(2));
+    s.establish();
+    s.take();
+    let a = Arc::new(AdvertAttrs::default());
+    s.table.upsert(v4(50), &a);
+    s.table.remove(&v4(50));
+    s.table.upsert(v4(60), &a);
+    s.drain();
+    let got = s.take();
+    assert_eq!(announced(&got), vec![v4(60)]);
+    assert!(withdrawn(&got).is_empty());
+}
+
+#[test]
+fn route_refresh_sends_the_table_again() {
+    let mut s = Scripted::new(table(5));
+    s.establish();
+    s.take();
+    // Enhanced route refresh was negotiated: BoRR, the table, EoRR (RFC 7313 §4).
+    s.peer_sends(&Message::RouteRefresh(RouteRefresh {
+        family: Family::IPV4_UNICAST,
+        subtype: RefreshSubtype::Request,
+    }));
+    let got = s.take();
+    let kinds: Vec<_> = got
+        .iter()
+        .map(|m| match m {
+            Message::RouteRefresh(r) => format!("{:?}", r.subtype),
+            Message::Update(u) => format!("update {}", u.nlri.len()),
+            m => format!("{:?}", m.kind()),
+        })
+        .collect();
+    assert_eq!(kinds, vec!["BeginOfRouteRefresh", "update 5", "EndOfRouteRefresh"]);
+    assert_eq!(s.kbgp.advertised(Family::IPV4_UNICAST), 5, "the routes are counted once");
+    // A family the session did not negotiate is ignored.
+    let other = Family::new(crate::wire::Afi::Ipv4, crate::wire::Safi::Multicast);
+    s.peer_sends(&Message::RouteRefresh(RouteRefresh { family: other, subtype: RefreshSubtype::Request }));
+    assert!(s.take().is_empty());
+}
+
+#[test]
+fn a_soft_reset_resends_and_asks_for_the_peers_routes() {
+    let mut s = Scripted::new(table(3));
+    let t = OutTable::new();
+    assert!(s.kbgp.reset(s.now, true, &t).unwrap_err().contains("not Established"));
+    s.establish();
+    s.take();
+    let msg = s.kbgp.reset(s.now, true, &s.table).unwrap();
+    assert_eq!(msg, "sending all 3 routes again; asked the peer for its routes again");
+    s.drain();
+    let got = s.take();
+    let refresh: Vec<_> =
+        got.iter().filter_map(|m| if let Message::RouteRefresh(r) = m { Some(r.family) } else { None }).collect();
+    assert_eq!(refresh, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+    assert_eq!(announced(&got).len(), 3);
+    assert_eq!(s.kbgp.state(), State::Established, "a soft reset keeps the session");
+}
+
+#[test]
+fn a_hard_reset_sends_cease_and_waits_before_connecting_again() {
+    let mut s = Scripted::new(table(1));
+    s.establish();
+    s.take();
+    s.kbgp.reset(s.now, false, &s.table).unwrap();
+    s.drain();
+    let got = s.take();
+    assert!(matches!(&got[0], Message::Notification(n) if (n.code, n.subcode) == (6, 4)));
+    assert!(s.closed);
+    assert_eq!(s.kbgp.fsm().next_attempt(), Some(s.now + RESET_DELAY));
+}
+
+#[test]
+fn rfc7606_treat_as_withdraw_is_counted_and_withdraws() {
+    let mut s = Scripted::new(table(0));
+    s.establish();
+    s.events();
+    // 10.9.0.0/16 from the peer, then the same prefix with a malformed ORIGIN (length 2).
+    let good = [0x40, 1, 1, 0, 0x40, 2, 0, 0x40, 3, 4, 10, 0, 5, 1, 0x40, 5, 4, 0, 0, 0, 100];
+    let bad = [0x40, 1, 2, 0, 0, 0x40, 2, 0, 0x40, 3, 4, 10, 0, 5, 1, 0x40, 5, 4, 0, 0, 0, 100];
+    let update = |attrs: &[u8]| {
+        let mut body = vec![0, 0];
+        body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        body.extend_from_slice(attrs);
+        body.extend_from_slice(&[16, 10, 9]);
+        let mut m = vec![0xff; 16];
+        m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        m.push(2);
+        m.extend_from_slice(&body);
+        m
+    };
+    s.peer_sends_raw(&update(&good));
+    assert_eq!(s.kbgp.rib_in().count(Family::IPV4_UNICAST), 1);
+    s.events();
+    s.peer_sends_raw(&update(&bad));
+    assert_eq!(s.kbgp.state(), State::Established, "RFC 7606: the session survives");
+    assert_eq!(s.kbgp.rib_in().count(Family::IPV4_UNICAST), 0, "treated as withdrawn");
+    let ev = s.events();
+    assert!(ev.contains(&Event::UpdateError(Rfc7606Action::TreatAsWithdraw)), "{ev:?}");
+    assert!(ev.contains(&Event::Routes { advertised: [0, 0], received: [0, 0] }), "{ev:?}");
+    assert_eq!(s.kbgp.status(s.now, 0, &s.table).messages.updates_received, 2);
+}
+
+#[test]
+fn a_full_write_queue_never_holds_back_keepalive_or_notification() {
+    let mut s = Scripted::new(table(100_000));
+    s.room = false;
+    s.establish();
+    let got = s.take();
+    assert!(updates(&got).is_empty(), "the queue is full: no UPDATE produced");
+    assert!(s.kbgp.wants_updates(&s.table));
+    // The keepalive interval passes: the KEEPALIVE goes out anyway.
+    s.advance(Duration::from_secs(31));
+    assert_eq!(s.take(), vec![Message::Keepalive]);
+    // And a stop sends its NOTIFICATION, then closes.
+    s.kbgp.stop(s.now, Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_SHUTDOWN, "shutdown"));
+    s.drain();
+    let got = s.take();
+    assert!(matches!(&got[..], [Message::Notification(n)] if (n.code, n.subcode) == (6, 2)), "{got:?}");
+    assert!(s.closed);
+}
+
+#[test]
+fn a_chunk_is_bounded_and_the_rest_waits_for_room() {
+    let mut s = Scripted::new(table(100_000));
+    s.room = false;
+    s.establish();
+    s.take();
+    let (_, b) = s.kbgp.poll_updates(s.now, &mut s.table, 64 * 1024).unwrap();
+    assert!(b.len() < 64 * 1024 + 65536, "one chunk: {} octets", b.len());
+    assert!(s.kbgp.wants_updates(&s.table));
+    s.room = true;
+    s.drain();
+    let got = s.take();
+    assert_eq!(announced(&got).len() + count_nlri(&b), 100_000);
+    assert_eq!(end_of_ribs(&got).len(), 2);
+}
+
+fn count_nlri(b: &[u8]) -> usize {
+    frames(b).iter().map(|f| announced(&[wire::decode(f, &ctx()).unwrap()]).len()).sum()
+}
+
+#[test]
+fn update_latency_runs_until_the_change_is_written() {
+    let mut s = Scripted::new(table(1));
+    s.establish();
+    s.take();
+    s.events();
+    let seen = s.now;
+    s.table.upsert(v4(9), &Arc::new(AdvertAttrs::default()));
+    s.kbgp.table_changed(s.table.version(), seen);
+    s.now += Duration::from_millis(7);
+    s.drain();
+    let lat: Vec<_> =
+        s.events().into_iter().filter_map(|e| if let Event::Latency(d) = e { Some(d) } else { None }).collect();
+    assert_eq!(lat, vec![Duration::from_millis(7)]);
+}
+
+/// Two cores wired to each other: kbgp announcing from a table the test holds, a passive
+/// core receiving.
+struct Pair {
+    now: Instant,
+    a: Peer,
+    b: Peer,
+    tb: OutTable,
+    link: Option<(ConnId, ConnId)>,
+}
+
+impl Pair {
+    fn new(ta: &mut OutTable) -> Pair {
+        let b = Peer::new(PeerKey { local_asn: 65005, address: KBGP.parse().unwrap() }, settings(RR, KBGP, true), 9);
+        let mut p = Pair { now: Instant::now(), a: kbgp(), b, tb: OutTable::new(), link: None };
+        p.b.start(p.now, None);
+        p.a.start(p.now, None);
+        p.settle(ta);
+        p
+    }
+
+    /// Delivers everything both sides write until both are quiet. Like the driver, each side
+    /// writes its control messages before its next chunk of UPDATEs.
+    fn settle(&mut self, ta: &mut OutTable) {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            while let Some(io) = self.a.poll_io() {
+                moved = true;
+                match io {
+                    Io::Connect => {
+                        let la = SocketAddr::new(KBGP.parse().unwrap(), 40000);
+                        let lb = SocketAddr::new(RR.parse().unwrap(), 179);
+                        let cb = self.b.connected(self.now, true, lb, None);
+                        let ca = self.a.connected(self.now, false, la, None);
+                        self.link = Some((ca, cb));
+                    }
+                    Io::Send { bytes, .. } => self.deliver_to_b(&bytes),
+                    Io::Close { .. } => self.cut(),
+                    Io::CancelConnect => {}
+                }
+            }
+            if let Some((_, b)) = self.a.poll_updates(self.now, ta, 64 * 1024) {
+                moved = true;
+                self.deliver_to_b(&b);
+            }
+            while let Some(io) = self.b.poll_io() {
+                moved = true;
+                match io {
+                    Io::Send { bytes, .. } => self.deliver_to_a(&bytes),
+                    Io::Close { .. } => self.cut(),
+                    Io::Connect | Io::CancelConnect => {}
+                }
+            }
+            if let Some((_, b)) = self.b.poll_updates(self.now, &mut self.tb, 64 * 1024) {
+                moved = true;
+                self.deliver_to_a(&b);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the pair did not settle");
+    }
+
+    fn deliver_to_b(&mut self, bytes: &[u8]) {
+        if let Some((_, cb)) = self.link {
+            for f in frames(bytes) {
+                self.b.handle_frame(self.now, cb, f);
+            }
+        }
+    }
+
+    fn deliver_to_a(&mut self, bytes: &[u8]) {
+        if let Some((ca, _)) = self.link {
+            for f in frames(bytes) {
+                self.a.handle_frame(self.now, ca, f);
+            }
+        }
+    }
+
+    fn cut(&mut self) {
+        if let Some((ca, cb)) = self.link.take() {
+            self.a.handle_closed(self.now, ca);
+            self.b.handle_closed(self.now, cb);
+        }
+    }
+}
+
+#[test]
+fn a_second_core_receives_the_table_and_every_change() {
+    let mut t = table(2000);
+    let mut p = Pair::new(&mut t);
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.b.state(), State::Established);
+    assert_eq!(p.b.rib_in().count(Family::IPV4_UNICAST), 2000);
+    let got = p.b.received_routes(None);
+    assert_eq!(got[0].next_hop, Some(KBGP.parse().unwrap()));
+    // Changes: one gone, one new, an IPv6 route with the IPv4-mapped next hop.
+    t.remove(&v4(0));
+    let lp200 = Arc::new(AdvertAttrs { local_pref: Some(200), ..Default::default() });
+    t.upsert("2001:db8::1/128".parse().unwrap(), &lp200);
+    p.settle(&mut t);
+    assert_eq!(p.b.rib_in().count(Family::IPV4_UNICAST), 1999);
+    let v6 = p.b.received_routes(Some(Family::IPV6_UNICAST));
+    assert_eq!(v6.len(), 1);
+    assert_eq!(v6[0].next_hop, Some("::ffff:10.0.5.11".parse().unwrap()));
+    assert_eq!(v6[0].local_pref, Some(200));
+    assert_eq!(p.a.advertised(Family::IPV6_UNICAST), 1);
+    // The session breaks, the plan changes meanwhile, and the new session is exact.
+    p.cut();
+    assert_eq!(p.b.rib_in().count(Family::IPV4_UNICAST), 0);
+    t.remove(&v4(1));
+    p.now += Duration::from_secs(3);
+    p.a.handle_timeout(p.now);
+    p.settle(&mut t);
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.b.rib_in().count(Family::IPV4_UNICAST), 1998);
+    let adv = p.a.advertised_routes(&t, None);
+    assert_eq!(adv.len(), 1999);
+    assert!(!adv.iter().any(|r| r.prefix == v4(1)));
+}
+
+#[test]
+fn two_peers_of_one_group_drain_one_table_at_their_own_pace() {
+    let mut t = table(500);
+    let mut p1 = Pair::new(&mut t);
+    let mut p2 = Pair::new(&mut t);
+    assert_eq!(p1.b.rib_in().count(Family::IPV4_UNICAST), 500);
+    assert_eq!(p2.b.rib_in().count(Family::IPV4_UNICAST), 500);
+    t.remove(&v4(7));
+    t.upsert(v4(900), &Arc::new(AdvertAttrs::default()));
+    p1.settle(&mut t);
+    // p2 has not caught up: the tombstone must stay for it.
+    t.collect(p1.a.cursor().unwrap().min(p2.a.cursor().unwrap()));
+    p2.settle(&mut t);
+    for p in [&p1, &p2] {
+        assert_eq!(p.b.rib_in().count(Family::IPV4_UNICAST), 500);
+        assert!(!p.b.received_routes(None).iter().any(|r| r.prefix == v4(7)), "the withdrawal reached both");
+    }
+    t.collect(p1.a.cursor().unwrap().min(p2.a.cursor().unwrap()));
+    assert_eq!(t.slots(), 501, "the tombstone's slot is free for the next route");
+    t.upsert(v4(901), &Arc::new(AdvertAttrs::default()));
+    assert_eq!(t.slots(), 501);
+}
