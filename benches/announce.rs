@@ -163,22 +163,22 @@ fn main() {
     let mut run = Run { opts: &opts, env, id, results: serde_json::Map::new(), tables: Vec::new() };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.all()));
     sys::cleanup_all(false);
-    match outcome {
-        Ok(()) => {
-            let doc = run.report();
-            println!("{doc}");
-            if !opts.keep {
-                let _ = fs::remove_dir_all(&dir);
-            }
-        }
-        Err(_) => {
-            eprintln!(
-                "\nannounce bench FAILED (the reason is above); every daemon was stopped and every namespace removed; \
-                 configs and logs are kept in {}",
-                dir.display()
-            );
-            std::process::exit(1);
-        }
+    let failed = outcome.is_err();
+    if failed {
+        run.results.insert("failed".into(), Value::Bool(true));
+    }
+    let doc = run.report();
+    println!("{doc}");
+    if failed {
+        eprintln!(
+            "\nannounce bench FAILED (the reason is above; the tables above are the scenarios that completed); every \
+             daemon was stopped and every namespace removed; configs and logs are kept in {}",
+            dir.display()
+        );
+        std::process::exit(1);
+    }
+    if !opts.keep {
+        let _ = fs::remove_dir_all(&dir);
     }
 }
 
@@ -581,7 +581,7 @@ impl Run<'_> {
                    spec: {{nodeSelector: {{matchLabels: {{bench: "true"}}}},
                           virtualRouters: [{{localASN: {asn}, exportPodCIDR: true,
                                              serviceSelector: {{matchLabels: {{advertise-bgp: "true"}}}},
-                                             neighbors: [{{peerAddress: "127.0.1.1/32", peerASN: {asn}, connectRetryTimeSeconds: 1}}]}}]}}}}"#,
+                                             neighbors: [{{peerAddress: "127.0.1.1/32", peerASN: {asn}, connectRetryTimeSeconds: 5}}]}}]}}}}"#,
                 asn = confgen::ASN
             ),
         );

@@ -44,13 +44,14 @@ pub fn kbgp_services(path: &Path, services: usize, per: usize, first: usize) {
 }
 
 /// One Node (with the pod CIDR, InternalIP `node_ip`) and a kbgp.io/v1alpha1 peering policy
-/// with one iBGP neighbor per address in `peers`, on `port`.
+/// with one iBGP neighbor per address in `peers`, on `port`. connectRetryTimeSeconds is also
+/// how long kbgp gives one TCP connect: 1 s is too short for 32 peers while kbgp is busy.
 pub fn kbgp_node_policy(path: &Path, node_ip: Ipv4Addr, peers: &[Ipv4Addr], port: u16) -> String {
     let mut n = String::new();
     for p in peers {
         let _ = writeln!(
             n,
-            "    - {{peerAddress: \"{p}/32\", peerASN: {ASN}, peerPort: {port}, connectRetryTimeSeconds: 1}}"
+            "    - {{peerAddress: \"{p}/32\", peerASN: {ASN}, peerPort: {port}, connectRetryTimeSeconds: 5}}"
         );
     }
     let text = format!(
