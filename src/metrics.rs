@@ -291,7 +291,8 @@ impl Metrics {
         self.ipam_problems.set(a.problems.len() as i64);
     }
 
-    /// Makes the caller the owner of the peer's series; returns the token `forget_peer` takes.
+    /// Makes the caller the owner of the peer's series, which start as a stopped session;
+    /// returns the token `forget_peer` takes.
     pub fn claim_peer(&self, peer: &str, vrouter: &str) -> u64 {
         let token = self.next_owner.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         // Counters the alert rules take `increase()` of exist from the start at 0: a series
@@ -299,6 +300,8 @@ impl Metrics {
         for c in [&self.established, &self.received_routes_dropped, &self.connect_attempts] {
             let _ = c.with_label_values(&[peer, vrouter]);
         }
+        self.session_state.with_label_values(&[peer, vrouter]).set(crate::session::State::Idle as i64);
+        self.session_up.with_label_values(&[peer, vrouter]).set(0);
         let mut owners = self.peer_owners.lock().unwrap_or_else(|e| e.into_inner());
         owners.insert((peer.to_string(), vrouter.to_string()), token);
         token

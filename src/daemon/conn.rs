@@ -128,5 +128,51 @@ pub fn spawn_writer(
     })
 }
 
+/// A connection's two tasks, and the UPDATE chunks its writer has not written yet.
+pub struct Wire {
+    pub tx: mpsc::UnboundedSender<Write>,
+    pub in_flight: usize,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Wire {
+    /// Starts the reader and writer of `stream`: frames go out through `tx` as `wrap` makes
+    /// them, and `written` is called after each counted write.
+    pub fn start<T: Send + 'static>(
+        stream: TcpStream,
+        tx: mpsc::Sender<T>,
+        wrap: impl Fn(ReadEvent) -> T + Send + 'static,
+        written: impl Fn() + Send + 'static,
+    ) -> Wire {
+        let (rd, wr) = stream.into_split();
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        Wire { tx: wtx, in_flight: 0, reader: spawn_reader(rd, tx, wrap), writer: spawn_writer(wr, wrx, written) }
+    }
+
+    /// Closes the connection: the writer writes what is queued (a NOTIFICATION) and shuts
+    /// the socket down; a peer that does not read gets [`CLOSE_GRACE`], then the socket goes.
+    /// Returns the writer, to wait for at exit.
+    pub fn close(self) -> JoinHandle<()> {
+        self.reader.abort();
+        drop(self.tx);
+        let abort = self.writer.abort_handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            abort.abort();
+        });
+        self.writer
+    }
+}
+
+/// Connects in the background and hands the result to `done`.
+pub fn spawn_connect(
+    peer: SocketAddr,
+    ttl: Option<u8>,
+    done: impl FnOnce(io::Result<TcpStream>) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move { done(connect(peer, ttl).await) })
+}
+
 /// How long a closing connection may take to flush its last messages (a NOTIFICATION).
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);

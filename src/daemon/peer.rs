@@ -1,6 +1,6 @@
 //! The driver of every peer: one task that moves bytes between the sockets and the sans-IO
-//! cores (`session::Peer`), time into them, and plans into the export groups' shared tables
-//! (`rib::OutTable`). All protocol decisions are the cores'; this file only does I/O.
+//! cores (`session::Speaker` and its `session::Peer`s), time into them, and plans to them.
+//! Every protocol decision is theirs; this file only does I/O.
 //!
 //! Per connection a reader task frames messages into one bounded channel (a slow driver
 //! slows the peers through TCP) and a writer task drains an unbounded queue. Control
@@ -9,13 +9,13 @@
 //! holds at most that much, never a copy of the table. Plans arrive through a watch channel:
 //! a busy driver skips to the newest plan, it never misses one.
 
-use super::conn::{self, CLOSE_GRACE, ReadEvent, Write};
+use super::conn::{self, CLOSE_GRACE, ReadEvent, Wire, Write};
 use super::local_addr;
 use crate::admin::api::{self, unix_now};
 use crate::metrics::Metrics;
-use crate::plan::{GroupKey, Plan};
-use crate::rib::OutTable;
+use crate::plan::Plan;
 use crate::session::peer::{Io, Peer};
+use crate::session::speaker::{Change, Speaker};
 use crate::session::{ConnId, PeerKey};
 use crate::wire::error::cease_sub;
 use crate::wire::{Family, Notification};
@@ -72,25 +72,18 @@ enum Net {
     Connected(PeerKey, u64, io::Result<TcpStream>),
 }
 
-struct Wire {
-    tx: mpsc::UnboundedSender<Write>,
-    in_flight: usize,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-}
-
-struct Slot {
-    core: Peer,
-    group: GroupKey,
+/// A peer's sockets.
+#[derive(Default)]
+struct Sockets {
     wires: HashMap<ConnId, Wire>,
     connecting: Option<(u64, JoinHandle<()>)>,
     metrics_token: u64,
 }
 
 struct Driver {
+    speaker: Speaker,
+    sockets: HashMap<PeerKey, Sockets>,
     metrics: Arc<Metrics>,
-    peers: HashMap<PeerKey, Slot>,
-    tables: HashMap<GroupKey, OutTable>,
     reads: mpsc::Sender<Net>,
     notes: mpsc::UnboundedSender<Net>,
     attempts: u64,
@@ -109,25 +102,11 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
     let (plan_tx, mut plans) = watch::channel::<Option<(Arc<Plan>, Instant)>>(None);
     let (reads, mut read_rx) = mpsc::channel(1024);
     let (notes, mut note_rx) = mpsc::unbounded_channel();
-    let mut d = Driver {
-        metrics,
-        peers: HashMap::new(),
-        tables: HashMap::new(),
-        reads,
-        notes,
-        attempts: 0,
-        seed,
-        closing: Vec::new(),
-    };
+    let (speaker, sockets, closing) = (Speaker::new(), HashMap::new(), Vec::new());
+    let mut d = Driver { speaker, sockets, metrics, reads, notes, attempts: 0, seed, closing };
     let task = tokio::spawn(async move {
         loop {
-            let deadline = d.peers.values().filter_map(|s| s.core.poll_timeout()).min();
-            let sleep = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let deadline = d.speaker.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Peer(key, c)) => d.ask(key, c),
@@ -143,12 +122,9 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
                 }
                 Some(n) = read_rx.recv() => d.net(n),
                 Some(n) = note_rx.recv() => d.net(n),
-                _ = sleep => {
-                    let t = now();
-                    let due: Vec<PeerKey> = d.peers.iter()
-                        .filter(|(_, s)| s.core.poll_timeout().is_some_and(|x| x <= t)).map(|(k, _)| *k).collect();
-                    for k in due {
-                        d.with(k, |s| s.core.handle_timeout(t));
+                _ = async { tokio::time::sleep_until(deadline?).await; Some(()) }, if deadline.is_some() => {
+                    for k in d.speaker.handle_timeout(now()) {
+                        d.pump(k);
                     }
                 }
             }
@@ -158,134 +134,81 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
 }
 
 impl Driver {
-    /// Runs `f` on a peer's core, then carries out what it asked for.
-    fn with(&mut self, key: PeerKey, f: impl FnOnce(&mut Slot)) {
-        let Some(slot) = self.peers.get_mut(&key) else { return };
-        f(slot);
-        self.pump(key);
-    }
-
+    /// Carries out what a peer's core asked for: sockets, writes, UPDATEs while there is room.
     fn pump(&mut self, key: PeerKey) {
-        let Some(slot) = self.peers.get_mut(&key) else { return };
-        let table = self.tables.entry(slot.group.clone()).or_default();
+        let (Some((core, table)), Some(socks)) = (self.speaker.get(&key), self.sockets.get_mut(&key)) else { return };
         loop {
-            while let Some(io) = slot.core.poll_io() {
-                match io {
-                    Io::Connect => {
-                        if let Some((_, t)) = slot.connecting.take() {
-                            t.abort();
-                        }
-                        self.attempts += 1;
-                        let (id, tx, s) = (self.attempts, self.notes.clone(), slot.core.settings());
-                        let (addr, ttl) = (std::net::SocketAddr::new(s.address, s.port), s.ttl);
-                        let task = tokio::spawn(async move {
-                            let _ = tx.send(Net::Connected(key, id, conn::connect(addr, ttl).await));
-                        });
-                        slot.connecting = Some((id, task));
-                    }
-                    Io::CancelConnect => {
-                        if let Some((_, t)) = slot.connecting.take() {
-                            t.abort();
-                        }
-                    }
-                    Io::Send { conn, bytes } => {
-                        if let Some(w) = slot.wires.get(&conn) {
-                            let _ = w.tx.send(Write { bytes, counted: false });
-                        }
-                    }
-                    Io::Close { conn } => {
-                        if let Some(w) = slot.wires.remove(&conn) {
-                            close(w, &mut self.closing);
-                        }
-                    }
-                }
-            }
-            // UPDATEs only while the established connection has room.
-            let room = slot
-                .core
-                .established_conn()
-                .and_then(|c| slot.wires.get(&c))
-                .is_some_and(|w| w.in_flight < WRITE_QUEUE);
-            if !room || !slot.core.wants_updates(table) {
+            drain(key, core, socks, &self.notes, &mut self.attempts, &mut self.closing);
+            let conn = core.established_conn();
+            let room = conn.and_then(|c| socks.wires.get(&c)).is_some_and(|w| w.in_flight < WRITE_QUEUE);
+            if !room || !core.wants_updates(table) {
                 break;
             }
-            let Some((conn, bytes)) = slot.core.poll_updates(now(), table, FLUSH_CHUNK) else { break };
-            if let Some(w) = slot.wires.get_mut(&conn) {
+            let Some((conn, bytes)) = core.poll_updates(now(), table, FLUSH_CHUNK) else { break };
+            if let Some(w) = socks.wires.get_mut(&conn) {
                 w.in_flight += 1;
                 let _ = w.tx.send(Write { bytes, counted: true });
             }
         }
         let (label, vrouter) = (key.address.to_string(), key.local_asn.to_string());
-        while let Some(e) = slot.core.poll_event() {
+        while let Some(e) = core.poll_event() {
             self.metrics.peer_event(&label, &vrouter, &e);
         }
-        // Tombstones every established peer of the group has passed can go.
-        let group = slot.group.clone();
-        let min = self.peers.values().filter(|s| s.group == group).filter_map(|s| s.core.cursor()).min();
-        if let Some(t) = self.tables.get_mut(&group) {
-            t.collect(min.unwrap_or(t.version()));
-        }
+        self.speaker.collect(&key);
     }
 
     fn add_conn(&mut self, key: PeerKey, stream: TcpStream, inbound: bool) {
-        let Some(slot) = self.peers.get_mut(&key) else { return };
+        let (Some((core, _)), Some(socks)) = (self.speaker.get(&key), self.sockets.get_mut(&key)) else { return };
         let local = match stream.local_addr() {
             Ok(a) => a,
-            Err(e) => {
-                return debug!(peer = %key.address, vrouter = %key.local_asn, "connection without a local address: {e}");
-            }
+            Err(e) => return debug!(peer = %key.address, vrouter = %key.local_asn, "no local address: {e}"),
         };
         let companion = local_addr::companion(local.ip().to_canonical(), &local_addr::interface_addresses());
-        let id = slot.core.connected(now(), inbound, local, companion);
-        let (rd, wr) = stream.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let reader = conn::spawn_reader(rd, self.reads.clone(), move |e| Net::Read(key, id, e));
+        let id = core.connected(now(), inbound, local, companion);
         let notes = self.notes.clone();
-        let writer = conn::spawn_writer(wr, rx, move || {
-            let _ = notes.send(Net::Written(key, id));
-        });
-        slot.wires.insert(id, Wire { tx, in_flight: 0, reader, writer });
+        let written = move || drop(notes.send(Net::Written(key, id)));
+        socks.wires.insert(id, Wire::start(stream, self.reads.clone(), move |e| Net::Read(key, id, e), written));
         self.pump(key);
     }
 
     fn net(&mut self, n: Net) {
         let t = now();
+        let key = match &n {
+            Net::Read(k, ..) | Net::Written(k, _) | Net::Connected(k, ..) => *k,
+        };
+        let (Some((core, _)), Some(socks)) = (self.speaker.get(&key), self.sockets.get_mut(&key)) else { return };
         match n {
-            Net::Read(key, conn, ReadEvent::Frame(b)) => self.with(key, |s| s.core.handle_frame(t, conn, &b)),
-            Net::Read(key, conn, ReadEvent::Invalid(e)) => self.with(key, |s| s.core.handle_invalid(t, conn, e)),
-            Net::Read(key, conn, ReadEvent::Closed(e)) => {
+            Net::Read(_, conn, ReadEvent::Frame(b)) => core.handle_frame(t, conn, &b),
+            Net::Read(_, conn, ReadEvent::Invalid(e)) => core.handle_invalid(t, conn, e),
+            Net::Read(_, conn, ReadEvent::Closed(e)) => {
                 if let Some(e) = e {
                     debug!(peer = %key.address, vrouter = %key.local_asn, conn = conn.0, "read failed: {e}");
                 }
-                self.with(key, |s| {
-                    if let Some(w) = s.wires.remove(&conn) {
-                        w.reader.abort();
-                    }
-                    s.core.handle_closed(t, conn)
-                })
+                socks.wires.remove(&conn);
+                core.handle_closed(t, conn);
             }
-            Net::Written(key, conn) => self.with(key, |s| {
-                if let Some(w) = s.wires.get_mut(&conn) {
+            Net::Written(_, conn) => {
+                if let Some(w) = socks.wires.get_mut(&conn) {
                     w.in_flight = w.in_flight.saturating_sub(1);
                 }
-            }),
-            Net::Connected(key, id, r) => {
-                let Some(slot) = self.peers.get_mut(&key).filter(|s| s.connecting.as_ref().is_some_and(|c| c.0 == id))
-                else {
-                    return;
-                };
-                slot.connecting = None;
+            }
+            Net::Connected(_, id, r) => {
+                if socks.connecting.as_ref().is_none_or(|c| c.0 != id) {
+                    return; // an attempt given up since
+                }
+                socks.connecting = None;
                 match r {
-                    Ok(stream) => self.add_conn(key, stream, false),
-                    Err(e) => self.with(key, |s| s.core.connect_failed(t, e.to_string())),
+                    Ok(stream) => return self.add_conn(key, stream, false),
+                    Err(e) => core.connect_failed(t, e.to_string()),
                 }
             }
         }
+        self.pump(key);
     }
 
     fn inbound(&mut self, key: PeerKey, stream: TcpStream) {
-        let Some(slot) = self.peers.get(&key) else { return };
-        match conn::prepare_accepted(&stream, slot.core.settings().ttl) {
+        let Some((core, _)) = self.speaker.get(&key) else { return };
+        match conn::prepare_accepted(&stream, core.settings().ttl) {
             Ok(()) => self.add_conn(key, stream, true),
             Err(e) => debug!(peer = %key.address, vrouter = %key.local_asn, "inbound connection unusable: {e}"),
         }
@@ -293,100 +216,86 @@ impl Driver {
 
     fn ask(&mut self, key: PeerKey, c: PeerCmd) {
         let (t, unix) = (now(), unix_now());
-        let Some(slot) = self.peers.get_mut(&key) else { return };
-        let table = self.tables.entry(slot.group.clone()).or_default();
+        let Some((core, table)) = self.speaker.get(&key) else { return };
         match c {
-            PeerCmd::Status(reply) => drop(reply.send(slot.core.status(t, unix, table))),
-            PeerCmd::Table { received: true, family, reply } => drop(reply.send(slot.core.received_routes(family))),
-            PeerCmd::Table { family, reply, .. } => drop(reply.send(slot.core.advertised_routes(table, family))),
-            PeerCmd::Reset { soft, reply } => drop(reply.send(slot.core.reset(t, soft, table))),
-            PeerCmd::Refresh { reply } => drop(reply.send(slot.core.refresh(t))),
+            PeerCmd::Status(reply) => drop(reply.send(core.status(t, unix, table))),
+            PeerCmd::Table { received: true, family, reply } => drop(reply.send(core.received_routes(family))),
+            PeerCmd::Table { family, reply, .. } => drop(reply.send(core.advertised_routes(table, family))),
+            PeerCmd::Reset { soft, reply } => drop(reply.send(core.reset(t, soft, table))),
+            PeerCmd::Refresh { reply } => drop(reply.send(core.refresh(t))),
         }
         self.pump(key);
     }
 
-    /// Makes the peers and tables match `plan`: only what differs changes.
     fn apply(&mut self, plan: &Plan, since: Instant) {
-        let t = now();
-        let wanted: HashMap<PeerKey, &crate::plan::PeerPlan> = plan.peers().map(|(_, p)| (p.key, p)).collect();
-        let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
-        for k in gone {
-            tracing::info!(peer = %k.address, vrouter = %k.local_asn, "peer removed from the configuration");
-            self.remove(k, Notification::cease(cease_sub::PEER_DECONFIGURED, ""));
-        }
-        let mut synced = std::collections::HashSet::new();
-        for (key, p) in &wanted {
-            if synced.insert(p.group.clone()) {
-                let table = self.tables.entry(p.group.clone()).or_default();
-                table.sync(&p.routes);
-            }
-            let restart = match self.peers.get(key) {
-                Some(s) if s.core.settings() == &p.settings => None,
-                Some(_) => {
-                    tracing::info!(peer = %key.address, vrouter = %key.local_asn,
-                        "session settings changed: restarting the session in {} s", crate::session::peer::RESET_DELAY.as_secs());
-                    self.remove(*key, Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
-                    Some(Some(t + crate::session::peer::RESET_DELAY))
+        for c in self.speaker.apply(plan, now(), since, self.seed) {
+            match c {
+                Change::Stopped(core) => self.retire(*core),
+                Change::Started(key) => {
+                    let token = self.metrics.claim_peer(&key.address.to_string(), &key.local_asn.to_string());
+                    self.sockets.insert(key, Sockets { metrics_token: token, ..Sockets::default() });
                 }
-                None => Some(None),
-            };
-            if let Some(at) = restart {
-                let (label, vrouter) = (key.address.to_string(), key.local_asn.to_string());
-                let metrics_token = self.metrics.claim_peer(&label, &vrouter);
-                self.metrics
-                    .session_state
-                    .with_label_values(&[&label, &vrouter])
-                    .set(crate::session::State::Idle as i64);
-                self.metrics.session_up.with_label_values(&[&label, &vrouter]).set(0);
-                let mut core = Peer::new(*key, p.settings.clone(), (self.seed)(&key.to_string()));
-                core.start(t, at);
-                let slot =
-                    Slot { core, group: p.group.clone(), wires: HashMap::new(), connecting: None, metrics_token };
-                self.peers.insert(*key, slot);
             }
         }
-        self.tables.retain(|g, _| synced.contains(g));
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        let keys: Vec<PeerKey> = self.speaker.keys().collect();
         for k in keys {
-            if let Some(s) = self.peers.get_mut(&k)
-                && let Some(table) = self.tables.get(&s.group)
-            {
-                s.core.table_changed(table.version(), since);
-            }
             self.pump(k);
         }
     }
 
-    /// Stops a peer with `n` and forgets it; its connections close in the background.
-    fn remove(&mut self, key: PeerKey, n: Notification) {
-        self.with(key, |s| s.core.stop(now(), n));
-        let Some(slot) = self.peers.remove(&key) else { return };
-        self.metrics.forget_peer(&key.address.to_string(), &key.local_asn.to_string(), slot.metrics_token);
-        for (_, w) in slot.wires {
-            close(w, &mut self.closing);
-        }
+    /// Writes a stopped core's last messages and closes its connections.
+    fn retire(&mut self, mut core: Peer) {
+        let key = core.key();
+        let Some(mut socks) = self.sockets.remove(&key) else { return };
+        drain(key, &mut core, &mut socks, &self.notes, &mut self.attempts, &mut self.closing);
+        self.closing.retain(|t| !t.is_finished());
+        self.closing.extend(socks.wires.drain().map(|(_, w)| w.close()));
+        self.metrics.forget_peer(&key.address.to_string(), &key.local_asn.to_string(), socks.metrics_token);
     }
 
     /// Every peer gets `n`; returns once the NOTIFICATIONs are written (or [`CLOSE_GRACE`]).
     async fn shutdown(mut self, n: Notification) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.remove(k, n.clone());
+        for core in self.speaker.stop_all(now(), n) {
+            self.retire(core);
         }
         let _ = tokio::time::timeout(CLOSE_GRACE, futures::future::join_all(self.closing)).await;
     }
 }
 
-/// Closes a connection: the writer writes what is queued (a NOTIFICATION) and shuts the
-/// socket down; a peer that does not read gets [`CLOSE_GRACE`], then the socket goes.
-fn close(w: Wire, closing: &mut Vec<JoinHandle<()>>) {
-    w.reader.abort();
-    drop(w.tx);
-    let abort = w.writer.abort_handle();
-    tokio::spawn(async move {
-        tokio::time::sleep(CLOSE_GRACE).await;
-        abort.abort();
-    });
-    closing.retain(|t| !t.is_finished());
-    closing.push(w.writer);
+/// Carries out a core's socket requests.
+fn drain(
+    key: PeerKey,
+    core: &mut Peer,
+    socks: &mut Sockets,
+    notes: &mpsc::UnboundedSender<Net>,
+    attempts: &mut u64,
+    closing: &mut Vec<JoinHandle<()>>,
+) {
+    while let Some(io) = core.poll_io() {
+        match io {
+            Io::Connect | Io::CancelConnect => {
+                if let Some((_, t)) = socks.connecting.take() {
+                    t.abort();
+                }
+                if io == Io::Connect {
+                    *attempts += 1;
+                    let (id, tx, s) = (*attempts, notes.clone(), core.settings());
+                    let addr = std::net::SocketAddr::new(s.address, s.port);
+                    let done = move |r| drop(tx.send(Net::Connected(key, id, r)));
+                    socks.connecting = Some((id, conn::spawn_connect(addr, s.ttl, done)));
+                }
+            }
+            Io::Send { conn, bytes } => {
+                if let Some(w) = socks.wires.get(&conn) {
+                    let _ = w.tx.send(Write { bytes, counted: false });
+                }
+            }
+            Io::Close { conn } => {
+                if let Some(w) = socks.wires.remove(&conn) {
+                    closing.retain(|t| !t.is_finished());
+                    closing.push(w.close());
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! | `config.rs` | per-session settings | |
 //! | `peer.rs` | one peer, sans-IO: FSM + Adj-RIB-In + Adj-RIB-Out + End-of-RIB, refresh and reset sequencing | 4271 §9.2; 4724 §2; 2918; 7313; 7606 |
 //! | `peer_status.rs` | a peer as the admin API shows it | |
+//! | `speaker.rs` | every peer and the groups' tables: a plan applied as the difference | |
 
 pub mod backoff;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod fsm;
 pub mod negotiate;
 pub mod peer;
 mod peer_status;
+pub mod speaker;
 
 pub use config::{PeerKey, PeerSettings, SessionConfig};
 pub use fsm::{ConnId, Fsm, Input, Output, SessionError, State};

@@ -1,0 +1,218 @@
+//! Every peer of the node and the export groups' tables, sans-IO: where plans meet sessions.
+//!
+//! [`Speaker::apply`] makes the peers and tables match a plan, touching only what differs:
+//! each group's table takes the plan's routes (only changed routes get a new version); a
+//! peer whose settings are unchanged keeps its session; a peer whose settings changed is
+//! stopped (Cease 6/6) and replaced by one that connects [`RESET_DELAY`] later; a peer that
+//! left the plan is stopped (Cease 6/3). Stopped cores are handed back so the driver can
+//! write their last messages. The driver keeps the sockets; this keeps the decisions.
+
+use super::config::PeerKey;
+use super::peer::{Peer, RESET_DELAY};
+use crate::plan::{GroupKey, Plan};
+use crate::rib::OutTable;
+use crate::wire::Notification;
+use crate::wire::error::cease_sub;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+use tracing::info;
+
+struct Entry {
+    core: Peer,
+    group: GroupKey,
+}
+
+#[derive(Default)]
+pub struct Speaker {
+    peers: BTreeMap<PeerKey, Entry>,
+    tables: HashMap<GroupKey, OutTable>,
+}
+
+/// What [`Speaker::apply`] did to one peer.
+pub enum Change {
+    /// A new core runs under this key (a new peer, or one restarted for new settings).
+    Started(PeerKey),
+    /// This core was stopped and taken out: drain its I/O, then drop it.
+    Stopped(Box<Peer>),
+}
+
+impl Speaker {
+    pub fn new() -> Speaker {
+        Speaker::default()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// A peer's core and its group's table.
+    pub fn get(&mut self, key: &PeerKey) -> Option<(&mut Peer, &mut OutTable)> {
+        let e = self.peers.get_mut(key)?;
+        let t = self.tables.entry(e.group.clone()).or_default();
+        Some((&mut e.core, t))
+    }
+
+    /// The earliest deadline of any peer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|e| e.core.poll_timeout()).min()
+    }
+
+    /// Runs the deadlines due at `now`; returns the peers that had one.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<PeerKey> {
+        let mut due = Vec::new();
+        for (k, e) in &mut self.peers {
+            if e.core.poll_timeout().is_some_and(|t| t <= now) {
+                e.core.handle_timeout(now);
+                due.push(*k);
+            }
+        }
+        due
+    }
+
+    /// Frees the tombstones of `key`'s table that every established peer of it has passed.
+    pub fn collect(&mut self, key: &PeerKey) {
+        let Some(group) = self.peers.get(key).map(|e| &e.group) else { return };
+        let min = self.peers.values().filter(|e| e.group == *group).filter_map(|e| e.core.cursor()).min();
+        if let Some(t) = self.tables.get_mut(group) {
+            t.collect(min.unwrap_or(t.version()));
+        }
+    }
+
+    /// Makes the peers and tables match `plan`. `since`: when the change behind the plan was
+    /// seen (the start of the update latency). `seed` gives each new core its jitter.
+    pub fn apply(&mut self, plan: &Plan, now: Instant, since: Instant, seed: impl Fn(&str) -> u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let wanted: HashMap<PeerKey, &crate::plan::PeerPlan> = plan.peers().map(|(_, p)| (p.key, p)).collect();
+        let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+        for k in gone {
+            info!(peer = %k.address, vrouter = %k.local_asn, "peer removed from the configuration");
+            changes.extend(
+                self.stop(&k, now, Notification::cease(cease_sub::PEER_DECONFIGURED, ""))
+                    .map(|p| Change::Stopped(Box::new(p))),
+            );
+        }
+        let mut synced = HashSet::new();
+        for (key, p) in &wanted {
+            if synced.insert(&p.group) {
+                self.tables.entry(p.group.clone()).or_default().sync(&p.routes);
+            }
+            let at = match self.peers.get(key) {
+                Some(e) if e.core.settings() == &p.settings => continue,
+                Some(_) => {
+                    info!(
+                        peer = %key.address,
+                        vrouter = %key.local_asn,
+                        "session settings changed: restarting the session in {} s",
+                        RESET_DELAY.as_secs()
+                    );
+                    let n = Notification::cease(cease_sub::OTHER_CONFIGURATION_CHANGE, "");
+                    changes.extend(self.stop(key, now, n).map(|p| Change::Stopped(Box::new(p))));
+                    Some(now + RESET_DELAY)
+                }
+                None => None,
+            };
+            let mut core = Peer::new(*key, p.settings.clone(), seed(&key.to_string()));
+            core.start(now, at);
+            self.peers.insert(*key, Entry { core, group: p.group.clone() });
+            changes.push(Change::Started(*key));
+        }
+        self.tables.retain(|g, _| synced.contains(g));
+        for e in self.peers.values_mut() {
+            if let Some(t) = self.tables.get(&e.group) {
+                e.core.table_changed(t.version(), since);
+            }
+        }
+        changes
+    }
+
+    /// Stops and takes out one peer.
+    fn stop(&mut self, key: &PeerKey, now: Instant, n: Notification) -> Option<Peer> {
+        let mut e = self.peers.remove(key)?;
+        e.core.stop(now, n);
+        Some(e.core)
+    }
+
+    /// Stops every peer with `n` and hands their cores back.
+    pub fn stop_all(&mut self, now: Instant, n: Notification) -> Vec<Peer> {
+        let keys: Vec<PeerKey> = self.keys().collect();
+        keys.iter().filter_map(|k| self.stop(k, now, n.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::session::State;
+    use crate::session::peer::Io;
+
+    fn plan(extra_policy: &str, services: usize) -> Plan {
+        let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: rack0}}\nspec: {podCIDRs: [10.1.0.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 10.0.5.11}]}\n";
+        let mut docs = vec![
+            crate::test_fixtures::POLICY
+                .replace("      peerASN: 65005\n", &format!("      peerASN: 65005\n{extra_policy}")),
+            node.into(),
+        ];
+        for i in 0..services {
+            docs.push(format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, labels: {{advertise-bgp: \"true\"}}}}\nspec: {{type: LoadBalancer}}\nstatus: {{loadBalancer: {{ingress: [{{ip: 20.0.0.{i}}}]}}}}\n"
+            ));
+        }
+        let w = load_str(&docs.join("---\n"), "t").unwrap().world;
+        crate::plan::plan("n1", &w).unwrap()
+    }
+
+    fn started(c: &[Change]) -> usize {
+        c.iter().filter(|c| matches!(c, Change::Started(_))).count()
+    }
+
+    fn cease(core: &mut Peer) -> Vec<Io> {
+        std::iter::from_fn(|| core.poll_io()).collect()
+    }
+
+    #[test]
+    fn a_plan_starts_peers_and_fills_their_table() {
+        let mut s = Speaker::new();
+        let now = Instant::now();
+        let c = s.apply(&plan("", 3), now, now, |_| 1);
+        assert_eq!(started(&c), 1);
+        let key = s.keys().next().unwrap();
+        let (core, table) = s.get(&key).unwrap();
+        assert_eq!(core.state(), State::Connect);
+        assert_eq!(table.total(), 4, "three Service IPs and the pod CIDR");
+    }
+
+    #[test]
+    fn unchanged_settings_keep_the_session_and_only_routes_change() {
+        let mut s = Speaker::new();
+        let now = Instant::now();
+        s.apply(&plan("", 3), now, now, |_| 1);
+        let key = s.keys().next().unwrap();
+        let v = s.get(&key).unwrap().1.version();
+        let c = s.apply(&plan("", 4), now, now, |_| 1);
+        assert!(c.is_empty(), "same settings: the peer is not touched");
+        let (_, table) = s.get(&key).unwrap();
+        assert_eq!(table.version(), v + 1, "one route added, one version");
+        assert_eq!(table.total(), 5);
+    }
+
+    #[test]
+    fn changed_settings_restart_with_a_delay_and_removed_peers_get_cease() {
+        let mut s = Speaker::new();
+        let now = Instant::now();
+        s.apply(&plan("", 1), now, now, |_| 1);
+        let key = s.keys().next().unwrap();
+        assert_eq!(cease(s.get(&key).unwrap().0), vec![Io::Connect]);
+        let c = s.apply(&plan("      holdTimeSeconds: 30\n", 1), now, now, |_| 1);
+        assert_eq!(c.len(), 2);
+        let Change::Stopped(mut old) = c.into_iter().next().unwrap() else { panic!("the old core first") };
+        // It had no connection: no NOTIFICATION to write, only the cancelled attempt.
+        assert_eq!(cease(&mut old), vec![Io::CancelConnect]);
+        let (core, _) = s.get(&key).unwrap();
+        assert_eq!(core.fsm().next_attempt(), Some(now + RESET_DELAY));
+        let c = s.apply(&Plan::default(), now, now, |_| 1);
+        assert!(matches!(&c[..], [Change::Stopped(_)]));
+        assert!(s.get(&key).is_none());
+        assert_eq!(s.tables.len(), 0, "a group no peer uses is dropped");
+    }
+}
