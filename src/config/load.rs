@@ -12,6 +12,7 @@ use super::pool::{LbPool, PoolKind, PoolRaw};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A loaded file: the World and the notes that did not stop it (unknown kinds, deprecations).
 #[derive(Debug, Default)]
@@ -109,7 +110,7 @@ impl Loader<'_> {
                 if let Some(raw) = typed::<PolicyRaw>(v, &name, d.errors)
                     && let Some(p) = PeeringPolicy::from_spec(&name, pk, &raw.spec, &mut d)
                 {
-                    self.loaded.world.policies.push(p);
+                    self.loaded.world.policies.push(Arc::new(p));
                 }
             }
             Kind::Pool(pk) => {
@@ -117,25 +118,25 @@ impl Loader<'_> {
                     let before = d.errors.len();
                     let p = LbPool::from_raw(pk, &name, &raw, &mut d, &mut self.loaded.warnings);
                     if d.errors.len() == before {
-                        self.loaded.world.pools.push(p);
+                        self.loaded.world.pools.push(Arc::new(p));
                     }
                 }
             }
             Kind::Node => {
                 if let Some(raw) = typed::<NodeRaw>(v, &name, d.errors) {
                     let n = Node::from_raw(&name, &raw, &mut d);
-                    self.loaded.world.nodes.push(n);
+                    self.loaded.world.nodes.push(Arc::new(n));
                 }
             }
             Kind::Service => {
                 if let Some(raw) = typed::<ServiceRaw>(v, &name, d.errors) {
                     let s = Service::from_raw(&name, &raw, &mut d);
-                    self.loaded.world.services.push(s);
+                    self.loaded.world.services.push(Arc::new(s));
                 }
             }
             Kind::EndpointSlice => {
                 if let Some(raw) = typed::<EndpointSliceRaw>(v, &name, d.errors) {
-                    self.loaded.world.endpoint_slices.push(EndpointSlice::from_raw(&name, &raw));
+                    self.loaded.world.endpoint_slices.push(Arc::new(EndpointSlice::from_raw(&name, &raw)));
                 }
             }
             Kind::List => {}

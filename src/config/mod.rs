@@ -20,28 +20,34 @@ pub use load::{Loaded, expand, load_file, load_files, load_str};
 pub use meta::LabelSelector;
 pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
 pub use pool::LbPool;
+use std::sync::Arc;
 
 /// Everything kbgp knows about the cluster at one moment.
+///
+/// Objects are shared (`Arc`): the Kubernetes source builds a new World per batch of changes
+/// from the objects it holds, so an unchanged object costs a pointer copy, not a deep clone.
+/// Code that changes one (LB IPAM filling a Service's ingress in file mode) uses
+/// [`Arc::make_mut`], which copies only that object if another World still shares it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct World {
-    pub policies: Vec<PeeringPolicy>,
-    pub pools: Vec<LbPool>,
-    pub nodes: Vec<Node>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub policies: Vec<Arc<PeeringPolicy>>,
+    pub pools: Vec<Arc<LbPool>>,
+    pub nodes: Vec<Arc<Node>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
 }
 
 impl World {
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.nodes.iter().find(|n| n.name == name).map(|n| &**n)
     }
 
     /// Policies that select `node`.
     pub fn policies_for(&self, node: &Node) -> Vec<&PeeringPolicy> {
-        self.policies.iter().filter(|p| p.selects(&node.labels)).collect()
+        self.policies.iter().filter(|p| p.selects(&node.labels)).map(|p| &**p).collect()
     }
 
-    /// Adds another file's objects.
+    /// Adds another file's objects (moves the pointers; nothing is copied).
     pub fn extend(&mut self, other: World) {
         self.policies.extend(other.policies);
         self.pools.extend(other.pools);

@@ -31,6 +31,7 @@ use range::{Num, bounds, capacity, lowest_free, num, overlaps};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Annotations that request addresses, in the order they are looked up.
 pub const IPS_ANNOTATIONS: &[&str] = &["kbgp.io/ips", "lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips"];
@@ -143,7 +144,7 @@ fn age_key(ts: &Option<String>, name: &str) -> (bool, String, String) {
 }
 
 struct State<'a> {
-    services: &'a [Service],
+    services: &'a [Arc<Service>],
     /// Address -> indexes of the Services holding it.
     owners: HashMap<IpAddr, Vec<usize>>,
     used: BTreeSet<Num>,
@@ -180,7 +181,7 @@ impl State<'_> {
 /// Works out every handled Service's addresses and every pool's state.
 pub fn allocate(world: &World) -> Allocation {
     // Pools, oldest first: a newer pool overlapping an older one is the conflicting one.
-    let mut by_age: Vec<&LbPool> = world.pools.iter().collect();
+    let mut by_age: Vec<&LbPool> = world.pools.iter().map(|p| &**p).collect();
     by_age.sort_by_key(|p| age_key(&p.creation_timestamp, &p.name));
     let mut conflicts: HashMap<String, String> = HashMap::new();
     let mut problems = Vec::new();
@@ -205,7 +206,7 @@ pub fn allocate(world: &World) -> Allocation {
             conflicts.insert(p.name.clone(), why);
         }
     }
-    let mut by_name: Vec<&LbPool> = world.pools.iter().collect();
+    let mut by_name: Vec<&LbPool> = world.pools.iter().map(|p| &**p).collect();
     by_name.sort_by(|a, b| a.name.cmp(&b.name));
     let usable: Vec<&LbPool> = by_name.iter().filter(|p| !conflicts.contains_key(&p.name)).copied().collect();
     let pool_of = |ip: &IpAddr| usable.iter().find(|p| p.contains(ip)).copied();
@@ -339,7 +340,8 @@ pub fn apply(world: &mut World, a: &Allocation) {
             && s.ingress_ips.is_empty()
             && let Some(v) = a.services.get(&s.key())
         {
-            s.ingress_ips = v.iter().map(|(ip, _)| *ip).collect();
+            // Copies this Service only if another World shares it.
+            Arc::make_mut(s).ingress_ips = v.iter().map(|(ip, _)| *ip).collect();
         }
     }
 }

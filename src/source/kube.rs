@@ -83,14 +83,14 @@ impl Kind {
     }
 }
 
-/// One object, as the World keeps it.
+/// One object, as the World keeps it: shared with every World built since it last changed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Obj {
-    Node(Node),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Policy(PeeringPolicy),
-    Pool(LbPool),
+    Node(Arc<Node>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Policy(Arc<PeeringPolicy>),
+    Pool(Arc<LbPool>),
 }
 
 /// What a watcher reports.
@@ -130,8 +130,9 @@ impl Store {
                 let kept = self.current.get(&k).and_then(|m| m.get(&key)).cloned();
                 let buf = self.relist.entry(k).or_default();
                 match obj {
+                    // An unchanged object keeps the instance the current World shares.
                     Ok(o) => {
-                        buf.insert(key, o);
+                        buf.insert(key, kept.filter(|k| *k == o).unwrap_or(o));
                     }
                     Err(e) => {
                         self.problems.push(format!("{}/{key}: {e}", k.name()));
@@ -178,6 +179,7 @@ impl Store {
         KINDS.iter().all(|k| self.synced.get(k).copied().unwrap_or(false))
     }
 
+    /// The World of the current objects: pointer copies, no object is cloned.
     pub fn world(&self) -> World {
         let mut w = World::default();
         for (k, m) in &self.current {
@@ -236,7 +238,7 @@ pub fn convert_node(n: &K8sNode) -> Result<Obj, String> {
     if !errs.is_empty() {
         warn!(node = %name, "{}", errs.join("; "));
     }
-    Ok(Obj::Node(node))
+    Ok(Obj::Node(Arc::new(node)))
 }
 
 pub fn convert_service(s: &K8sService) -> Result<Obj, String> {
@@ -248,7 +250,7 @@ pub fn convert_service(s: &K8sService) -> Result<Obj, String> {
         // The API server validated it; what kbgp cannot read of it is skipped, not fatal.
         debug!(service = %svc.key(), "{}", errs.join("; "));
     }
-    Ok(Obj::Service(svc))
+    Ok(Obj::Service(Arc::new(svc)))
 }
 
 /// EndpointSlices keep only the endpoints on `node`. They are the busiest kind, so this reads
@@ -269,12 +271,12 @@ pub fn convert_endpoint_slice(s: &K8sEndpointSlice, node: &str) -> Result<Obj, S
             }
         })
         .collect();
-    Ok(Obj::EndpointSlice(EndpointSlice {
+    Ok(Obj::EndpointSlice(Arc::new(EndpointSlice {
         namespace: s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         name: s.metadata.name.clone().unwrap_or_default(),
         service: s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL).cloned()),
         endpoints,
-    }))
+    })))
 }
 
 pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String> {
@@ -283,7 +285,7 @@ pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String
         raw(o.data.get("spec").cloned().unwrap_or_default()).map_err(|e| format!("spec.{e}"))?;
     let (p, errs) = diag_result(&name, |d| PeeringPolicy::from_spec(&name, kind, &spec, d));
     match p {
-        Some(p) if errs.is_empty() => Ok(Obj::Policy(p)),
+        Some(p) if errs.is_empty() => Ok(Obj::Policy(Arc::new(p))),
         _ => Err(errs.join("; ")),
     }
 }
@@ -293,7 +295,7 @@ pub fn convert_pool(o: &DynamicObject, kind: PoolKind) -> Result<Obj, String> {
     let r: PoolRaw = raw(serde_json::to_value(o).map_err(|e| e.to_string())?)?;
     let mut warnings = Vec::new();
     let (p, errs) = diag_result(&name, |d| LbPool::from_raw(kind, &name, &r, d, &mut warnings));
-    if errs.is_empty() { Ok(Obj::Pool(p)) } else { Err(errs.join("; ")) }
+    if errs.is_empty() { Ok(Obj::Pool(Arc::new(p))) } else { Err(errs.join("; ")) }
 }
 
 // ---- the watchers ----

@@ -79,6 +79,31 @@ fn updates_deletes_and_no_op_updates() {
 }
 
 #[test]
+fn worlds_share_the_objects_that_did_not_change() {
+    let mut s = store_synced_except(&[]);
+    s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "true"))));
+    s.apply(Update::Apply(Kind::Service, "default/b".into(), Ok(svc("b", "true"))));
+    let w1 = s.world();
+    s.apply(Update::Apply(Kind::Service, "default/b".into(), Ok(svc("b", "false"))));
+    let w2 = s.world();
+    assert!(Arc::ptr_eq(&w1.services[0], &w2.services[0]), "a is unchanged: one instance");
+    assert!(!Arc::ptr_eq(&w1.services[1], &w2.services[1]));
+    assert_eq!(w1.services[1].labels["advertise-bgp"], "true", "an older World keeps what it had");
+    // An update that changes nothing, and a relist of the same objects, keep the instance too.
+    s.apply(Update::Apply(Kind::Service, "default/a".into(), Ok(svc("a", "true"))));
+    s.apply(Update::Init(Kind::Service));
+    s.apply(Update::InitApply(Kind::Service, "default/a".into(), Ok(svc("a", "true"))));
+    s.apply(Update::InitApply(Kind::Service, "default/b".into(), Ok(svc("b", "false"))));
+    s.apply(Update::InitDone(Kind::Service));
+    let w3 = s.world();
+    assert!(Arc::ptr_eq(&w1.services[0], &w3.services[0]) && Arc::ptr_eq(&w2.services[1], &w3.services[1]));
+    // LB IPAM in file mode changes its own copy, never a shared one.
+    let mut w4 = w3.clone();
+    Arc::make_mut(&mut w4.services[0]).ingress_ips.clear();
+    assert_eq!(w3.services[0].ingress_ips.len(), 1);
+}
+
+#[test]
 fn an_invalid_policy_keeps_its_last_valid_version() {
     let mut s = store_synced_except(&[]);
     assert!(s.apply(Update::Apply(Kind::CiliumPolicy, "rack0-65005".into(), policy(90))));
