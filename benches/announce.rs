@@ -112,6 +112,7 @@ fn secs(s: f64) -> String {
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a / b < 0.1 => format!("{:.4}", a / b),
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "–".into(),
     }
@@ -596,9 +597,6 @@ impl Run<'_> {
                  \"status\": {{\"loadBalancer\": {{\"ingress\": [{ips}]}}}}}}"
             )
         };
-        for s in 0..services {
-            server.apply(SERVICES, &svc(s, false));
-        }
         let tag = format!("churn{window}");
         let mut sink = Sink::start(env, &ns.name, &tag, &["127.0.1.1:179".into()], services + 1, true);
         let kc = env.path(&format!("kubeconfig-{tag}"));
@@ -623,6 +621,12 @@ impl Run<'_> {
             &env.path(&format!("kbgp-{tag}.log")),
             &[("KUBECONFIG", kc.to_str().expect("utf8"))],
         );
+        // The Services come as watch events once kbgp is up: the test server's list honours
+        // `limit=500` without a `continue` token, so a first list would see only 500 of them.
+        sink.wait("established", 1, env.timeout, &mut k);
+        for s in 0..services {
+            server.apply(SERVICES, &svc(s, false));
+        }
         sink.wait("expect", 1, env.timeout, &mut k);
         std::thread::sleep(Duration::from_secs(2));
         let before = k.stats();
