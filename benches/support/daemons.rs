@@ -352,7 +352,7 @@ pub fn bird_established_ns(log: &Path) -> Option<u64> {
 }
 
 /// "2026-11-01" "12:34:56.123456" (UTC) → nanoseconds since the epoch.
-fn parse_utc(date: &str, time: &str) -> Option<u64> {
+pub fn parse_utc(date: &str, time: &str) -> Option<u64> {
     let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
