@@ -187,11 +187,17 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
         Some(n) => vec![n.to_string()],
         None => loaded.world.nodes.iter().map(|n| n.name.clone()).collect(),
     };
+    let world = std::sync::Arc::new(loaded.world);
     for n in &nodes {
-        match kbgp::plan::plan(n, &loaded.world) {
-            Ok(p) => {
+        match kbgp::plan::Planner::new(n).update(world.clone()) {
+            Ok((p, routes)) => {
                 let peers = p.peers().count();
-                let routes: usize = p.peers().map(|(_, pp)| pp.routes.len()).sum();
+                let groups = match routes {
+                    Some(kbgp::plan::RouteUpdate::Full(g)) => g,
+                    _ => Vec::new(),
+                };
+                let of = |g: &kbgp::plan::GroupKey| groups.iter().find(|(k, _)| k == g).map_or(0, |(_, r)| r.len());
+                let routes: usize = p.peers().map(|(_, pp)| of(&pp.group)).sum();
                 println!(
                     "node {n}: policy {}, {peers} peers, {routes} routes",
                     p.policy.as_deref().unwrap_or("(none)")
@@ -208,10 +214,10 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
         println!(
             "{}: ok ({} policies, {} pools, {} nodes, {} services)",
             files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
-            loaded.world.policies.len(),
-            loaded.world.pools.len(),
-            loaded.world.nodes.len(),
-            loaded.world.services.len()
+            world.policies.len(),
+            world.pools.len(),
+            world.nodes.len(),
+            world.services.len()
         );
         ExitCode::SUCCESS
     } else {

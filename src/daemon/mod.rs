@@ -27,7 +27,7 @@ pub mod peer;
 use crate::config::World;
 use crate::ipam;
 use crate::metrics::Metrics;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, Planner, RouteUpdate};
 use crate::source::FileSource;
 use crate::wire::Notification;
 use crate::wire::error::cease_sub;
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub struct RunOptions {
     /// Files or directories, read as one World.
@@ -87,9 +87,10 @@ pub fn resolve_node(named: Option<&str>, world: &World) -> Result<String, String
     }
 }
 
-/// A plan made from files, with what it was made from.
-pub struct Planned {
-    pub plan: Plan,
+/// A World made from files, with what came with it.
+pub struct FileWorld {
+    /// The node kbgp runs as.
+    pub node: String,
     /// The World with LB IPAM's assignments applied.
     pub world: Arc<World>,
     pub alloc: ipam::Allocation,
@@ -97,17 +98,16 @@ pub struct Planned {
     pub warnings: Vec<String>,
 }
 
-/// Loads, assigns LB IPs the way the cluster's IPAM controller would, and plans. Every
-/// problem is one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
-pub fn load_and_plan(source: &mut FileSource, node: Option<&str>) -> Result<Planned, String> {
+/// Loads and assigns LB IPs the way the cluster's IPAM controller would. Every problem is
+/// one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
+pub fn load(source: &mut FileSource, node: Option<&str>) -> Result<FileWorld, String> {
     let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let node = resolve_node(node, &loaded.world)?;
     let alloc = ipam::allocate(&loaded.world);
     ipam::apply(&mut loaded.world, &alloc);
     let mut warnings = loaded.warnings;
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
-    let p = plan::plan(&node, &loaded.world).map_err(|e| e.to_string())?;
-    Ok(Planned { plan: p, world: Arc::new(loaded.world), alloc, warnings })
+    Ok(FileWorld { node, world: Arc::new(loaded.world), alloc, warnings })
 }
 
 /// A seed for the random choices of one peer or node (backoff jitter, write delays): its
@@ -120,9 +120,10 @@ fn seed(name: &str) -> u64 {
 
 struct Daemon {
     metrics: Arc<Metrics>,
+    planner: Planner,
     /// The task that drives every peer, and where its plans and commands go.
     driver: mpsc::Sender<peer::Cmd>,
-    plans: peer::PlanFeed,
+    feed: Arc<peer::Feed>,
     driver_task: Option<JoinHandle<()>>,
     listeners: HashMap<u16, JoinHandle<()>>,
     routing: listener::Routing,
@@ -131,12 +132,28 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Makes the running peers match `plan`. `since`: when the change that led to this plan
-    /// was seen. The driver applies only what differs, and a plan it had no time for yet is
-    /// replaced by this one, never lost.
-    fn apply(&mut self, plan: Plan, since: Instant) {
-        let plan = Arc::new(plan);
-        self.plans.send_replace(Some((plan.clone(), since)));
+    /// Plans `world`: on success hands the driver what changed (`since`: when the change was
+    /// seen) and says whether anything did; on error nothing changes (the caller reports it
+    /// with [`Daemon::rejected`]).
+    fn plan(&mut self, world: Arc<World>, since: Instant) -> Result<bool, String> {
+        let t = Instant::now();
+        let r = self.planner.update(world.clone());
+        self.metrics.plan_duration.observe(t.elapsed().as_secs_f64());
+        let (plan, routes) = r.map_err(|e| e.to_string())?;
+        let changed = *plan != *self.plan || routes.is_some();
+        self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
+        self.show(Some(world), None);
+        if changed {
+            log_plan(&plan, routes.as_ref());
+            self.apply(plan, routes, since);
+        }
+        Ok(changed)
+    }
+
+    /// Hands the driver the plan and its route changes (it applies only the difference, and
+    /// merges what it had no time for yet), and sets up listeners and the view.
+    fn apply(&mut self, plan: Arc<Plan>, routes: Option<RouteUpdate>, since: Instant) {
+        self.feed.push(plan.clone(), routes, since);
         // Listeners and the routing of inbound connections.
         let mut routes = HashMap::new();
         let mut ports = HashSet::new();
@@ -173,15 +190,6 @@ impl Daemon {
             v.peers.sort_by_key(|(k, _)| (k.local_asn, k.address));
         }
         self.plan = plan;
-    }
-
-    /// A plan made from `world`: counts the run, shows the World, and says whether the plan
-    /// differs from the running one (the caller then applies it).
-    fn planned(&self, plan: &Plan, world: Arc<World>) -> bool {
-        let changed = *plan != *self.plan;
-        self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
-        self.show(Some(world), None);
-        changed
     }
 
     /// A World (or file) that could not be planned: the running plan stays, and says why.
@@ -224,18 +232,19 @@ fn took(metrics: &Metrics, alloc: &ipam::Allocation) {
     metrics.last_sync.set(crate::admin::api::unix_now() as i64);
 }
 
-fn log_plan(p: &Plan) {
+fn log_plan(p: &Plan, routes: Option<&RouteUpdate>) {
     for n in &p.notes {
         warn!("{n}");
     }
-    for (v, peer) in p.peers() {
-        info!(
-            peer = %peer.key.address,
-            vrouter = v.local_asn,
-            router_id = %v.router_id,
-            routes = peer.routes.len(),
-            "planned"
-        );
+    match routes {
+        Some(RouteUpdate::Full(groups)) => {
+            for (v, peer) in p.peers() {
+                let n = groups.iter().find(|(g, _)| *g == peer.group).map_or(0, |(_, r)| r.len());
+                info!(peer = %peer.key.address, vrouter = v.local_asn, router_id = %v.router_id, routes = n, "planned");
+            }
+        }
+        Some(d) => debug!(changes = d.len(), "routes changed"),
+        None => {}
     }
 }
 
@@ -258,12 +267,13 @@ impl Signals {
 }
 
 impl Daemon {
-    fn new(metrics: Arc<Metrics>, view: admin::SharedView) -> Daemon {
-        let (driver, plans, task) = peer::spawn(metrics.clone(), seed);
+    fn new(metrics: Arc<Metrics>, view: admin::SharedView, node: &str) -> Daemon {
+        let (driver, feed, task) = peer::spawn(metrics.clone(), seed);
         Daemon {
             metrics,
+            planner: Planner::new(node),
             driver,
-            plans,
+            feed,
             driver_task: Some(task),
             listeners: HashMap::new(),
             routing: Default::default(),
@@ -307,13 +317,14 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let started = Instant::now();
-    let first = load_and_plan(&mut source, opts.node.as_deref())?;
+    let first = load(&mut source, opts.node.as_deref())?;
     for w in &first.warnings {
         warn!("{w}");
     }
-    let node = first.plan.node.clone();
+    let node = first.node.clone();
+    // Nothing starts on a plan error.
+    plan::plan(&node, &first.world).map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
-    metrics.plan_duration.observe(started.elapsed().as_secs_f64());
     let view = admin::View::new(node.clone(), format!("files: {}", source.describe()));
     let _admin = serve_admin(&opts, &view, &metrics)?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -326,12 +337,10 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
         "kbgp {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    log_plan(&first.plan);
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone(), view);
+    let mut d = Daemon::new(metrics.clone(), view, &node);
     took(&metrics, &first.alloc);
-    d.planned(&first.plan, first.world);
-    d.apply(first.plan, started);
+    d.plan(first.world, started)?;
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -349,23 +358,21 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             }
         };
         let seen = Instant::now();
-        let loaded = load_and_plan(&mut source, Some(&node));
-        metrics.plan_duration.observe(seen.elapsed().as_secs_f64());
-        match loaded {
-            Ok(p) => {
-                for w in &p.warnings {
-                    warn!("{w}");
-                }
-                took(&metrics, &p.alloc);
-                if d.planned(&p.plan, p.world) {
-                    metrics.config_reloads.with_label_values(&["applied"]).inc();
-                    info!("{reason}: applying the new configuration");
-                    log_plan(&p.plan);
-                    d.apply(p.plan, seen);
-                } else {
-                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
-                    info!("{reason}: configuration unchanged");
-                }
+        let planned = load(&mut source, Some(&node)).and_then(|f| {
+            for w in &f.warnings {
+                warn!("{w}");
+            }
+            took(&metrics, &f.alloc);
+            d.plan(f.world, seen)
+        });
+        match planned {
+            Ok(true) => {
+                metrics.config_reloads.with_label_values(&["applied"]).inc();
+                info!("{reason}: applied the new configuration");
+            }
+            Ok(false) => {
+                metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                info!("{reason}: configuration unchanged");
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["rejected"]).inc();
@@ -403,7 +410,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let reporter = (ns.node_status || ns.service_events)
         .then(|| node_status::start(client, node.clone(), view.clone(), metrics.clone(), ns.clone()));
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone(), view);
+    let mut d = Daemon::new(metrics.clone(), view, &node);
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -416,24 +423,14 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
                 }
                 let Some(snapshot) = worlds.borrow_and_update().clone() else { continue };
                 // Update latency counts from the first watch event of the batch.
-                let seen = snapshot.since;
-                let world = snapshot.world;
-                let planning = Instant::now();
                 metrics.world_updates.with_label_values(&["kubernetes"]).inc();
-                let planned = plan::plan(&node, &world);
-                metrics.plan_duration.observe(planning.elapsed().as_secs_f64());
-                match planned {
-                    Ok(p) => {
+                match d.plan(snapshot.world, snapshot.since) {
+                    Ok(_) => {
                         last_error = None;
-                        if d.planned(&p, world) {
-                            log_plan(&p);
-                            d.apply(p, seen);
-                        }
                         ready.store(true, Ordering::Relaxed);
                     }
                     // Keep announcing what the last good plan said.
                     Err(e) => {
-                        let e = e.to_string();
                         d.rejected(e.clone());
                         if last_error.as_deref() != Some(&e) {
                             error!("cannot plan, keeping the running plan: {e}");

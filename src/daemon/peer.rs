@@ -6,14 +6,15 @@
 //! slows the peers through TCP) and a writer task drains an unbounded queue. Control
 //! messages (KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) are always queued; UPDATEs are produced
 //! only while fewer than [`WRITE_QUEUE`] chunks are in flight, so a peer that stops reading
-//! holds at most that much, never a copy of the table. Plans arrive through a watch channel:
-//! a busy driver skips to the newest plan, it never misses one.
+//! holds at most that much, never a copy of the table. Plans and route changes arrive
+//! through a [`Feed`]: a driver busy with a large transfer finds them merged when it gets to
+//! them, and never misses one.
 
 use super::conn::{self, CLOSE_GRACE, ReadEvent, Wire, Write};
 use super::local_addr;
 use crate::admin::api::{self, unix_now};
 use crate::metrics::Metrics;
-use crate::plan::Plan;
+use crate::plan::{Plan, RouteUpdate};
 use crate::session::peer::{Io, Peer};
 use crate::session::speaker::{Change, Speaker};
 use crate::session::{ConnId, PeerKey};
@@ -22,9 +23,10 @@ use crate::wire::{Family, Notification};
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -62,8 +64,43 @@ pub enum Cmd {
     Shutdown(Notification),
 }
 
-/// The newest plan and when the change behind it was seen.
-pub type PlanFeed = watch::Sender<Option<(Arc<Plan>, Instant)>>;
+/// Plans and route changes on their way to the driver.
+#[derive(Default)]
+pub struct Feed {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    plan: Option<Arc<Plan>>,
+    /// In order; a full update drops what came before it.
+    routes: Vec<RouteUpdate>,
+    /// When the oldest change not yet taken was seen.
+    since: Option<Instant>,
+}
+
+impl Feed {
+    /// Queues the newest plan and its route changes; `since`: when the change was seen.
+    pub fn push(&self, plan: Arc<Plan>, routes: Option<RouteUpdate>, since: Instant) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.plan = Some(plan);
+        match routes {
+            Some(r @ RouteUpdate::Full(_)) => p.routes = vec![r],
+            Some(r) => p.routes.push(r),
+            None => {}
+        }
+        p.since = Some(p.since.map_or(since, |s| s.min(since)));
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Option<(Arc<Plan>, Vec<RouteUpdate>, Instant)> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = p.plan.take()?;
+        Some((plan, std::mem::take(&mut p.routes), p.since.take().unwrap_or_else(Instant::now)))
+    }
+}
 
 /// What the socket tasks report.
 enum Net {
@@ -97,9 +134,10 @@ fn now() -> Instant {
 }
 
 /// Starts the driver; it ends after [`Cmd::Shutdown`] once every peer's Cease is written.
-pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>, PlanFeed, JoinHandle<()>) {
+pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>, Arc<Feed>, JoinHandle<()>) {
     let (cmd_tx, mut cmds) = mpsc::channel(64);
-    let (plan_tx, mut plans) = watch::channel::<Option<(Arc<Plan>, Instant)>>(None);
+    let feed = Arc::new(Feed::default());
+    let plans = feed.clone();
     let (reads, mut read_rx) = mpsc::channel(1024);
     let (notes, mut note_rx) = mpsc::unbounded_channel();
     let (speaker, sockets, closing) = (Speaker::new(), HashMap::new(), Vec::new());
@@ -114,10 +152,9 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
                     Some(Cmd::Shutdown(n)) => return d.shutdown(n).await,
                     None => return d.shutdown(Notification::cease(cease_sub::PEER_DECONFIGURED, "")).await,
                 },
-                Ok(()) = plans.changed() => {
-                    let next = plans.borrow_and_update().clone();
-                    if let Some((plan, since)) = next {
-                        d.apply(&plan, since);
+                _ = plans.notify.notified() => {
+                    if let Some((plan, routes, since)) = plans.take() {
+                        d.apply(&plan, &routes, since);
                     }
                 }
                 Some(n) = read_rx.recv() => d.net(n),
@@ -130,7 +167,7 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
             }
         }
     });
-    (cmd_tx, plan_tx, task)
+    (cmd_tx, feed, task)
 }
 
 impl Driver {
@@ -227,8 +264,8 @@ impl Driver {
         self.pump(key);
     }
 
-    fn apply(&mut self, plan: &Plan, since: Instant) {
-        for c in self.speaker.apply(plan, now(), since, self.seed) {
+    fn apply(&mut self, plan: &Plan, routes: &[RouteUpdate], since: Instant) {
+        for c in self.speaker.apply(plan, routes, now(), since, self.seed) {
             match c {
                 Change::Stopped(core) => self.retire(*core),
                 Change::Started(key) => {

@@ -23,14 +23,15 @@
 
 mod annotation;
 pub mod candidate;
+pub mod planner;
 pub mod why;
 
 pub use annotation::{VRouterOverrides, parse_overrides};
 pub use candidate::{Candidate, Step};
+pub use planner::{GroupRoutes, Planner, RouteUpdate};
 
-use crate::config::policy::{Neighbor, PathAttributeRule, SelectorType, VirtualRouter};
+use crate::config::policy::{Neighbor, PathAttributeRule, VirtualRouter};
 use crate::config::{Node, World};
-use crate::rib::{AdvertAttrs, Advertisement};
 use crate::session::SessionConfig;
 pub use crate::session::config::{PeerKey, PeerSettings};
 use crate::wire::Family;
@@ -39,7 +40,6 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::config::k8s::LB_CLASSES;
@@ -53,19 +53,19 @@ pub struct GroupKey {
     pub rules: Vec<PathAttributeRule>,
 }
 
+/// One peer: its session settings and its export group. The group's routes are the
+/// planner's ([`planner::Planner`]), which keeps them up to date as the World changes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerPlan {
     pub key: PeerKey,
     pub settings: PeerSettings,
     pub group: GroupKey,
-    /// The group's routes, sorted by prefix: one allocation per group, shared by its peers.
-    pub routes: Arc<Vec<Advertisement>>,
 }
 
 impl PeerPlan {
-    /// Whether the plan sends `prefix` to this peer.
-    pub fn has(&self, prefix: &IpNet) -> bool {
-        self.routes.binary_search_by(|r| r.prefix.cmp(prefix)).is_ok()
+    /// Whether an announced candidate goes to this peer: its neighbor takes the family.
+    pub fn takes(&self, prefix: &IpNet) -> bool {
+        self.group.families.contains(&Family::of_prefix(prefix))
     }
 }
 
@@ -101,7 +101,7 @@ impl Plan {
     }
 
     /// The node's virtual routers as configured in `world`, each with its plan.
-    fn configured<'a>(&'a self, world: &'a World) -> Vec<(&'a VirtualRouter, &'a VRouterPlan)> {
+    pub(crate) fn configured<'a>(&'a self, world: &'a World) -> Vec<(&'a VirtualRouter, &'a VRouterPlan)> {
         let Some(policy) = self.policy.as_ref().and_then(|n| world.policies.iter().find(|p| &p.name == n)) else {
             return Vec::new();
         };
@@ -150,7 +150,7 @@ impl Plan {
             let mut refused: Option<(IpNet, &VirtualRouter, &VRouterPlan)> = None;
             for (vr, v) in &configured {
                 candidate::service(vr, s, local, |p, _, r: Decide| {
-                    if r.passed() && v.peers.iter().any(|peer| peer.has(&p)) {
+                    if r.passed() && v.peers.iter().any(|peer| peer.takes(&p)) {
                         e.announced.insert(p);
                     } else if refused.is_none() {
                         refused = Some((p, vr, v));
@@ -219,23 +219,6 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// Attribute sets are shared: routes with equal attributes share one `Arc`.
-#[derive(Default)]
-struct Interner(HashMap<AdvertAttrs, Arc<AdvertAttrs>>);
-
-impl Interner {
-    fn get(&mut self, a: AdvertAttrs) -> Arc<AdvertAttrs> {
-        self.0.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone()
-    }
-}
-
-/// What kind of route a prefix is, for `advertisedPathAttributes`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Origin {
-    PodCidr,
-    Service,
-}
-
 fn router_id(node: &Node, asn: u32, o: &VRouterOverrides) -> Result<Ipv4Addr, PlanError> {
     if let Some(id) = o.router_id {
         return Ok(id);
@@ -278,7 +261,7 @@ impl LocalEndpoints {
 }
 
 /// Endpoints of every Service on `node`, by `namespace/name`.
-fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints> {
+pub(crate) fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints> {
     let mut out: HashMap<String, LocalEndpoints> = HashMap::new();
     for slice in &world.endpoint_slices {
         let Some(svc) = &slice.service else { continue };
@@ -290,73 +273,6 @@ fn local_endpoints(world: &World, node: &str) -> HashMap<String, LocalEndpoints>
                 e.draining += 1;
             }
         }
-    }
-    out
-}
-
-fn rule_applies(rule: &PathAttributeRule, origin: Origin, prefix: &IpNet, node: &Node, world: &World) -> bool {
-    match (rule.selector_type, origin) {
-        (SelectorType::PodCidr, Origin::PodCidr) => rule.selector.as_ref().is_none_or(|s| s.matches(&node.labels)),
-        (SelectorType::LoadBalancerIpPool, Origin::Service) => {
-            let ip = prefix.addr();
-            world
-                .pools
-                .iter()
-                .any(|p| !p.disabled && p.contains(&ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels)))
-        }
-        _ => false,
-    }
-}
-
-/// The attributes of the rules in `mask` (bit i: `rules[i]` applies): every rule's
-/// communities, and the highest LOCAL_PREF any of them sets.
-fn attrs_of(rules: &[PathAttributeRule], mask: u64) -> AdvertAttrs {
-    let mut a = AdvertAttrs::default();
-    for (i, rule) in rules.iter().enumerate().take(64) {
-        if mask & (1 << i) == 0 {
-            continue;
-        }
-        a.communities.extend(rule.communities.iter().copied());
-        a.large_communities.extend(rule.large_communities.iter().copied());
-        if let Some(lp) = rule.local_preference {
-            a.local_pref = Some(a.local_pref.map_or(lp, |x: u32| x.max(lp)));
-        }
-    }
-    a.communities.sort();
-    a.communities.dedup();
-    a.large_communities.sort();
-    a.large_communities.dedup();
-    a
-}
-
-/// The routes of one export group from the virtual router's wanted prefixes (sorted by
-/// prefix, one entry per prefix and origin).
-fn group_routes(
-    key: &GroupKey,
-    wanted: &[(IpNet, Origin)],
-    node: &Node,
-    world: &World,
-    interner: &mut Interner,
-) -> Vec<Advertisement> {
-    let mut by_mask: HashMap<u64, Arc<AdvertAttrs>> = HashMap::new();
-    let mut out: Vec<Advertisement> = Vec::with_capacity(wanted.len());
-    let mut i = 0;
-    while i < wanted.len() {
-        let prefix = wanted[i].0;
-        let mut mask = 0u64;
-        while i < wanted.len() && wanted[i].0 == prefix {
-            for (r, rule) in key.rules.iter().enumerate().take(64) {
-                if rule_applies(rule, wanted[i].1, &prefix, node, world) {
-                    mask |= 1 << r;
-                }
-            }
-            i += 1;
-        }
-        if !key.families.contains(&Family::of_prefix(&prefix)) {
-            continue;
-        }
-        let attrs = by_mask.entry(mask).or_insert_with(|| interner.get(attrs_of(&key.rules, mask))).clone();
-        out.push(Advertisement { prefix, attrs });
     }
     out
 }
@@ -380,7 +296,8 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
     }
 }
 
-/// Works out what `node` announces.
+/// Works out `node`'s peers, their settings and export groups (the routes are the
+/// [`Planner`]'s).
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
     let mut plan = Plan { node: node.name.clone(), ..Default::default() };
@@ -400,30 +317,9 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     };
     plan.policy = Some(policy.name.clone());
     let overrides = parse_overrides(node)?;
-    let endpoints = local_endpoints(world, &node.name);
-    let mut interner = Interner::default();
-
     for vr in &policy.virtual_routers {
         let o = overrides.get(&vr.local_asn).cloned().unwrap_or_default();
         let rid = router_id(node, vr.local_asn, &o)?;
-        // Every announced prefix with the kind of route it is, once per origin.
-        let mut wanted: Vec<(IpNet, Origin)> = Vec::new();
-        candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
-            if r.passed() {
-                wanted.push((p, Origin::PodCidr));
-            }
-        });
-        for s in &world.services {
-            let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-            candidate::service(vr, s, local, |p, _, r: Decide| {
-                if r.passed() {
-                    wanted.push((p, Origin::Service));
-                }
-            });
-        }
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut groups: HashMap<GroupKey, Arc<Vec<Advertisement>>> = HashMap::new();
         let mut peers = Vec::new();
         for n in &vr.neighbors {
             if n.passive && o.local_port.is_none() {
@@ -433,17 +329,14 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                     peer: n.address,
                 });
             }
-            let group =
-                GroupKey { local_asn: vr.local_asn, families: n.families.clone(), rules: n.path_attributes.clone() };
-            let routes = groups
-                .entry(group.clone())
-                .or_insert_with(|| Arc::new(group_routes(&group, &wanted, node, world, &mut interner)))
-                .clone();
             peers.push(PeerPlan {
                 key: PeerKey { local_asn: vr.local_asn, address: n.address },
                 settings: settings(n, vr.local_asn, rid),
-                group,
-                routes,
+                group: GroupKey {
+                    local_asn: vr.local_asn,
+                    families: n.families.clone(),
+                    rules: n.path_attributes.clone(),
+                },
             });
         }
         plan.vrouters.push(VRouterPlan { local_asn: vr.local_asn, router_id: rid, listen_port: o.local_port, peers });

@@ -226,16 +226,14 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
             let mut planned = Vec::new();
             for c in candidates.iter().filter(|c| c.advertised) {
                 let family = crate::wire::Family::of_prefix(&c.prefix);
-                if p.has(&c.prefix) {
+                if p.takes(&c.prefix) {
                     planned.push(c.prefix);
                     steps.push(Step::pass(format!("{} is planned for this peer", c.prefix)));
-                } else if !p.settings.session.families.contains(&family) {
+                } else {
                     steps.push(Step::fail(format!(
                         "{} is not for this peer: the neighbor is not configured for {family}",
                         c.prefix
                     )));
-                } else {
-                    steps.push(Step::fail(format!("{} is not planned for this peer", c.prefix)));
                 }
             }
             peers.push(WhyPeer { address: p.key.address, peer_as: p.settings.session.peer_as, steps, planned });

@@ -9,7 +9,7 @@
 
 use super::config::PeerKey;
 use super::peer::{Peer, RESET_DELAY};
-use crate::plan::{GroupKey, Plan};
+use crate::plan::{GroupKey, Plan, RouteUpdate};
 use crate::rib::OutTable;
 use crate::wire::Notification;
 use crate::wire::error::cease_sub;
@@ -78,9 +78,17 @@ impl Speaker {
         }
     }
 
-    /// Makes the peers and tables match `plan`. `since`: when the change behind the plan was
-    /// seen (the start of the update latency). `seed` gives each new core its jitter.
-    pub fn apply(&mut self, plan: &Plan, now: Instant, since: Instant, seed: impl Fn(&str) -> u64) -> Vec<Change> {
+    /// Makes the peers match `plan` and the tables take `routes` (in order). `since`: when
+    /// the change behind them was seen (the start of the update latency). `seed` gives each
+    /// new core its jitter.
+    pub fn apply(
+        &mut self,
+        plan: &Plan,
+        routes: &[RouteUpdate],
+        now: Instant,
+        since: Instant,
+        seed: impl Fn(&str) -> u64,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         let wanted: HashMap<PeerKey, &crate::plan::PeerPlan> = plan.peers().map(|(_, p)| (p.key, p)).collect();
         let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
@@ -91,11 +99,34 @@ impl Speaker {
                     .map(|p| Change::Stopped(Box::new(p))),
             );
         }
-        let mut synced = HashSet::new();
-        for (key, p) in &wanted {
-            if synced.insert(&p.group) {
-                self.tables.entry(p.group.clone()).or_default().sync(&p.routes);
+        for r in routes {
+            match r {
+                RouteUpdate::Full(groups) => {
+                    // A group the update does not list has no routes any more.
+                    for (g, t) in self.tables.iter_mut() {
+                        if !groups.iter().any(|(k, _)| k == g) {
+                            t.sync(&[]);
+                        }
+                    }
+                    for (g, list) in groups {
+                        self.tables.entry(g.clone()).or_default().sync(list);
+                    }
+                }
+                RouteUpdate::Delta(groups) => {
+                    for (g, changes) in groups {
+                        let t = self.tables.entry(g.clone()).or_default();
+                        for (p, a) in changes {
+                            match a {
+                                Some(a) => t.upsert(*p, a),
+                                None => t.remove(p),
+                            };
+                        }
+                    }
+                }
             }
+        }
+        let groups: HashSet<&GroupKey> = wanted.values().map(|p| &p.group).collect();
+        for (key, p) in &wanted {
             let at = match self.peers.get(key) {
                 Some(e) if e.core.settings() == &p.settings => continue,
                 Some(_) => {
@@ -116,7 +147,7 @@ impl Speaker {
             self.peers.insert(*key, Entry { core, group: p.group.clone() });
             changes.push(Change::Started(*key));
         }
-        self.tables.retain(|g, _| synced.contains(g));
+        self.tables.retain(|g, _| groups.contains(g));
         for e in self.peers.values_mut() {
             if let Some(t) = self.tables.get(&e.group) {
                 e.core.table_changed(t.version(), since);
@@ -146,7 +177,8 @@ mod tests {
     use crate::session::State;
     use crate::session::peer::Io;
 
-    fn plan(extra_policy: &str, services: usize) -> Plan {
+    /// A plan from scratch, with its full route update.
+    fn plan(extra_policy: &str, services: usize) -> (Plan, Vec<RouteUpdate>) {
         let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: rack0}}\nspec: {podCIDRs: [10.1.0.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 10.0.5.11}]}\n";
         let mut docs = vec![
             crate::test_fixtures::POLICY
@@ -159,7 +191,12 @@ mod tests {
             ));
         }
         let w = load_str(&docs.join("---\n"), "t").unwrap().world;
-        crate::plan::plan("n1", &w).unwrap()
+        let (p, r) = crate::plan::Planner::new("n1").update(std::sync::Arc::new(w)).unwrap();
+        ((*p).clone(), r.into_iter().collect())
+    }
+
+    fn apply(s: &mut Speaker, (p, r): (Plan, Vec<RouteUpdate>), now: Instant) -> Vec<Change> {
+        s.apply(&p, &r, now, now, |_| 1)
     }
 
     fn started(c: &[Change]) -> usize {
@@ -174,7 +211,7 @@ mod tests {
     fn a_plan_starts_peers_and_fills_their_table() {
         let mut s = Speaker::new();
         let now = Instant::now();
-        let c = s.apply(&plan("", 3), now, now, |_| 1);
+        let c = apply(&mut s, plan("", 3), now);
         assert_eq!(started(&c), 1);
         let key = s.keys().next().unwrap();
         let (core, table) = s.get(&key).unwrap();
@@ -186,10 +223,10 @@ mod tests {
     fn unchanged_settings_keep_the_session_and_only_routes_change() {
         let mut s = Speaker::new();
         let now = Instant::now();
-        s.apply(&plan("", 3), now, now, |_| 1);
+        apply(&mut s, plan("", 3), now);
         let key = s.keys().next().unwrap();
         let v = s.get(&key).unwrap().1.version();
-        let c = s.apply(&plan("", 4), now, now, |_| 1);
+        let c = apply(&mut s, plan("", 4), now);
         assert!(c.is_empty(), "same settings: the peer is not touched");
         let (_, table) = s.get(&key).unwrap();
         assert_eq!(table.version(), v + 1, "one route added, one version");
@@ -200,17 +237,17 @@ mod tests {
     fn changed_settings_restart_with_a_delay_and_removed_peers_get_cease() {
         let mut s = Speaker::new();
         let now = Instant::now();
-        s.apply(&plan("", 1), now, now, |_| 1);
+        apply(&mut s, plan("", 1), now);
         let key = s.keys().next().unwrap();
         assert_eq!(cease(s.get(&key).unwrap().0), vec![Io::Connect]);
-        let c = s.apply(&plan("      holdTimeSeconds: 30\n", 1), now, now, |_| 1);
+        let c = apply(&mut s, plan("      holdTimeSeconds: 30\n", 1), now);
         assert_eq!(c.len(), 2);
         let Change::Stopped(mut old) = c.into_iter().next().unwrap() else { panic!("the old core first") };
         // It had no connection: no NOTIFICATION to write, only the cancelled attempt.
         assert_eq!(cease(&mut old), vec![Io::CancelConnect]);
         let (core, _) = s.get(&key).unwrap();
         assert_eq!(core.fsm().next_attempt(), Some(now + RESET_DELAY));
-        let c = s.apply(&Plan::default(), now, now, |_| 1);
+        let c = apply(&mut s, (Plan::default(), vec![RouteUpdate::Full(Vec::new())]), now);
         assert!(matches!(&c[..], [Change::Stopped(_)]));
         assert!(s.get(&key).is_none());
         assert_eq!(s.tables.len(), 0, "a group no peer uses is dropped");

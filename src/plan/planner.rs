@@ -1,0 +1,351 @@
+//! The routes of every export group, kept up to date as the World changes: a change costs
+//! the routes it touches, not the size of the World.
+//!
+//! [`Planner::update`] takes each new World. When the node, its policy, the pools and the
+//! peers are what they were, only the Services whose object or local endpoints changed are
+//! looked at: their addresses before and after are counted out of and into the virtual
+//! router's wanted prefixes, and the prefixes whose route changed in an export group come
+//! back as a [`RouteUpdate::Delta`]. Anything else (a new policy, a relabelled node, a pool
+//! change, the first World) plans everything again and comes back as
+//! [`RouteUpdate::Full`], which the tables apply as a difference.
+//!
+//! The state is one count per announced prefix and virtual router (how many Service
+//! addresses ask for it), so a prefix two Services share stays until both are gone.
+
+use super::candidate::{self, Decide, Record};
+use super::{GroupKey, LocalEndpoints, Plan, PlanError, local_endpoints, plan};
+use crate::config::policy::{PathAttributeRule, SelectorType, VirtualRouter};
+use crate::config::{Node, Service, World};
+use crate::rib::{AdvertAttrs, Advertisement};
+use crate::wire::Family;
+use hashbrown::HashMap;
+use ipnet::IpNet;
+use std::sync::Arc;
+
+/// Every export group with its routes, sorted by prefix.
+pub type GroupRoutes = Vec<(GroupKey, Vec<Advertisement>)>;
+
+/// Per export group, the prefixes whose route changed: the new attributes, or `None`
+/// (withdrawn).
+pub type GroupChanges = Vec<(GroupKey, Vec<(IpNet, Option<Arc<AdvertAttrs>>)>)>;
+
+/// What changed in the export groups' routes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteUpdate {
+    /// Every group's whole route set; groups not listed have no routes.
+    Full(GroupRoutes),
+    /// Only these prefixes changed.
+    Delta(GroupChanges),
+}
+
+impl RouteUpdate {
+    /// Routes (Full) or changes (Delta) it carries.
+    pub fn len(&self) -> usize {
+        match self {
+            RouteUpdate::Full(g) => g.iter().map(|(_, r)| r.len()).sum(),
+            RouteUpdate::Delta(g) => g.iter().map(|(_, r)| r.len()).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which rules of a group apply to a route: bit i for `rules[i]`.
+type Mask = u64;
+
+/// One export group's attribute sets, by the rules that apply.
+struct Group {
+    key: GroupKey,
+    attrs: HashMap<Mask, Arc<AdvertAttrs>>,
+}
+
+struct VRouter {
+    /// Service addresses that ask for each prefix.
+    wanted: HashMap<IpNet, u32>,
+    /// The node's pod CIDRs, when the virtual router exports them.
+    pods: Vec<IpNet>,
+    groups: Vec<Group>,
+}
+
+struct State {
+    world: Arc<World>,
+    plan: Arc<Plan>,
+    endpoints: std::collections::HashMap<String, LocalEndpoints>,
+    vrouters: Vec<VRouter>,
+}
+
+/// The planner of one node.
+pub struct Planner {
+    node: String,
+    state: Option<State>,
+    /// Equal attribute sets share one allocation across groups and updates.
+    interned: std::collections::HashMap<AdvertAttrs, Arc<AdvertAttrs>>,
+}
+
+fn rule_applies(rule: &PathAttributeRule, pod: bool, svc: bool, prefix: &IpNet, node: &Node, world: &World) -> bool {
+    match rule.selector_type {
+        SelectorType::PodCidr => pod && rule.selector.as_ref().is_none_or(|s| s.matches(&node.labels)),
+        SelectorType::LoadBalancerIpPool if svc => {
+            let ip = prefix.addr();
+            world
+                .pools
+                .iter()
+                .any(|p| !p.disabled && p.contains(&ip) && rule.selector.as_ref().is_none_or(|s| s.matches(&p.labels)))
+        }
+        _ => false,
+    }
+}
+
+/// The attributes of the rules in `mask`: every rule's communities, and the highest
+/// LOCAL_PREF any of them sets.
+fn attrs_of(rules: &[PathAttributeRule], mask: Mask) -> AdvertAttrs {
+    let mut a = AdvertAttrs::default();
+    for (i, rule) in rules.iter().enumerate().take(64) {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        a.communities.extend(rule.communities.iter().copied());
+        a.large_communities.extend(rule.large_communities.iter().copied());
+        if let Some(lp) = rule.local_preference {
+            a.local_pref = Some(a.local_pref.map_or(lp, |x: u32| x.max(lp)));
+        }
+    }
+    a.communities.sort();
+    a.communities.dedup();
+    a.large_communities.sort();
+    a.large_communities.dedup();
+    a
+}
+
+/// The route of `prefix` in group `g`, with `svc` Service addresses asking for it.
+fn route(
+    interned: &mut std::collections::HashMap<AdvertAttrs, Arc<AdvertAttrs>>,
+    g: &mut Group,
+    pods: &[IpNet],
+    prefix: &IpNet,
+    svc: u32,
+    node: &Node,
+    world: &World,
+) -> Option<Arc<AdvertAttrs>> {
+    let pod = pods.contains(prefix);
+    if (svc == 0 && !pod) || !g.key.families.contains(&Family::of_prefix(prefix)) {
+        return None;
+    }
+    let mut mask = 0;
+    for (i, rule) in g.key.rules.iter().enumerate().take(64) {
+        if rule_applies(rule, pod, svc > 0, prefix, node, world) {
+            mask |= 1 << i;
+        }
+    }
+    if let Some(a) = g.attrs.get(&mask) {
+        return Some(a.clone());
+    }
+    let a = attrs_of(&g.key.rules, mask);
+    let a = interned.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone();
+    g.attrs.insert(mask, a.clone());
+    Some(a)
+}
+
+/// Calls `f` with each prefix `vr` announces for Service `s`.
+fn announced(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, mut f: impl FnMut(IpNet)) {
+    candidate::service(vr, s, local, |p, _, r: Decide| {
+        if r.passed() {
+            f(p)
+        }
+    });
+}
+
+impl Planner {
+    pub fn new(node: &str) -> Planner {
+        Planner { node: node.to_string(), state: None, interned: Default::default() }
+    }
+
+    /// The plan and routes for `world`. The routes come back as the change from the previous
+    /// World (`None`: nothing changed), or whole. On error nothing changes.
+    pub fn update(&mut self, world: Arc<World>) -> Result<(Arc<Plan>, Option<RouteUpdate>), PlanError> {
+        let new_plan = plan(&self.node, &world)?;
+        let incremental = self.state.as_ref().is_some_and(|s| {
+            *s.plan == new_plan
+                && s.world.node(&self.node) == world.node(&self.node)
+                && s.world.pools == world.pools
+                && selected(&s.plan, &s.world) == selected(&new_plan, &world)
+        });
+        if incremental && let Some(mut st) = self.state.take() {
+            let delta = self.delta(&mut st, &world);
+            st.world = world;
+            let plan = st.plan.clone();
+            self.state = Some(st);
+            return Ok((plan, (!delta.is_empty()).then_some(RouteUpdate::Delta(delta))));
+        }
+        let plan = Arc::new(new_plan);
+        let mut st = self.full(plan.clone(), world);
+        let routes = self.routes_of(&mut st);
+        self.state = Some(st);
+        Ok((plan, Some(RouteUpdate::Full(routes))))
+    }
+
+    /// Every group's routes as they stand.
+    pub fn routes(&mut self) -> GroupRoutes {
+        match self.state.take() {
+            Some(mut st) => {
+                let r = self.routes_of(&mut st);
+                self.state = Some(st);
+                r
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Prefixes planned, over every virtual router (a prefix two routers announce counts twice).
+    pub fn prefixes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.vrouters.iter().map(|v| v.wanted.len() + v.pods.len()).sum())
+    }
+
+    /// Everything from scratch.
+    fn full(&mut self, plan: Arc<Plan>, world: Arc<World>) -> State {
+        let endpoints = local_endpoints(&world, &self.node);
+        let mut vrouters = Vec::new();
+        let node = world.node(&self.node);
+        for (vr, vp) in plan.configured(&world) {
+            let mut v = VRouter { wanted: HashMap::new(), pods: Vec::new(), groups: Vec::new() };
+            if let Some(node) = node {
+                candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
+                    if r.passed() {
+                        v.pods.push(p);
+                    }
+                });
+            }
+            for s in &world.services {
+                let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                announced(vr, s, local, |p| *v.wanted.entry(p).or_insert(0) += 1);
+            }
+            for p in &vp.peers {
+                if !v.groups.iter().any(|g| g.key == p.group) {
+                    v.groups.push(Group { key: p.group.clone(), attrs: HashMap::new() });
+                }
+            }
+            vrouters.push(v);
+        }
+        State { world, plan, endpoints, vrouters }
+    }
+
+    fn routes_of(&mut self, st: &mut State) -> GroupRoutes {
+        let Some(node) = st.world.node(&self.node) else { return Vec::new() };
+        let mut out = Vec::new();
+        for v in &mut st.vrouters {
+            let mut prefixes: Vec<(IpNet, u32)> = v.wanted.iter().map(|(p, n)| (*p, *n)).collect();
+            prefixes.extend(v.pods.iter().filter(|p| !v.wanted.contains_key(*p)).map(|p| (*p, 0)));
+            prefixes.sort_unstable();
+            for g in &mut v.groups {
+                let mut routes = Vec::with_capacity(prefixes.len());
+                for (p, n) in &prefixes {
+                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, p, *n, node, &st.world) {
+                        routes.push(Advertisement { prefix: *p, attrs });
+                    }
+                }
+                out.push((g.key.clone(), routes));
+            }
+        }
+        out
+    }
+
+    /// Applies the Services that differ between `st.world` and `world`; returns the routes
+    /// that changed.
+    fn delta(&mut self, st: &mut State, world: &World) -> GroupChanges {
+        let endpoints = local_endpoints(world, &self.node);
+        let changed = changed_services(&st.world, world, &st.endpoints, &endpoints);
+        let mut out = Vec::new();
+        if changed.is_empty() {
+            st.endpoints = endpoints;
+            return out;
+        }
+        let Some(node) = world.node(&self.node) else { return out };
+        let configured: Vec<&VirtualRouter> = st.plan.configured(world).into_iter().map(|(vr, _)| vr).collect();
+        for (v, vr) in st.vrouters.iter_mut().zip(configured) {
+            // Each touched prefix with its count before the change.
+            let mut before: HashMap<IpNet, u32> = HashMap::new();
+            for (old, new) in &changed {
+                if let Some(o) = old {
+                    let local = st.endpoints.get(&o.key()).copied().unwrap_or_default();
+                    announced(vr, o, local, |p| {
+                        let n = v.wanted.get(&p).copied().unwrap_or(0);
+                        before.entry(p).or_insert(n);
+                        match n {
+                            0 | 1 => {
+                                v.wanted.remove(&p);
+                            }
+                            _ => {
+                                v.wanted.insert(p, n - 1);
+                            }
+                        }
+                    });
+                }
+                if let Some(s) = new {
+                    let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                    announced(vr, s, local, |p| {
+                        let n = v.wanted.entry(p).or_insert(0);
+                        before.entry(p).or_insert(*n);
+                        *n += 1;
+                    });
+                }
+            }
+            for g in &mut v.groups {
+                let mut changes = Vec::new();
+                for (p, was) in &before {
+                    let now = v.wanted.get(p).copied().unwrap_or(0);
+                    let old = route(&mut self.interned, g, &v.pods, p, *was, node, world);
+                    let new = route(&mut self.interned, g, &v.pods, p, now, node, world);
+                    if old != new {
+                        changes.push((*p, new));
+                    }
+                }
+                if !changes.is_empty() {
+                    changes.sort_unstable_by_key(|(p, _)| *p);
+                    out.push((g.key.clone(), changes));
+                }
+            }
+        }
+        st.endpoints = endpoints;
+        out
+    }
+}
+
+/// The policy the plan names, as configured in `world`.
+fn selected<'a>(plan: &Plan, world: &'a World) -> Option<&'a crate::config::PeeringPolicy> {
+    let name = plan.policy.as_ref()?;
+    world.policies.iter().find(|p| &p.name == name).map(|p| &**p)
+}
+
+/// The Services whose object or local endpoints differ: (before, after), either absent.
+type ServicePair<'a> = (Option<&'a Arc<Service>>, Option<&'a Arc<Service>>);
+
+fn changed_services<'a>(
+    old: &'a World,
+    new: &'a World,
+    old_eps: &std::collections::HashMap<String, LocalEndpoints>,
+    new_eps: &std::collections::HashMap<String, LocalEndpoints>,
+) -> Vec<ServicePair<'a>> {
+    let mut before: HashMap<(&str, &str), &Arc<Service>> =
+        old.services.iter().map(|s| ((s.namespace.as_str(), s.name.as_str()), s)).collect();
+    let mut out = Vec::new();
+    for s in &new.services {
+        match before.remove(&(s.namespace.as_str(), s.name.as_str())) {
+            Some(o) => {
+                let same = Arc::ptr_eq(o, s) || **o == **s;
+                let eps_same = !(s.external_traffic_local || s.internal_traffic_local)
+                    || old_eps.get(&s.key()) == new_eps.get(&s.key());
+                if !same || !eps_same {
+                    out.push((Some(o), Some(s)));
+                }
+            }
+            None => out.push((None, Some(s))),
+        }
+    }
+    out.extend(before.into_values().map(|o| (Some(o), None)));
+    out
+}
+
+#[cfg(test)]
+mod tests;
