@@ -307,8 +307,14 @@ impl Writer {
     }
 }
 
-/// Runs the election and, while leading, keeps status in line with each new World. Send on
-/// the returned channel to stop (the lease is released).
+/// The shortest time between two reconciliations: a burst of watch events (a thousand
+/// Service changes a second) costs ten allocations a second, not a thousand. Routes do not
+/// wait for it: each node plans from its own watches.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs the election and, while leading, keeps status in line with each new World (at most
+/// every [`RECONCILE_INTERVAL`]). Send on the returned channel to stop (the lease is
+/// released).
 pub fn start(
     client: Client,
     opts: Options,
@@ -326,6 +332,9 @@ pub fn start(
         let mut writer = Writer { client, pools: HashMap::new(), problems: BTreeSet::new(), metrics };
         let renew = opts.lease_duration / 3;
         let mut next = tokio::time::Instant::now();
+        // A World seen but not reconciled yet waits until then.
+        let mut due: Option<tokio::time::Instant> = None;
+        let mut last = tokio::time::Instant::now() - RECONCILE_INTERVAL;
         loop {
             tokio::select! {
                 _ = &mut stop => {
@@ -354,6 +363,13 @@ pub fn start(
                     if changed.is_err() {
                         return;
                     }
+                    if elector.leader && due.is_none() {
+                        due = Some(tokio::time::Instant::now().max(last + RECONCILE_INTERVAL));
+                    }
+                }
+                _ = async { tokio::time::sleep_until(due.unwrap_or(next)).await }, if due.is_some() => {
+                    due = None;
+                    last = tokio::time::Instant::now();
                     let w = worlds.borrow_and_update().clone();
                     if let (true, Some(w)) = (elector.leader, w) {
                         writer.reconcile(&w).await;
