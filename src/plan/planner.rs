@@ -327,19 +327,44 @@ fn changed_services<'a>(
     old_eps: &std::collections::HashMap<String, LocalEndpoints>,
     new_eps: &std::collections::HashMap<String, LocalEndpoints>,
 ) -> Vec<ServicePair<'a>> {
-    let mut before: HashMap<(&str, &str), &Arc<Service>> =
-        old.services.iter().map(|s| ((s.namespace.as_str(), s.name.as_str()), s)).collect();
+    fn key(s: &Service) -> (&str, &str) {
+        (s.namespace.as_str(), s.name.as_str())
+    }
+    let differs = |o: &Arc<Service>, s: &Arc<Service>| {
+        let same = Arc::ptr_eq(o, s) || **o == **s;
+        let local = s.external_traffic_local || s.internal_traffic_local;
+        !same || (local && old_eps.get(&s.key()) != new_eps.get(&s.key()))
+    };
     let mut out = Vec::new();
-    for s in &new.services {
-        match before.remove(&(s.namespace.as_str(), s.name.as_str())) {
-            Some(o) => {
-                let same = Arc::ptr_eq(o, s) || **o == **s;
-                let eps_same = !(s.external_traffic_local || s.internal_traffic_local)
-                    || old_eps.get(&s.key()) == new_eps.get(&s.key());
-                if !same || !eps_same {
-                    out.push((Some(o), Some(s)));
-                }
+    // The Kubernetes source keeps Services in key order: walk both lists side by side,
+    // without hashing. Files keep their own order: match by key.
+    if old.services.iter().is_sorted_by_key(|s| key(s)) && new.services.iter().is_sorted_by_key(|s| key(s)) {
+        let (mut a, mut b) = (old.services.iter().peekable(), new.services.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(o), Some(s)) => match key(o).cmp(&key(s)) {
+                    std::cmp::Ordering::Less => out.push((a.next(), None)),
+                    std::cmp::Ordering::Greater => out.push((None, b.next())),
+                    std::cmp::Ordering::Equal => {
+                        let (o, s) = (a.next(), b.next());
+                        if let (Some(o), Some(s)) = (o, s)
+                            && differs(o, s)
+                        {
+                            out.push((Some(o), Some(s)));
+                        }
+                    }
+                },
+                (Some(_), None) => out.push((a.next(), None)),
+                (None, Some(_)) => out.push((None, b.next())),
+                (None, None) => return out,
             }
+        }
+    }
+    let mut before: HashMap<(&str, &str), &Arc<Service>> = old.services.iter().map(|s| (key(s), s)).collect();
+    for s in &new.services {
+        match before.remove(&key(s)) {
+            Some(o) if differs(o, s) => out.push((Some(o), Some(s))),
+            Some(_) => {}
             None => out.push((None, Some(s))),
         }
     }

@@ -49,8 +49,15 @@ struct Svc {
 }
 
 fn world(services: &BTreeMap<usize, Svc>) -> Arc<World> {
+    world_named(services, |i| format!("s{i}"))
+}
+
+/// `name` makes each Service's name: zero-padded names keep the World in key order, as the
+/// Kubernetes source does, plain ones do not, as files may not.
+fn world_named(services: &BTreeMap<usize, Svc>, name: impl Fn(usize) -> String) -> Arc<World> {
     let mut docs = vec![POLICY.to_string()];
     for (i, s) in services {
+        let i = name(*i);
         let label = if s.selected { "advertise-bgp: \"true\"" } else { "app: x" };
         let etp = if s.local { "Local" } else { "Cluster" };
         let list = |v: &[String]| v.iter().map(|ip| format!("\"{ip}\"")).collect::<Vec<_>>().join(", ");
@@ -99,6 +106,13 @@ impl Rng {
 
 #[test]
 fn incremental_updates_give_what_planning_from_scratch_gives() {
+    // In key order (the Services are matched by walking both lists) and not (by hashing).
+    walk(|i| format!("s{i:03}"));
+    walk(|i| format!("s{i}"));
+}
+
+fn walk(name: impl Fn(usize) -> String + Copy) {
+    let world = |s: &BTreeMap<usize, Svc>| world_named(s, name);
     let mut rng = Rng(42);
     let mut services: BTreeMap<usize, Svc> = BTreeMap::new();
     for i in 0..12 {
