@@ -6,9 +6,14 @@
 
 use super::World;
 use super::error::{ConfigError, Diag};
-use super::k8s::{EndpointSlice, EndpointSliceRaw, Node, NodeRaw, Service, ServiceRaw};
+use super::k8s::{
+    EndpointRaw, EndpointSlice, EndpointSliceRaw, Node, NodeRaw, NodeSpecRaw, NodeStatusRaw, Service, ServiceRaw,
+    ServiceSpecRaw, ServiceStatusRaw,
+};
+use super::meta::ObjectMeta;
 use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
-use super::pool::{LbPool, PoolKind, PoolRaw};
+use super::pool::{LbPool, PoolKind, PoolRaw, PoolSpec};
+use super::yaml::{self, Bail, Mark, Shape};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,7 @@ struct PolicyRaw {
 }
 
 /// What a document is, from its apiVersion and kind.
+#[derive(Clone, Copy)]
 enum Kind {
     Policy(PolicyKind),
     Pool(PoolKind),
@@ -52,6 +58,15 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
     })
 }
 
+/// A document read into its raw type: where both readers meet.
+enum RawDoc {
+    Policy(PolicyKind, PeeringPolicySpec),
+    Pool(PoolKind, PoolRaw),
+    Node(NodeRaw),
+    Service(ServiceRaw),
+    EndpointSlice(EndpointSliceRaw),
+}
+
 struct Loader<'a> {
     source: &'a str,
     errors: Vec<ConfigError>,
@@ -70,9 +85,49 @@ fn typed<T: DeserializeOwned>(v: serde_yaml::Value, label: &str, errors: &mut Ve
     }
 }
 
-impl Loader<'_> {
+impl<'s> Loader<'s> {
+    fn new(source: &'s str) -> Loader<'s> {
+        Loader { source, errors: Vec::new(), loaded: Loaded::default() }
+    }
+
+    fn finish(mut self) -> Result<Loaded, Vec<ConfigError>> {
+        self.errors.extend(self.loaded.world.duplicates());
+        if self.errors.is_empty() { Ok(self.loaded) } else { Err(self.errors) }
+    }
+
+    fn unknown_kind(&mut self, name: Option<&str>, label: &str, api_version: &str, kind: &str) {
+        self.loaded
+            .warnings
+            .push(format!("{}: {api_version} {kind} is not a kind kbgp reads; ignored", name.unwrap_or(label)));
+    }
+
+    /// Validates a document into the World.
+    fn accept(&mut self, name: &str, raw: RawDoc) {
+        let w = &mut self.loaded.world;
+        let mut d = Diag { doc: name, errors: &mut self.errors };
+        match raw {
+            RawDoc::Policy(pk, spec) => {
+                if let Some(p) = PeeringPolicy::from_spec(name, pk, &spec, &mut d) {
+                    w.policies.push(Arc::new(p));
+                }
+            }
+            RawDoc::Pool(pk, raw) => {
+                let before = d.errors.len();
+                let p = LbPool::from_raw(pk, name, &raw, &mut d, &mut self.loaded.warnings);
+                if d.errors.len() == before {
+                    w.pools.push(Arc::new(p));
+                }
+            }
+            RawDoc::Node(raw) => w.nodes.push(Arc::new(Node::from_raw(name, &raw, &mut d))),
+            RawDoc::Service(raw) => w.services.push(Arc::new(Service::from_raw(name, &raw, &mut d))),
+            RawDoc::EndpointSlice(raw) => w.endpoint_slices.push(Arc::new(EndpointSlice::from_raw(name, &raw))),
+        }
+    }
+
+    /// The careful reader: serde_yaml into a `Value` per document, then into the raw type,
+    /// every problem with its field path.
     fn document(&mut self, label: String, v: serde_yaml::Value) {
-        let Some(map) = v.as_mapping() else {
+        let serde_yaml::Value::Mapping(mut map) = v else {
             self.errors.push(ConfigError::new(label, "", "a document must be a mapping with apiVersion and kind"));
             return;
         };
@@ -83,20 +138,17 @@ impl Loader<'_> {
         };
         let name = map.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).map(str::to_owned);
         let Some(k) = classify(&api_version, &kind) else {
-            self.loaded.warnings.push(format!(
-                "{}: {api_version} {kind} is not a kind kbgp reads; ignored",
-                name.as_deref().unwrap_or(&label)
-            ));
+            self.unknown_kind(name.as_deref(), &label, &api_version, &kind);
             return;
         };
         if let Kind::List = k {
-            match map.get("items").and_then(|i| i.as_sequence()) {
-                Some(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        self.document(format!("{label} items[{i}]"), item.clone());
+            match map.remove("items") {
+                Some(serde_yaml::Value::Sequence(items)) => {
+                    for (i, item) in items.into_iter().enumerate() {
+                        self.document(format!("{label} items[{i}]"), item);
                     }
                 }
-                None => self.errors.push(ConfigError::new(label, "items", "a List needs items")),
+                _ => self.errors.push(ConfigError::new(label, "items", "a List needs items")),
             }
             return;
         }
@@ -104,49 +156,153 @@ impl Loader<'_> {
             self.errors.push(ConfigError::new(format!("{label} ({kind})"), "metadata.name", "is required"));
             return;
         };
-        let mut d = Diag { doc: &name, errors: &mut self.errors };
-        match k {
-            Kind::Policy(pk) => {
-                if let Some(raw) = typed::<PolicyRaw>(v, &name, d.errors)
-                    && let Some(p) = PeeringPolicy::from_spec(&name, pk, &raw.spec, &mut d)
-                {
-                    self.loaded.world.policies.push(Arc::new(p));
-                }
+        let v = serde_yaml::Value::Mapping(map);
+        let e = &mut self.errors;
+        let raw = match k {
+            Kind::Policy(pk) => typed::<PolicyRaw>(v, &name, e).map(|r| RawDoc::Policy(pk, r.spec)),
+            Kind::Pool(pk) => typed(v, &name, e).map(|r| RawDoc::Pool(pk, r)),
+            Kind::Node => typed(v, &name, e).map(RawDoc::Node),
+            Kind::Service => typed(v, &name, e).map(RawDoc::Service),
+            Kind::EndpointSlice => typed(v, &name, e).map(RawDoc::EndpointSlice),
+            Kind::List => None,
+        };
+        if let Some(raw) = raw {
+            self.accept(&name, raw);
+        }
+    }
+
+    /// The fast reader ([`yaml`]): the document's fields straight into the raw type. Gives
+    /// up on anything [`document`](Self::document) would report, so it never words an error
+    /// of its own.
+    fn fast_document<'a>(&mut self, label: &str, de: yaml::De<'_, 'a>, top: bool) -> Result<(), Bail> {
+        let (mut api_version, mut kind) = (None, None);
+        let mut f = Fields::default();
+        let mut later: Vec<(&'a str, Mark)> = Vec::new();
+        let mut items = None;
+        let (shape, p) = de.map_entries(|key, v| {
+            match key {
+                "apiVersion" => api_version = Some(v.str()?),
+                "kind" => kind = Some(v.str()?),
+                "items" => items = Some(v.mark()?),
+                "metadata" | "spec" | "status" | "endpoints" => match (&api_version, &kind) {
+                    // apiVersion and kind come first in manifests; when they do not, the
+                    // field is read again once they are known.
+                    (Some(Some(a)), Some(Some(k))) => f.read(key, classify(a, k), v)?,
+                    _ => later.push((key, v.mark()?)),
+                },
+                _ => v.skip()?,
             }
-            Kind::Pool(pk) => {
-                if let Some(raw) = typed::<PoolRaw>(v, &name, d.errors) {
-                    let before = d.errors.len();
-                    let p = LbPool::from_raw(pk, &name, &raw, &mut d, &mut self.loaded.warnings);
-                    if d.errors.len() == before {
-                        self.loaded.world.pools.push(Arc::new(p));
-                    }
-                }
+            Ok(())
+        })?;
+        match shape {
+            Shape::Null if top => return Ok(()),
+            Shape::Wanted => {}
+            _ => return Err(Bail),
+        }
+        let (Some(Some(api_version)), Some(Some(kind))) = (api_version, kind) else { return Err(Bail) };
+        let k = classify(&api_version, &kind);
+        for (key, m) in later {
+            p.revisit(m, |v| f.read(key, k, v))?;
+        }
+        let name = f.name();
+        let Some(k) = k else {
+            self.unknown_kind(name.as_deref(), label, &api_version, &kind);
+            return Ok(());
+        };
+        if let Kind::List = k {
+            let m = items.ok_or(Bail)?;
+            let shape = p.revisit(m, |v| {
+                v.seq_items(|i, item| self.fast_document(&format!("{label} items[{i}]"), item, false))
+            })?;
+            return if shape == Shape::Wanted { Ok(()) } else { Err(Bail) };
+        }
+        let name = name.filter(|n| !n.is_empty()).ok_or(Bail)?;
+        let raw = match k {
+            Kind::Policy(pk) => RawDoc::Policy(pk, f.policy_spec.unwrap_or_default()),
+            Kind::Pool(pk) => RawDoc::Pool(
+                pk,
+                PoolRaw { metadata: f.meta.unwrap_or_default(), spec: f.pool_spec.unwrap_or_default() },
+            ),
+            Kind::Node => RawDoc::Node(NodeRaw {
+                metadata: f.meta.unwrap_or_default(),
+                spec: f.node_spec.unwrap_or_default(),
+                status: f.node_status.unwrap_or_default(),
+            }),
+            Kind::Service => RawDoc::Service(ServiceRaw {
+                metadata: f.meta.unwrap_or_default(),
+                spec: f.service_spec.unwrap_or_default(),
+                status: f.service_status.unwrap_or_default(),
+            }),
+            Kind::EndpointSlice => RawDoc::EndpointSlice(EndpointSliceRaw {
+                metadata: f.meta.unwrap_or_default(),
+                endpoints: f.endpoints.unwrap_or_default(),
+            }),
+            Kind::List => return Err(Bail),
+        };
+        self.accept(&name, raw);
+        Ok(())
+    }
+}
+
+/// The fields of a document the fast reader has read, typed by its kind.
+#[derive(Default)]
+struct Fields {
+    /// `metadata` of the kinds that type it.
+    meta: Option<ObjectMeta>,
+    /// `metadata.name` of the others (any `metadata` is fine there, as in the careful reader).
+    name_only: Option<String>,
+    policy_spec: Option<PeeringPolicySpec>,
+    pool_spec: Option<PoolSpec>,
+    node_spec: Option<NodeSpecRaw>,
+    node_status: Option<NodeStatusRaw>,
+    service_spec: Option<ServiceSpecRaw>,
+    service_status: Option<ServiceStatusRaw>,
+    endpoints: Option<Vec<EndpointRaw>>,
+}
+
+impl Fields {
+    /// Reads `key` of a document of kind `k` (`None`: a kind kbgp does not read).
+    fn read(&mut self, key: &str, k: Option<Kind>, v: yaml::De<'_, '_>) -> Result<(), Bail> {
+        use Kind::*;
+        match (key, k) {
+            ("metadata", Some(Pool(_) | Node | Service | EndpointSlice)) => {
+                self.meta = Some(Deserialize::deserialize(v)?)
             }
-            Kind::Node => {
-                if let Some(raw) = typed::<NodeRaw>(v, &name, d.errors) {
-                    let n = Node::from_raw(&name, &raw, &mut d);
-                    self.loaded.world.nodes.push(Arc::new(n));
-                }
-            }
-            Kind::Service => {
-                if let Some(raw) = typed::<ServiceRaw>(v, &name, d.errors) {
-                    let s = Service::from_raw(&name, &raw, &mut d);
-                    self.loaded.world.services.push(Arc::new(s));
-                }
-            }
-            Kind::EndpointSlice => {
-                if let Some(raw) = typed::<EndpointSliceRaw>(v, &name, d.errors) {
-                    self.loaded.world.endpoint_slices.push(Arc::new(EndpointSlice::from_raw(&name, &raw)));
-                }
-            }
-            Kind::List => {}
+            ("metadata", _) => self.name_only = yaml::NameOnly::deserialize(v)?.0,
+            ("spec", Some(Policy(_))) => self.policy_spec = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(Pool(_))) => self.pool_spec = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(Node)) => self.node_spec = Some(Deserialize::deserialize(v)?),
+            ("status", Some(Node)) => self.node_status = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(Service)) => self.service_spec = Some(Deserialize::deserialize(v)?),
+            ("status", Some(Service)) => self.service_status = Some(Deserialize::deserialize(v)?),
+            ("endpoints", Some(EndpointSlice)) => self.endpoints = Some(Deserialize::deserialize(v)?),
+            _ => v.skip()?,
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> Option<String> {
+        match &self.meta {
+            Some(m) => m.name.clone(),
+            None => self.name_only.clone(),
         }
     }
 }
 
-/// Parses the text of a file. `source` names it in YAML syntax errors.
-pub fn load_str(text: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
-    let mut l = Loader { source, errors: Vec::new(), loaded: Loaded::default() };
+/// The fast reader over a whole text, or [`Bail`] when the careful one must read it.
+pub(super) fn load_fast(text: &str, source: &str) -> Result<Result<Loaded, Vec<ConfigError>>, Bail> {
+    let mut l = Loader::new(source);
+    for (i, doc) in yaml::documents(text)?.into_iter().enumerate() {
+        let mut p = yaml::Parser::new(doc);
+        l.fast_document(&format!("document {}", i + 1), p.root(), true)?;
+        p.end()?;
+    }
+    Ok(l.finish())
+}
+
+/// The careful reader over a whole text.
+pub(super) fn load_careful(text: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let mut l = Loader::new(source);
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         match serde_yaml::Value::deserialize(doc) {
             Ok(serde_yaml::Value::Null) => {}
@@ -158,8 +314,16 @@ pub fn load_str(text: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
             }
         }
     }
-    l.errors.extend(l.loaded.world.duplicates());
-    if l.errors.is_empty() { Ok(l.loaded) } else { Err(l.errors) }
+    l.finish()
+}
+
+/// Parses the text of a file. `source` names it in YAML syntax errors.
+///
+/// One pass from text to the raw types when the text is in the fast reader's subset (what
+/// manifests and `kubectl get -o yaml` look like); otherwise, or on any problem, serde_yaml
+/// reads it, document by document, and reports every problem.
+pub fn load_str(text: &str, source: &str) -> Result<Loaded, Vec<ConfigError>> {
+    load_fast(text, source).unwrap_or_else(|Bail| load_careful(text, source))
 }
 
 /// The files behind `paths`: each file as given, each directory's `*.yaml` and `*.yml` in

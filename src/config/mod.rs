@@ -13,6 +13,7 @@ pub mod meta;
 pub mod node_status;
 pub mod policy;
 pub mod pool;
+mod yaml;
 
 pub use error::ConfigError;
 pub use k8s::{Endpoint, EndpointSlice, Node, Service, ServiceType};

@@ -235,3 +235,90 @@ items:
     let e = errors(&y.replace("stop: 20.0.1.20", "stop: 20.0.1.2"));
     assert_eq!(e, vec!["p1: spec.blocks[1].stop: 20.0.1.2 is before start 20.0.1.10"]);
 }
+
+/// The fast reader and the careful one give the same World, warnings and errors, or the
+/// fast one leaves the text to the careful one. Returns whether the fast one read it.
+fn readers_agree(text: &str) -> bool {
+    let careful = load::load_careful(text, "t");
+    let Ok(fast) = load::load_fast(text, "t") else { return false };
+    match (fast, careful) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a.world, b.world, "{text}");
+            assert_eq!(a.warnings, b.warnings, "{text}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+        (a, b) => panic!("fast {a:?}, careful {b:?}:\n{text}"),
+    }
+    true
+}
+
+#[test]
+fn the_fast_reader_reads_manifests_as_the_careful_one() {
+    let service = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: prod\n  labels:\n    advertise-bgp: \"true\"\n  annotations:\n    kbgp.io/ips: 20.0.0.7\n{extra}spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  ports:\n  - port: 80\n    protocol: TCP\n  externalTrafficPolicy: Local\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 20.0.0.100\n    - ip: 20.0.0.100\n    - hostname: lb.example\n"
+        )
+    };
+    // kubectl get -o yaml: keys in alphabetical order, so a List's kind comes after its items.
+    let kubectl_list = format!(
+        "apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Node\n  metadata:\n    name: n1\n    labels: {{rack: rack0}}\n  spec:\n    podCIDRs:\n    - 10.1.0.0/24\n  status:\n    addresses:\n    - address: 10.0.5.11\n      type: InternalIP\n- {}\nkind: List\nmetadata:\n  resourceVersion: \"\"\n",
+        service("web", "  creationTimestamp: \"2026-01-01T00:00:00Z\"\n").replace('\n', "\n  ").trim_end()
+    );
+    // Fields before apiVersion and kind are read again once they are known.
+    let kind_last = "metadata: {name: late}\nspec: {podCIDR: 10.2.0.0/24}\nkind: Node\napiVersion: v1\n";
+    let taken = [
+        seed(),
+        POLICY.to_string(),
+        POLICY.replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1").replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy"),
+        service("web", ""),
+        format!("{}---\n{}", service("a", ""), service("b", "")),
+        kubectl_list,
+        kind_last.to_string(),
+        // Errors found after reading: validation, duplicates, the policy's metadata untyped.
+        POLICY.replace("peerASN: 65005", "peerASN: 0"),
+        format!("{}---\n{}", service("a", ""), service("a", "")),
+        POLICY.replace("{name: rack0-65005}", "{name: rack0-65005, labels: {weird: 1}}"),
+        "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: p}\nspec: {cidrs: [{cidr: 20.0.0.0/24}]}\n".into(),
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, labels: {kubernetes.io/service-name: web}}\nendpoints:\n- addresses: [10.1.0.5]\n  nodeName: n1\n  conditions: {ready: false}\n".into(),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, labels: {v: 1}}\nspec: {replicas: 1}\n".into(),
+        "apiVersion: apps/v1\nkind: Deployment\nspec: {}\n".into(),
+        "---\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n}\n".into(),
+        "apiVersion: v1\nkind: List\nitems: []\n".into(),
+    ];
+    for t in &taken {
+        assert!(readers_agree(t), "the fast reader left this to the careful one:\n{t}");
+    }
+    // Problems the careful reader words: the fast one leaves them to it.
+    for t in [
+        "apiVersion: v1\nkind: Service\nmetadata: {}\n".to_string(),
+        "foo: bar\n".into(),
+        "- a\n".into(),
+        "apiVersion: v1\nkind: List\n".into(),
+        "apiVersion: v1\nkind: List\nitems: [5]\n".into(),
+        POLICY.replace("peerASN: 65005", "peerAsn: 65005"),
+        service("web", "").replace("advertise-bgp: \"true\"", "advertise-bgp: true"),
+        "apiVersion: v1\nkind: Node\nmetadata: {name: a\n".into(),
+        "apiVersion: v1\nkind: Node\nkind: Node\nmetadata: {name: a}\n".into(),
+        "apiVersion: 1\nkind: Node\nmetadata: {name: a}\n".into(),
+    ] {
+        assert!(!readers_agree(&t), "{t}");
+        assert!(load_str(&t, "t").is_err(), "{t}");
+    }
+}
+
+#[test]
+fn a_large_file_takes_the_fast_reader() {
+    // The shape of the benchmark's 1M-address file, smaller: it must not fall back.
+    let mut y = format!("{POLICY}\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{rack: rack0}}}}\n");
+    for s in 0..20 {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{s}\n  labels:\n    advertise-bgp: \"true\"\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\nstatus:\n  loadBalancer:\n    ingress:\n"
+        ));
+        for i in 0..50 {
+            y.push_str(&format!("    - ip: 20.0.{s}.{i}\n"));
+        }
+    }
+    assert!(readers_agree(&y));
+    let w = load_str(&y, "t").unwrap().world;
+    assert_eq!(w.services.iter().map(|s| s.ingress_ips.len()).sum::<usize>(), 1000);
+}
