@@ -5,7 +5,7 @@ use super::error::Diag;
 use super::meta::ObjectMeta;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -208,18 +208,33 @@ pub struct Service {
     pub creation_timestamp: Option<String>,
 }
 
+/// Keeps the first of equal addresses, in order. A Service can have a thousand ingress
+/// addresses: past a few, a set keeps this linear.
+fn dedup(v: &mut Vec<IpAddr>) {
+    if v.len() <= 16 {
+        let mut i = 0;
+        while i < v.len() {
+            if v[..i].contains(&v[i]) {
+                v.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    } else {
+        let mut seen = HashSet::with_capacity(v.len());
+        v.retain(|ip| seen.insert(*ip));
+    }
+}
+
 fn ips(d: &mut Diag, path: &str, list: &[String]) -> Vec<IpAddr> {
-    let mut v = Vec::new();
+    let mut v = Vec::with_capacity(list.len());
     for (i, s) in list.iter().enumerate() {
         match s.parse::<IpAddr>() {
-            Ok(ip) => {
-                if !v.contains(&ip) {
-                    v.push(ip)
-                }
-            }
+            Ok(ip) => v.push(ip),
             Err(_) => d.err(format!("{path}[{i}]"), format!("{s:?} is not an IP address")),
         }
     }
+    dedup(&mut v);
     v
 }
 
@@ -254,18 +269,18 @@ impl Service {
         let path = if r.spec.cluster_ips.is_empty() { "spec.clusterIP" } else { "spec.clusterIPs" };
         let cluster_ips = ips(d, path, &cluster);
         let external_ips = ips(d, "spec.externalIPs", &r.spec.external_ips);
-        let mut ingress_ips = Vec::new();
+        let mut ingress_ips = Vec::with_capacity(r.status.load_balancer.ingress.len());
         for (i, ing) in r.status.load_balancer.ingress.iter().enumerate() {
             if let Some(s) = &ing.ip {
                 match s.parse::<IpAddr>() {
-                    Ok(ip) if !ingress_ips.contains(&ip) => ingress_ips.push(ip),
-                    Ok(_) => {}
+                    Ok(ip) => ingress_ips.push(ip),
                     Err(_) => {
                         d.err(format!("status.loadBalancer.ingress[{i}].ip"), format!("{s:?} is not an IP address"))
                     }
                 }
             }
         }
+        dedup(&mut ingress_ips);
         let load_balancer_ip = match r.spec.load_balancer_ip.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => match s.parse::<IpAddr>() {
                 Ok(ip) => Some(ip),
