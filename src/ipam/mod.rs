@@ -143,38 +143,119 @@ fn age_key(ts: &Option<String>, name: &str) -> (bool, String, String) {
     (ts.is_none(), ts.clone().unwrap_or_default(), name.to_string())
 }
 
+/// The Services holding one address: almost always one, so without a Vec.
+#[derive(Debug)]
+enum Holders {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl Holders {
+    fn push(&mut self, i: usize) {
+        match self {
+            Holders::One(h) => *self = Holders::Many(vec![*h, i]),
+            Holders::Many(v) => v.push(i),
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Holders::One(h) => std::slice::from_ref(h),
+            Holders::Many(v) => v,
+        }
+    }
+}
+
 struct State<'a> {
     services: &'a [Arc<Service>],
+    /// `namespace/name` of each Service, made once.
+    keys: Vec<String>,
+    /// Each Service's slot in `given` (Services with the same key share one).
+    slot: Vec<usize>,
+    /// The addresses given per slot, in order; they become `out.services` at the end.
+    given: Vec<Vec<(IpAddr, Option<String>)>>,
     /// Address -> indexes of the Services holding it.
-    owners: HashMap<IpAddr, Vec<usize>>,
-    used: BTreeSet<Num>,
+    owners: hashbrown::HashMap<IpAddr, Holders>,
+    /// The held addresses in order, for finding free ones; built when first needed (a file
+    /// whose Services all have their addresses never needs it).
+    used: Option<BTreeSet<Num>>,
+    /// Addresses held by Services with a sharing key, per key, in order.
+    by_sharing_key: HashMap<&'a str, BTreeSet<IpAddr>>,
     out: Allocation,
 }
 
-impl State<'_> {
+impl<'a> State<'a> {
     fn problem(&mut self, subject: String, message: String) {
         self.out.problems.push(Problem { subject, message });
+    }
+
+    /// Records that Service `i` holds `ip`, whatever else holds it.
+    fn hold(&mut self, i: usize, ip: IpAddr) {
+        match self.owners.entry(ip) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().push(i),
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(Holders::One(i));
+            }
+        }
+        self.held(i, ip);
+    }
+
+    /// Keeps the indexes beside `owners` up to date.
+    fn held(&mut self, i: usize, ip: IpAddr) {
+        if let Some(k) = sharing_key(&self.services[i]) {
+            self.by_sharing_key.entry(k).or_default().insert(ip);
+        }
+        if let Some(used) = &mut self.used {
+            used.insert(num(ip));
+        }
+    }
+
+    fn used(&mut self) -> &BTreeSet<Num> {
+        let owners = &self.owners;
+        self.used.get_or_insert_with(|| owners.keys().map(|ip| num(*ip)).collect())
     }
 
     /// Gives `ip` to Service `i` if nobody incompatible holds it.
     fn take(&mut self, i: usize, ip: IpAddr, pool: Option<String>) -> bool {
         let s = &self.services[i];
-        if let Some(holders) = self.owners.get(&ip) {
-            for &h in holders {
-                if let Err(why) = compatible(&self.services[h], s) {
-                    let msg = format!(
-                        "{ip} is already assigned to {}, and they cannot share it: {why}",
-                        self.services[h].key()
-                    );
-                    self.problem(s.key(), msg);
+        match self.owners.entry(ip) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                if let Some((h, why)) =
+                    e.get().as_slice().iter().find_map(|&h| compatible(&self.services[h], s).err().map(|w| (h, w)))
+                {
+                    let msg = format!("{ip} is already assigned to {}, and they cannot share it: {why}", self.keys[h]);
+                    self.problem(self.keys[i].clone(), msg);
                     return false;
                 }
+                e.get_mut().push(i);
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(Holders::One(i));
             }
         }
-        self.owners.entry(ip).or_default().push(i);
-        self.used.insert(num(ip));
-        self.out.services.entry(s.key()).or_default().push((ip, pool));
+        self.held(i, ip);
+        let given = &mut self.given[self.slot[i]];
+        if given.is_empty() {
+            given.reserve(s.ingress_ips.len());
+        }
+        given.push((ip, pool));
         true
+    }
+
+    /// The addresses given, per Service key.
+    fn finish(mut self) -> Allocation {
+        let mut keys: Vec<Option<&String>> = vec![None; self.given.len()];
+        for (i, &slot) in self.slot.iter().enumerate() {
+            keys[slot].get_or_insert(&self.keys[i]);
+        }
+        for (key, given) in keys.into_iter().zip(self.given) {
+            if let Some(key) = key
+                && !given.is_empty()
+            {
+                self.out.services.insert(key.clone(), given);
+            }
+        }
+        self.out
     }
 }
 
@@ -222,22 +303,41 @@ pub fn allocate(world: &World) -> Allocation {
             s.name.clone(),
         )
     });
-    let mut st =
-        State { services: &world.services, owners: HashMap::new(), used: BTreeSet::new(), out: Allocation::default() };
+    let addresses = world.services.iter().map(|s| s.ingress_ips.len()).sum();
+    let keys: Vec<String> = world.services.iter().map(|s| s.key()).collect();
+    let mut slots: HashMap<&str, usize> = HashMap::new();
+    let slot: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            let n = slots.len();
+            *slots.entry(k.as_str()).or_insert(n)
+        })
+        .collect();
+    let given = vec![Vec::new(); slots.len()];
+    drop(slots);
+    let mut st = State {
+        services: &world.services,
+        keys,
+        slot,
+        given,
+        owners: hashbrown::HashMap::with_capacity(addresses),
+        used: None,
+        by_sharing_key: HashMap::new(),
+        out: Allocation::default(),
+    };
     st.out.problems = problems;
 
     // Addresses other controllers' Services hold are taken, even inside a pool.
     for (i, s) in world.services.iter().enumerate().filter(|(_, s)| !s.is_kbgp_load_balancer()) {
         for ip in &s.ingress_ips {
-            st.owners.entry(*ip).or_default().push(i);
-            st.used.insert(num(*ip));
+            st.hold(i, *ip);
         }
     }
     // Addresses Services already have stay theirs.
     for &i in &order {
-        for ip in world.services[i].ingress_ips.clone() {
-            let pool = pool_of(&ip).map(|p| p.name.clone());
-            st.take(i, ip, pool);
+        for ip in &world.services[i].ingress_ips {
+            let pool = pool_of(ip).map(|p| p.name.clone());
+            st.take(i, *ip, pool);
         }
     }
     for &i in &order {
@@ -288,24 +388,27 @@ pub fn allocate(world: &World) -> Allocation {
         for v6 in families(s) {
             let fam = if v6 { "IPv6" } else { "IPv4" };
             // An address already shared under this Service's key, if it is compatible.
-            let shared = sharing_key(s).and_then(|_| {
-                let mut held: Vec<(&IpAddr, &Vec<usize>)> =
-                    st.owners.iter().filter(|(ip, _)| ip.is_ipv6() == v6).collect();
-                held.sort();
-                held.into_iter()
-                    .find(|(_, hs)| hs.iter().all(|&h| compatible(&world.services[h], s).is_ok()))
-                    .map(|(ip, _)| *ip)
+            // Only addresses a Service with the same key holds can be (compatible() wants
+            // every holder to have it), lowest first.
+            let shared = sharing_key(s).and_then(|k| {
+                st.by_sharing_key
+                    .get(k)?
+                    .iter()
+                    .copied()
+                    .filter(|ip| ip.is_ipv6() == v6)
+                    .find(|ip| st.owners[ip].as_slice().iter().all(|&h| compatible(&world.services[h], s).is_ok()))
             });
             if let Some(ip) = shared {
                 let pool = pool_of(&ip).map(|p| p.name.clone());
                 st.take(i, ip, pool);
                 continue;
             }
+            let used = st.used();
             let found = candidates.iter().find_map(|p| {
                 p.blocks
                     .iter()
                     .filter(|b| bounds(b).0.v6 == v6)
-                    .find_map(|b| lowest_free(b, p.allow_first_last_ips, &st.used))
+                    .find_map(|b| lowest_free(b, p.allow_first_last_ips, used))
                     .map(|ip| (ip, p.name.clone()))
             });
             match found {
@@ -329,7 +432,7 @@ pub fn allocate(world: &World) -> Allocation {
             conflict: conflicts.get(&p.name).cloned(),
         });
     }
-    st.out
+    st.finish()
 }
 
 /// Gives every handled Service without addresses the ones `a` assigned (file mode: what the
