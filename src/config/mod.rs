@@ -50,11 +50,18 @@ impl World {
 
     /// Adds another file's objects (moves the pointers; nothing is copied).
     pub fn extend(&mut self, other: World) {
-        self.policies.extend(other.policies);
-        self.pools.extend(other.pools);
-        self.nodes.extend(other.nodes);
-        self.services.extend(other.services);
-        self.endpoint_slices.extend(other.endpoint_slices);
+        fn add<T>(to: &mut Vec<T>, more: Vec<T>) {
+            if to.is_empty() {
+                *to = more;
+            } else {
+                to.extend(more);
+            }
+        }
+        add(&mut self.policies, other.policies);
+        add(&mut self.pools, other.pools);
+        add(&mut self.nodes, other.nodes);
+        add(&mut self.services, other.services);
+        add(&mut self.endpoint_slices, other.endpoint_slices);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).

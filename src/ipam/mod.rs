@@ -74,11 +74,15 @@ impl fmt::Display for Problem {
     }
 }
 
+/// An address given to a Service, and the pool it is from (`None`: kept from the Service's
+/// status and inside no pool).
+pub type Given = (IpAddr, Option<Arc<str>>);
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Allocation {
     /// Addresses per Service (`namespace/name`), with the pool each came from (`None`: kept
-    /// from the Service's status and inside no pool).
-    pub services: BTreeMap<String, Vec<(IpAddr, Option<String>)>>,
+    /// from the Service's status and inside no pool; one name shared by all its addresses).
+    pub services: BTreeMap<String, Vec<Given>>,
     pub pools: Vec<PoolStatus>,
     pub problems: Vec<Problem>,
 }
@@ -173,7 +177,7 @@ struct State<'a> {
     /// Each Service's slot in `given` (Services with the same key share one).
     slot: Vec<usize>,
     /// The addresses given per slot, in order; they become `out.services` at the end.
-    given: Vec<Vec<(IpAddr, Option<String>)>>,
+    given: Vec<Vec<Given>>,
     /// Address -> indexes of the Services holding it.
     owners: hashbrown::HashMap<IpAddr, Holders>,
     /// The held addresses in order, for finding free ones; built when first needed (a file
@@ -216,7 +220,7 @@ impl<'a> State<'a> {
     }
 
     /// Gives `ip` to Service `i` if nobody incompatible holds it.
-    fn take(&mut self, i: usize, ip: IpAddr, pool: Option<String>) -> bool {
+    fn take(&mut self, i: usize, ip: IpAddr, pool: Option<Arc<str>>) -> bool {
         let s = &self.services[i];
         match self.owners.entry(ip) {
             hashbrown::hash_map::Entry::Occupied(mut e) => {
@@ -291,6 +295,9 @@ pub fn allocate(world: &World) -> Allocation {
     by_name.sort_by(|a, b| a.name.cmp(&b.name));
     let usable: Vec<&LbPool> = by_name.iter().filter(|p| !conflicts.contains_key(&p.name)).copied().collect();
     let pool_of = |ip: &IpAddr| usable.iter().find(|p| p.contains(ip)).copied();
+    let names: HashMap<&str, Arc<str>> =
+        world.pools.iter().map(|p| (p.name.as_str(), Arc::from(p.name.as_str()))).collect();
+    let name = |p: &LbPool| names.get(p.name.as_str()).cloned().unwrap_or_else(|| Arc::from(p.name.as_str()));
 
     let mut order: Vec<usize> =
         (0..world.services.len()).filter(|&i| world.services[i].is_kbgp_load_balancer()).collect();
@@ -336,7 +343,7 @@ pub fn allocate(world: &World) -> Allocation {
     // Addresses Services already have stay theirs.
     for &i in &order {
         for ip in &world.services[i].ingress_ips {
-            let pool = pool_of(ip).map(|p| p.name.clone());
+            let pool = pool_of(ip).map(name);
             st.take(i, *ip, pool);
         }
     }
@@ -377,8 +384,7 @@ pub fn allocate(world: &World) -> Allocation {
                         ),
                     ),
                     Some(p) => {
-                        let name = p.name.clone();
-                        st.take(i, ip, Some(name));
+                        st.take(i, ip, Some(name(p)));
                     }
                 }
             }
@@ -399,7 +405,7 @@ pub fn allocate(world: &World) -> Allocation {
                     .find(|ip| st.owners[ip].as_slice().iter().all(|&h| compatible(&world.services[h], s).is_ok()))
             });
             if let Some(ip) = shared {
-                let pool = pool_of(&ip).map(|p| p.name.clone());
+                let pool = pool_of(&ip).map(name);
                 st.take(i, ip, pool);
                 continue;
             }
@@ -409,7 +415,7 @@ pub fn allocate(world: &World) -> Allocation {
                     .iter()
                     .filter(|b| bounds(b).0.v6 == v6)
                     .find_map(|b| lowest_free(b, p.allow_first_last_ips, used))
-                    .map(|ip| (ip, p.name.clone()))
+                    .map(|ip| (ip, name(p)))
             });
             match found {
                 Some((ip, pool)) => {

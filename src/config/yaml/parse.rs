@@ -72,10 +72,12 @@ impl<'a> Parser<'a> {
     }
 
     /// 0 past the end (NUL is not in the text: [`check_chars`]).
+    #[inline]
     pub(super) fn byte(&self, i: usize) -> u8 {
         self.b.get(i).copied().unwrap_or(0)
     }
 
+    #[inline]
     pub(super) fn blank_or_end(&self, i: usize) -> bool {
         matches!(self.byte(i), b' ' | b'\n' | 0)
     }
@@ -84,23 +86,27 @@ impl<'a> Parser<'a> {
         i - self.b[..i].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1)
     }
 
+    #[inline]
     pub(super) fn skip_spaces(&mut self) {
         while self.byte(self.pos) == b' ' {
             self.pos += 1;
         }
     }
 
+    #[inline]
     pub(super) fn is_comment(&self, i: usize) -> bool {
         self.byte(i) == b'#' && (i == 0 || matches!(self.b[i - 1], b' ' | b'\n'))
     }
 
     /// `- ` (or `-` at the end of a line) at `i`.
+    #[inline]
     pub(super) fn dash(&self, i: usize) -> bool {
         self.byte(i) == b'-' && self.blank_or_end(i + 1)
     }
 
     /// The next line with content after the current position, as (indentation, position of
     /// its content), without moving. Content left on the current line is an error.
+    #[inline]
     pub(super) fn peek_line(&self) -> R<Option<(usize, usize)>> {
         let mut i = self.pos;
         let mut ls = (i == 0 || self.b[i - 1] == b'\n').then_some(i);
@@ -122,6 +128,7 @@ impl<'a> Parser<'a> {
 
     /// After a scalar or flow collection in block context: nothing more on its line, and no
     /// line more indented than its parent (a continuation, or a stray key).
+    #[inline]
     pub(super) fn check_after(&self, n: isize) -> R<()> {
         match self.peek_line()? {
             Some((ind, _)) if ind as isize > n => Err(Bail),
@@ -356,6 +363,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Begins the node at the current position.
+    #[inline]
     pub(super) fn start(&mut self, n: isize, ctx: Ctx) -> R<Start<'a>> {
         if let Ctx::Flow = ctx {
             return self.flow_start(n);
