@@ -147,25 +147,35 @@ fn age_key(ts: &Option<String>, name: &str) -> (bool, String, String) {
     (ts.is_none(), ts.clone().unwrap_or_default(), name.to_string())
 }
 
-/// The Services holding one address: almost always one, so without a Vec.
-#[derive(Debug)]
-enum Holders {
-    One(usize),
-    Many(Vec<usize>),
-}
+/// The Services holding one address, in 4 bytes (a million addresses make the table the
+/// biggest thing LB IPAM holds): one Service's index, or with the top bit set an entry of
+/// `State::shared` when several Services share the address.
+#[derive(Clone, Copy, Debug)]
+struct Holders(u32);
+
+const SHARED: u32 = 1 << 31;
 
 impl Holders {
-    fn push(&mut self, i: usize) {
-        match self {
-            Holders::One(h) => *self = Holders::Many(vec![*h, i]),
-            Holders::Many(v) => v.push(i),
-        }
+    /// Service `i` alone (a World has far fewer than 2^31 Services).
+    fn one(i: usize) -> Holders {
+        Holders(i as u32 & !SHARED)
     }
 
-    fn as_slice(&self) -> &[usize] {
-        match self {
-            Holders::One(h) => std::slice::from_ref(h),
-            Holders::Many(v) => v,
+    fn iter(self, shared: &[Vec<usize>]) -> impl Iterator<Item = usize> + '_ {
+        let (one, many) = if self.0 & SHARED == 0 {
+            (Some(self.0 as usize), &[][..])
+        } else {
+            (None, shared.get((self.0 & !SHARED) as usize).map_or(&[][..], Vec::as_slice))
+        };
+        one.into_iter().chain(many.iter().copied())
+    }
+
+    fn push(&mut self, i: usize, shared: &mut Vec<Vec<usize>>) {
+        if self.0 & SHARED == 0 {
+            shared.push(vec![self.0 as usize, i]);
+            self.0 = SHARED | (shared.len() - 1) as u32;
+        } else if let Some(v) = shared.get_mut((self.0 & !SHARED) as usize) {
+            v.push(i);
         }
     }
 }
@@ -178,8 +188,12 @@ struct State<'a> {
     slot: Vec<usize>,
     /// The addresses given per slot, in order; they become `out.services` at the end.
     given: Vec<Vec<Given>>,
-    /// Address -> indexes of the Services holding it.
+    /// Each Service's sharing key, looked up once.
+    sharing: Vec<Option<&'a str>>,
+    /// Address -> the Services holding it.
     owners: hashbrown::HashMap<IpAddr, Holders>,
+    /// The holders of addresses that several Services share.
+    shared: Vec<Vec<usize>>,
     /// The held addresses in order, for finding free ones; built when first needed (a file
     /// whose Services all have their addresses never needs it).
     used: Option<BTreeSet<Num>>,
@@ -196,9 +210,9 @@ impl<'a> State<'a> {
     /// Records that Service `i` holds `ip`, whatever else holds it.
     fn hold(&mut self, i: usize, ip: IpAddr) {
         match self.owners.entry(ip) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().push(i),
+            hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().push(i, &mut self.shared),
             hashbrown::hash_map::Entry::Vacant(e) => {
-                e.insert(Holders::One(i));
+                e.insert(Holders::one(i));
             }
         }
         self.held(i, ip);
@@ -206,7 +220,7 @@ impl<'a> State<'a> {
 
     /// Keeps the indexes beside `owners` up to date.
     fn held(&mut self, i: usize, ip: IpAddr) {
-        if let Some(k) = sharing_key(&self.services[i]) {
+        if let Some(k) = self.sharing[i] {
             self.by_sharing_key.entry(k).or_default().insert(ip);
         }
         if let Some(used) = &mut self.used {
@@ -222,22 +236,16 @@ impl<'a> State<'a> {
     /// Gives `ip` to Service `i` if nobody incompatible holds it.
     fn take(&mut self, i: usize, ip: IpAddr, pool: Option<Arc<str>>) -> bool {
         let s = &self.services[i];
-        match self.owners.entry(ip) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
-                if let Some((h, why)) =
-                    e.get().as_slice().iter().find_map(|&h| compatible(&self.services[h], s).err().map(|w| (h, w)))
-                {
-                    let msg = format!("{ip} is already assigned to {}, and they cannot share it: {why}", self.keys[h]);
-                    self.problem(self.keys[i].clone(), msg);
-                    return false;
-                }
-                e.get_mut().push(i);
-            }
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                e.insert(Holders::One(i));
-            }
+        let conflict = self
+            .owners
+            .get(&ip)
+            .and_then(|hs| hs.iter(&self.shared).find_map(|h| compatible(&self.services[h], s).err().map(|w| (h, w))));
+        if let Some((h, why)) = conflict {
+            let msg = format!("{ip} is already assigned to {}, and they cannot share it: {why}", self.keys[h]);
+            self.problem(self.keys[i].clone(), msg);
+            return false;
         }
-        self.held(i, ip);
+        self.hold(i, ip);
         let given = &mut self.given[self.slot[i]];
         if given.is_empty() {
             given.reserve(s.ingress_ips.len());
@@ -327,7 +335,9 @@ pub fn allocate(world: &World) -> Allocation {
         keys,
         slot,
         given,
+        sharing: world.services.iter().map(|s| sharing_key(s)).collect(),
         owners: hashbrown::HashMap::with_capacity(addresses),
+        shared: Vec::new(),
         used: None,
         by_sharing_key: HashMap::new(),
         out: Allocation::default(),
@@ -397,12 +407,11 @@ pub fn allocate(world: &World) -> Allocation {
             // Only addresses a Service with the same key holds can be (compatible() wants
             // every holder to have it), lowest first.
             let shared = sharing_key(s).and_then(|k| {
-                st.by_sharing_key
-                    .get(k)?
-                    .iter()
-                    .copied()
-                    .filter(|ip| ip.is_ipv6() == v6)
-                    .find(|ip| st.owners[ip].as_slice().iter().all(|&h| compatible(&world.services[h], s).is_ok()))
+                st.by_sharing_key.get(k)?.iter().copied().filter(|ip| ip.is_ipv6() == v6).find(|ip| {
+                    st.owners
+                        .get(ip)
+                        .is_some_and(|h| h.iter(&st.shared).all(|h| compatible(&world.services[h], s).is_ok()))
+                })
             });
             if let Some(ip) = shared {
                 let pool = pool_of(&ip).map(name);
