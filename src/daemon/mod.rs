@@ -317,13 +317,12 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let started = Instant::now();
-    let first = load(&mut source, opts.node.as_deref())?;
-    for w in &first.warnings {
+    let FileWorld { node, world, alloc, warnings } = load(&mut source, opts.node.as_deref())?;
+    for w in &warnings {
         warn!("{w}");
     }
-    let node = first.node.clone();
     // Nothing starts on a plan error.
-    plan::plan(&node, &first.world).map_err(|e| e.to_string())?;
+    plan::plan(&node, &world).map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
     let view = admin::View::new(node.clone(), format!("files: {}", source.describe()));
     let _admin = serve_admin(&opts, &view, &metrics)?;
@@ -339,8 +338,10 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
     );
     let mut sig = Signals::new()?;
     let mut d = Daemon::new(metrics.clone(), view, &node);
-    took(&metrics, &first.alloc);
-    d.plan(first.world, started)?;
+    took(&metrics, &alloc);
+    // The allocation is one entry per address: not kept (kbgp why makes its own).
+    drop(alloc);
+    d.plan(world, started)?;
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

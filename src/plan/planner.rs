@@ -61,9 +61,66 @@ struct Group {
     attrs: HashMap<Mask, Arc<AdvertAttrs>>,
 }
 
+/// How many Service addresses ask for each prefix. IPv4 host routes, the bulk at scale, are
+/// keyed by their address alone: 8 octets a prefix instead of 24.
+#[derive(Default)]
+struct Counts {
+    v4: HashMap<u32, u32>,
+    other: HashMap<IpNet, u32>,
+}
+
+fn host_v4(p: &IpNet) -> Option<u32> {
+    match p {
+        IpNet::V4(n) if n.prefix_len() == 32 => Some(u32::from(n.addr())),
+        _ => None,
+    }
+}
+
+impl Counts {
+    fn get(&self, p: &IpNet) -> u32 {
+        match host_v4(p) {
+            Some(a) => self.v4.get(&a).copied(),
+            None => self.other.get(p).copied(),
+        }
+        .unwrap_or(0)
+    }
+
+    /// One more address asks for `p`; returns the count before.
+    fn add(&mut self, p: IpNet) -> u32 {
+        let n = match host_v4(&p) {
+            Some(a) => self.v4.entry(a).or_insert(0),
+            None => self.other.entry(p).or_insert(0),
+        };
+        *n += 1;
+        *n - 1
+    }
+
+    /// One address fewer asks for `p`; returns the count before.
+    fn sub(&mut self, p: &IpNet) -> u32 {
+        let n = self.get(p);
+        match (n, host_v4(p)) {
+            (0, _) => None,
+            (1, Some(a)) => self.v4.remove(&a),
+            (1, None) => self.other.remove(p),
+            (_, Some(a)) => self.v4.insert(a, n - 1),
+            (_, None) => self.other.insert(*p, n - 1),
+        };
+        n
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.other.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (IpNet, u32)> + '_ {
+        let v4 = self.v4.iter().map(|(a, n)| (IpNet::V4(ipnet::Ipv4Net::from(std::net::Ipv4Addr::from(*a))), *n));
+        v4.chain(self.other.iter().map(|(p, n)| (*p, *n)))
+    }
+}
+
 struct VRouter {
     /// Service addresses that ask for each prefix.
-    wanted: HashMap<IpNet, u32>,
+    wanted: Counts,
     /// The node's pod CIDRs, when the virtual router exports them.
     pods: Vec<IpNet>,
     groups: Vec<Group>,
@@ -200,7 +257,8 @@ impl Planner {
 
     /// Prefixes planned, over every virtual router (a prefix two routers announce counts twice).
     pub fn prefixes(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.vrouters.iter().map(|v| v.wanted.len() + v.pods.len()).sum())
+        let wanted = |v: &VRouter| v.wanted.len() + v.pods.iter().filter(|p| v.wanted.get(p) == 0).count();
+        self.state.as_ref().map_or(0, |s| s.vrouters.iter().map(wanted).sum())
     }
 
     /// Everything from scratch.
@@ -209,7 +267,7 @@ impl Planner {
         let mut vrouters = Vec::new();
         let node = world.node(&self.node);
         for (vr, vp) in plan.configured(&world) {
-            let mut v = VRouter { wanted: HashMap::new(), pods: Vec::new(), groups: Vec::new() };
+            let mut v = VRouter { wanted: Counts::default(), pods: Vec::new(), groups: Vec::new() };
             if let Some(node) = node {
                 candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
                     if r.passed() {
@@ -219,7 +277,9 @@ impl Planner {
             }
             for s in &world.services {
                 let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-                announced(vr, s, local, |p| *v.wanted.entry(p).or_insert(0) += 1);
+                announced(vr, s, local, |p| {
+                    v.wanted.add(p);
+                });
             }
             for p in &vp.peers {
                 if !v.groups.iter().any(|g| g.key == p.group) {
@@ -235,16 +295,15 @@ impl Planner {
         let Some(node) = st.world.node(&self.node) else { return Vec::new() };
         let mut out = Vec::new();
         for v in &mut st.vrouters {
-            let mut prefixes: Vec<(IpNet, u32)> = v.wanted.iter().map(|(p, n)| (*p, *n)).collect();
-            prefixes.extend(v.pods.iter().filter(|p| !v.wanted.contains_key(*p)).map(|p| (*p, 0)));
-            prefixes.sort_unstable();
             for g in &mut v.groups {
-                let mut routes = Vec::with_capacity(prefixes.len());
-                for (p, n) in &prefixes {
-                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, p, *n, node, &st.world) {
-                        routes.push(Advertisement { prefix: *p, attrs });
+                let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).map(|p| (*p, 0));
+                let mut routes = Vec::with_capacity(v.wanted.len() + v.pods.len());
+                for (p, n) in v.wanted.iter().chain(pods) {
+                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, &p, n, node, &st.world) {
+                        routes.push(Advertisement { prefix: p, attrs });
                     }
                 }
+                routes.sort_unstable_by_key(|a| a.prefix);
                 out.push((g.key.clone(), routes));
             }
         }
@@ -270,31 +329,22 @@ impl Planner {
                 if let Some(o) = old {
                     let local = st.endpoints.get(&o.key()).copied().unwrap_or_default();
                     announced(vr, o, local, |p| {
-                        let n = v.wanted.get(&p).copied().unwrap_or(0);
+                        let n = v.wanted.sub(&p);
                         before.entry(p).or_insert(n);
-                        match n {
-                            0 | 1 => {
-                                v.wanted.remove(&p);
-                            }
-                            _ => {
-                                v.wanted.insert(p, n - 1);
-                            }
-                        }
                     });
                 }
                 if let Some(s) = new {
                     let local = endpoints.get(&s.key()).copied().unwrap_or_default();
                     announced(vr, s, local, |p| {
-                        let n = v.wanted.entry(p).or_insert(0);
-                        before.entry(p).or_insert(*n);
-                        *n += 1;
+                        let n = v.wanted.add(p);
+                        before.entry(p).or_insert(n);
                     });
                 }
             }
             for g in &mut v.groups {
                 let mut changes = Vec::new();
                 for (p, was) in &before {
-                    let now = v.wanted.get(p).copied().unwrap_or(0);
+                    let now = v.wanted.get(p);
                     let old = route(&mut self.interned, g, &v.pods, p, *was, node, world);
                     let new = route(&mut self.interned, g, &v.pods, p, now, node, world);
                     if old != new {

@@ -3,15 +3,33 @@
 //! The source is one or more files or directories (every `*.yaml`/`*.yml` in them). Change
 //! detection hashes the list of files and their content, so an edit that keeps the size, an
 //! editor's rename-over, a Kubernetes ConfigMap's symlink swap and a file added to a
-//! directory are all seen, and touching a file without changing it is not a change.
+//! directory are all seen, and touching a file without changing it is not a change. The
+//! content is read (in 64 KiB pieces) only when a file's size, modification time or inode
+//! moved: a large file that nobody touches costs a `stat` per check.
 
 use crate::config::{ConfigError, Loaded, expand, load_files};
+use std::cell::RefCell;
 use std::hash::Hasher;
+use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 pub struct FileSource {
     paths: Vec<PathBuf>,
     seen: Option<u64>,
+    /// The files' size, modification time and inode when last hashed.
+    stamp: RefCell<Option<Vec<(PathBuf, u64, i64, i64, u64)>>>,
+}
+
+fn stamps(paths: &[PathBuf]) -> Option<Vec<(PathBuf, u64, i64, i64, u64)>> {
+    let files = expand(paths).ok()?;
+    files
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f).ok()?;
+            Some((f, m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+        })
+        .collect()
 }
 
 fn fingerprint(paths: &[PathBuf]) -> Option<u64> {
@@ -19,14 +37,23 @@ fn fingerprint(paths: &[PathBuf]) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for f in &files {
         h.write(f.as_os_str().as_encoded_bytes());
-        h.write(&std::fs::read(f).ok()?);
+        let mut r = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(f).ok()?);
+        loop {
+            let buf = r.fill_buf().ok()?;
+            if buf.is_empty() {
+                break;
+            }
+            h.write(buf);
+            let n = buf.len();
+            r.consume(n);
+        }
     }
     Some(h.finish())
 }
 
 impl FileSource {
     pub fn new(paths: Vec<PathBuf>) -> FileSource {
-        FileSource { paths, seen: None }
+        FileSource { paths, seen: None, stamp: RefCell::new(None) }
     }
 
     pub fn paths(&self) -> &[PathBuf] {
@@ -40,6 +67,7 @@ impl FileSource {
 
     /// Loads every file and remembers their state as seen.
     pub fn load(&mut self) -> Result<Loaded, Vec<ConfigError>> {
+        *self.stamp.borrow_mut() = stamps(&self.paths);
         self.seen = fingerprint(&self.paths);
         load_files(&self.paths)
     }
@@ -47,9 +75,19 @@ impl FileSource {
     /// Whether anything changed since the last load. Files that cannot be read are not a
     /// change: the running configuration stays until readable files replace them.
     pub fn changed(&self) -> bool {
+        let now = stamps(&self.paths);
+        if now.is_some() && *self.stamp.borrow() == now {
+            return false;
+        }
         match fingerprint(&self.paths) {
             None => false,
-            Some(f) => self.seen != Some(f),
+            Some(f) => {
+                // Touched but not changed: no need to read it again until it moves again.
+                if self.seen == Some(f) {
+                    *self.stamp.borrow_mut() = now;
+                }
+                self.seen != Some(f)
+            }
         }
     }
 }
