@@ -14,14 +14,17 @@ use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+/// A file's path, size, modification time (seconds, nanoseconds) and inode.
+type Stamp = (PathBuf, u64, i64, i64, u64);
+
 pub struct FileSource {
     paths: Vec<PathBuf>,
     seen: Option<u64>,
-    /// The files' size, modification time and inode when last hashed.
-    stamp: RefCell<Option<Vec<(PathBuf, u64, i64, i64, u64)>>>,
+    /// The files' stamps when last hashed.
+    stamp: RefCell<Option<Vec<Stamp>>>,
 }
 
-fn stamps(paths: &[PathBuf]) -> Option<Vec<(PathBuf, u64, i64, i64, u64)>> {
+fn stamps(paths: &[PathBuf]) -> Option<Vec<Stamp>> {
     let files = expand(paths).ok()?;
     files
         .into_iter()
