@@ -5,7 +5,7 @@ use super::error::Diag;
 use super::meta::ObjectMeta;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -221,7 +221,7 @@ fn dedup(v: &mut Vec<IpAddr>) {
             }
         }
     } else {
-        let mut seen = HashSet::with_capacity(v.len());
+        let mut seen = hashbrown::HashSet::with_capacity(v.len());
         v.retain(|ip| seen.insert(*ip));
     }
 }

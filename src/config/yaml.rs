@@ -197,6 +197,14 @@ fn float(s: &str) -> Option<f64> {
     u.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// Whether `s` cannot be a number: a byte no integer or float has (`0x`/`0o`/`0b` forms,
+/// `.inf`, `.nan` included), or two dots (an IPv4 address).
+fn not_a_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().any(|c| !(c.is_ascii_hexdigit() || b"+-.xoiInN".contains(c)))
+        || b.iter().filter(|&&c| c == b'.').count() > 1
+}
+
 fn resolve(s: &str) -> R<Scalar<'_>> {
     match s.as_bytes().first() {
         None => return Ok(Scalar::Null),
@@ -207,6 +215,7 @@ fn resolve(s: &str) -> R<Scalar<'_>> {
         "~" | "null" | "Null" | "NULL" => Scalar::Null,
         "true" | "True" | "TRUE" => Scalar::Bool(true),
         "false" | "False" | "FALSE" => Scalar::Bool(false),
+        _ if not_a_number(s) => Scalar::Str(Cow::Borrowed(s)),
         _ => {
             if let Some(v) = unsigned(s, u64::from_str_radix) {
                 Scalar::U64(v)

@@ -112,6 +112,20 @@ fn scalars_resolve_as_in_a_value() {
         "0b",
         "v1",
         "Infinity",
+        "1.2.3",
+        "0xFF",
+        "0XFF",
+        "1e10",
+        "-.5",
+        "+.5",
+        "0o8",
+        "Inf",
+        ".Nan",
+        "1_0",
+        "0x_1",
+        "ab",
+        "dead",
+        "0xdead.beef",
     ] {
         agree(&format!("v: {s}\n"));
         agree(&format!("- {s}\n"));
