@@ -27,7 +27,7 @@ pub mod peer;
 use crate::config::World;
 use crate::ipam;
 use crate::metrics::Metrics;
-use crate::plan::{self, Plan, Planner, RouteUpdate};
+use crate::plan::{self, Plan};
 use crate::source::FileSource;
 use crate::wire::Notification;
 use crate::wire::error::cease_sub;
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 pub struct RunOptions {
     /// Files or directories, read as one World.
@@ -120,7 +120,9 @@ fn seed(name: &str) -> u64 {
 
 struct Daemon {
     metrics: Arc<Metrics>,
-    planner: Planner,
+    node: String,
+    /// The World the running plan comes from.
+    world: Option<Arc<World>>,
     /// The task that drives every peer, and where its plans and commands go.
     driver: mpsc::Sender<peer::Cmd>,
     feed: Arc<peer::Feed>,
@@ -132,28 +134,29 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Plans `world`: on success hands the driver what changed (`since`: when the change was
-    /// seen) and says whether anything did; on error nothing changes (the caller reports it
-    /// with [`Daemon::rejected`]).
+    /// Plans `world` (the peers and settings here; the routes in the driver, which plans them
+    /// straight into its tables) and, when anything changed, hands it to the driver
+    /// (`since`: when the change was seen). Says whether anything changed; on error nothing
+    /// does (the caller reports it with [`Daemon::rejected`]).
     fn plan(&mut self, world: Arc<World>, since: Instant) -> Result<bool, String> {
-        let t = Instant::now();
-        let r = self.planner.update(world.clone());
-        self.metrics.plan_duration.observe(t.elapsed().as_secs_f64());
-        let (plan, routes) = r.map_err(|e| e.to_string())?;
-        let changed = *plan != *self.plan || routes.is_some();
+        let plan = plan::plan(&self.node, &world).map_err(|e| e.to_string())?;
+        let changed = plan != *self.plan || self.world.as_ref().is_none_or(|w| **w != *world);
         self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
-        self.show(Some(world), None);
+        self.show(Some(world.clone()), None);
         if changed {
-            log_plan(&plan, routes.as_ref());
-            self.apply(plan, routes, since);
+            for n in &plan.notes {
+                warn!("{n}");
+            }
+            self.apply(Arc::new(plan), world, since);
         }
         Ok(changed)
     }
 
-    /// Hands the driver the plan and its route changes (it applies only the difference, and
-    /// merges what it had no time for yet), and sets up listeners and the view.
-    fn apply(&mut self, plan: Arc<Plan>, routes: Option<RouteUpdate>, since: Instant) {
-        self.feed.push(plan.clone(), routes, since);
+    /// Hands the driver the World (it applies only the difference, and skips to the newest
+    /// one when it is busy), and sets up listeners and the view.
+    fn apply(&mut self, plan: Arc<Plan>, world: Arc<World>, since: Instant) {
+        self.feed.push(world.clone(), since);
+        self.world = Some(world);
         // Listeners and the routing of inbound connections.
         let mut routes = HashMap::new();
         let mut ports = HashSet::new();
@@ -232,22 +235,6 @@ fn took(metrics: &Metrics, alloc: &ipam::Allocation) {
     metrics.last_sync.set(crate::admin::api::unix_now() as i64);
 }
 
-fn log_plan(p: &Plan, routes: Option<&RouteUpdate>) {
-    for n in &p.notes {
-        warn!("{n}");
-    }
-    match routes {
-        Some(RouteUpdate::Full(groups)) => {
-            for (v, peer) in p.peers() {
-                let n = groups.iter().find(|(g, _)| *g == peer.group).map_or(0, |(_, r)| r.len());
-                info!(peer = %peer.key.address, vrouter = v.local_asn, router_id = %v.router_id, routes = n, "planned");
-            }
-        }
-        Some(d) => debug!(changes = d.len(), "routes changed"),
-        None => {}
-    }
-}
-
 /// SIGTERM, SIGINT and SIGHUP.
 struct Signals {
     term: tokio::signal::unix::Signal,
@@ -268,10 +255,11 @@ impl Signals {
 
 impl Daemon {
     fn new(metrics: Arc<Metrics>, view: admin::SharedView, node: &str) -> Daemon {
-        let (driver, feed, task) = peer::spawn(metrics.clone(), seed);
+        let (driver, feed, task) = peer::spawn(node, metrics.clone(), seed);
         Daemon {
             metrics,
-            planner: Planner::new(node),
+            node: node.to_string(),
+            world: None,
             driver,
             feed,
             driver_task: Some(task),

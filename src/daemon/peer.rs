@@ -6,15 +6,16 @@
 //! slows the peers through TCP) and a writer task drains an unbounded queue. Control
 //! messages (KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) are always queued; UPDATEs are produced
 //! only while fewer than [`WRITE_QUEUE`] chunks are in flight, so a peer that stops reading
-//! holds at most that much, never a copy of the table. Plans and route changes arrive
-//! through a [`Feed`]: a driver busy with a large transfer finds them merged when it gets to
-//! them, and never misses one.
+//! holds at most that much, never a copy of the table. New Worlds arrive through a [`Feed`]
+//! that keeps only the newest: the speaker's planner diffs it against the last one it
+//! planned, so a driver busy with a large transfer skips to the latest state and misses no
+//! change.
 
 use super::conn::{self, CLOSE_GRACE, ReadEvent, Wire, Write};
 use super::local_addr;
 use crate::admin::api::{self, unix_now};
+use crate::config::World;
 use crate::metrics::Metrics;
-use crate::plan::{Plan, RouteUpdate};
 use crate::session::peer::{Io, Peer};
 use crate::session::speaker::{Change, Speaker};
 use crate::session::{ConnId, PeerKey};
@@ -64,41 +65,26 @@ pub enum Cmd {
     Shutdown(Notification),
 }
 
-/// Plans and route changes on their way to the driver.
+/// Worlds on their way to the driver: only the newest is kept, with when the oldest change
+/// not yet planned was seen.
 #[derive(Default)]
 pub struct Feed {
-    pending: Mutex<Pending>,
+    pending: Mutex<Option<(Arc<World>, Instant)>>,
     notify: Notify,
 }
 
-#[derive(Default)]
-struct Pending {
-    plan: Option<Arc<Plan>>,
-    /// In order; a full update drops what came before it.
-    routes: Vec<RouteUpdate>,
-    /// When the oldest change not yet taken was seen.
-    since: Option<Instant>,
-}
-
 impl Feed {
-    /// Queues the newest plan and its route changes; `since`: when the change was seen.
-    pub fn push(&self, plan: Arc<Plan>, routes: Option<RouteUpdate>, since: Instant) {
+    /// Hands over a new World; `since`: when the change behind it was seen.
+    pub fn push(&self, world: Arc<World>, since: Instant) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.plan = Some(plan);
-        match routes {
-            Some(r @ RouteUpdate::Full(_)) => p.routes = vec![r],
-            Some(r) => p.routes.push(r),
-            None => {}
-        }
-        p.since = Some(p.since.map_or(since, |s| s.min(since)));
+        let since = p.as_ref().map_or(since, |(_, s)| since.min(*s));
+        *p = Some((world, since));
         drop(p);
         self.notify.notify_one();
     }
 
-    fn take(&self) -> Option<(Arc<Plan>, Vec<RouteUpdate>, Instant)> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = p.plan.take()?;
-        Some((plan, std::mem::take(&mut p.routes), p.since.take().unwrap_or_else(Instant::now)))
+    fn take(&self) -> Option<(Arc<World>, Instant)> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -134,13 +120,17 @@ fn now() -> Instant {
 }
 
 /// Starts the driver; it ends after [`Cmd::Shutdown`] once every peer's Cease is written.
-pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>, Arc<Feed>, JoinHandle<()>) {
+pub fn spawn(
+    node: &str,
+    metrics: Arc<Metrics>,
+    seed: fn(&str) -> u64,
+) -> (mpsc::Sender<Cmd>, Arc<Feed>, JoinHandle<()>) {
     let (cmd_tx, mut cmds) = mpsc::channel(64);
     let feed = Arc::new(Feed::default());
     let plans = feed.clone();
     let (reads, mut read_rx) = mpsc::channel(1024);
     let (notes, mut note_rx) = mpsc::unbounded_channel();
-    let (speaker, sockets, closing) = (Speaker::new(), HashMap::new(), Vec::new());
+    let (speaker, sockets, closing) = (Speaker::new(node), HashMap::new(), Vec::new());
     let mut d = Driver { speaker, sockets, metrics, reads, notes, attempts: 0, seed, closing };
     let task = tokio::spawn(async move {
         loop {
@@ -153,8 +143,8 @@ pub fn spawn(metrics: Arc<Metrics>, seed: fn(&str) -> u64) -> (mpsc::Sender<Cmd>
                     None => return d.shutdown(Notification::cease(cease_sub::PEER_DECONFIGURED, "")).await,
                 },
                 _ = plans.notify.notified() => {
-                    if let Some((plan, routes, since)) = plans.take() {
-                        d.apply(&plan, &routes, since);
+                    if let Some((world, since)) = plans.take() {
+                        d.apply(world, since);
                     }
                 }
                 Some(n) = read_rx.recv() => d.net(n),
@@ -264,8 +254,15 @@ impl Driver {
         self.pump(key);
     }
 
-    fn apply(&mut self, plan: &Plan, routes: &[RouteUpdate], since: Instant) {
-        for c in self.speaker.apply(plan, routes, now(), since, self.seed) {
+    fn apply(&mut self, world: Arc<World>, since: Instant) {
+        let t = now();
+        let applied = match self.speaker.apply(world, t, since, self.seed) {
+            Ok(a) => a,
+            // The daemon planned this World before handing it over; this cannot differ.
+            Err(e) => return tracing::error!("cannot plan, keeping the running plan: {e}"),
+        };
+        self.metrics.plan_duration.observe(t.elapsed().as_secs_f64());
+        for c in applied.changes {
             match c {
                 Change::Stopped(core) => self.retire(*core),
                 Change::Started(key) => {
@@ -276,6 +273,11 @@ impl Driver {
         }
         let keys: Vec<PeerKey> = self.speaker.keys().collect();
         for k in keys {
+            if applied.full
+                && let Some((_, table)) = self.speaker.get(&k)
+            {
+                tracing::info!(peer = %k.address, vrouter = %k.local_asn, routes = table.total(), "planned");
+            }
             self.pump(k);
         }
     }

@@ -52,6 +52,65 @@ impl RouteUpdate {
     }
 }
 
+/// Where the planner puts the routes: the tables of the peer driver, or a [`Collect`].
+pub trait RouteSink {
+    /// A full update starts: what follows replaces every group's routes, and a group it does
+    /// not name has none.
+    fn reset(&mut self) {}
+    /// Every route of `group` follows through [`RouteSink::put`]; any route of it that is
+    /// not put before [`RouteSink::end`] is gone.
+    fn begin(&mut self, group: &GroupKey);
+    /// `prefix` is announced to `group` with `attrs`, or (`None`) withdrawn.
+    fn put(&mut self, group: &GroupKey, prefix: IpNet, attrs: Option<&Arc<AdvertAttrs>>);
+    fn end(&mut self, group: &GroupKey);
+}
+
+/// Gathers what the planner hands out into a [`RouteUpdate`] (for `kbgp check` and tests).
+#[derive(Default)]
+pub struct Collect {
+    full: GroupRoutes,
+    delta: GroupChanges,
+    was_full: bool,
+}
+
+impl RouteSink for Collect {
+    fn reset(&mut self) {
+        self.was_full = true;
+    }
+    fn begin(&mut self, group: &GroupKey) {
+        self.full.push((group.clone(), Vec::new()));
+    }
+    fn put(&mut self, group: &GroupKey, prefix: IpNet, attrs: Option<&Arc<AdvertAttrs>>) {
+        if let Some((_, routes)) = self.full.last_mut().filter(|(g, _)| g == group) {
+            if let Some(a) = attrs {
+                routes.push(Advertisement { prefix, attrs: a.clone() });
+            }
+            return;
+        }
+        match self.delta.iter_mut().find(|(g, _)| g == group) {
+            Some((_, c)) => c.push((prefix, attrs.cloned())),
+            None => self.delta.push((group.clone(), vec![(prefix, attrs.cloned())])),
+        }
+    }
+    fn end(&mut self, _: &GroupKey) {
+        if let Some((_, routes)) = self.full.last_mut() {
+            routes.sort_unstable_by_key(|a| a.prefix);
+        }
+    }
+}
+
+impl Collect {
+    pub fn finish(mut self) -> Option<RouteUpdate> {
+        if self.was_full {
+            return Some(RouteUpdate::Full(self.full));
+        }
+        for (_, c) in &mut self.delta {
+            c.sort_unstable_by_key(|(p, _)| *p);
+        }
+        (!self.delta.is_empty()).then_some(RouteUpdate::Delta(self.delta))
+    }
+}
+
 /// Which rules of a group apply to a route: bit i for `rules[i]`.
 type Mask = u64;
 
@@ -219,9 +278,17 @@ impl Planner {
         Planner { node: node.to_string(), state: None, interned: Default::default() }
     }
 
-    /// The plan and routes for `world`. The routes come back as the change from the previous
-    /// World (`None`: nothing changed), or whole. On error nothing changes.
+    /// The plan and routes for `world`, the routes as the change from the previous World
+    /// (`None`: nothing changed) or whole. On error nothing changes.
     pub fn update(&mut self, world: Arc<World>) -> Result<(Arc<Plan>, Option<RouteUpdate>), PlanError> {
+        let mut c = Collect::default();
+        let plan = self.update_into(world, &mut c)?;
+        Ok((plan, c.finish()))
+    }
+
+    /// As [`Planner::update`], putting the routes straight into `sink`: a full update of a
+    /// million routes is never a list of a million routes.
+    pub fn update_into(&mut self, world: Arc<World>, sink: &mut impl RouteSink) -> Result<Arc<Plan>, PlanError> {
         let new_plan = plan(&self.node, &world)?;
         let incremental = self.state.as_ref().is_some_and(|s| {
             *s.plan == new_plan
@@ -230,29 +297,17 @@ impl Planner {
                 && selected(&s.plan, &s.world) == selected(&new_plan, &world)
         });
         if incremental && let Some(mut st) = self.state.take() {
-            let delta = self.delta(&mut st, &world);
+            self.delta(&mut st, &world, sink);
             st.world = world;
             let plan = st.plan.clone();
             self.state = Some(st);
-            return Ok((plan, (!delta.is_empty()).then_some(RouteUpdate::Delta(delta))));
+            return Ok(plan);
         }
         let plan = Arc::new(new_plan);
         let mut st = self.full(plan.clone(), world);
-        let routes = self.routes_of(&mut st);
+        self.emit(&mut st, sink);
         self.state = Some(st);
-        Ok((plan, Some(RouteUpdate::Full(routes))))
-    }
-
-    /// Every group's routes as they stand.
-    pub fn routes(&mut self) -> GroupRoutes {
-        match self.state.take() {
-            Some(mut st) => {
-                let r = self.routes_of(&mut st);
-                self.state = Some(st);
-                r
-            }
-            None => Vec::new(),
-        }
+        Ok(plan)
     }
 
     /// Prefixes planned, over every virtual router (a prefix two routers announce counts twice).
@@ -291,36 +346,34 @@ impl Planner {
         State { world, plan, endpoints, vrouters }
     }
 
-    fn routes_of(&mut self, st: &mut State) -> GroupRoutes {
-        let Some(node) = st.world.node(&self.node) else { return Vec::new() };
-        let mut out = Vec::new();
+    /// Every group's every route, as a full update.
+    fn emit(&mut self, st: &mut State, sink: &mut impl RouteSink) {
+        sink.reset();
+        let Some(node) = st.world.node(&self.node) else { return };
         for v in &mut st.vrouters {
             for g in &mut v.groups {
+                sink.begin(&g.key);
                 let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).map(|p| (*p, 0));
-                let mut routes = Vec::with_capacity(v.wanted.len() + v.pods.len());
                 for (p, n) in v.wanted.iter().chain(pods) {
                     if let Some(attrs) = route(&mut self.interned, g, &v.pods, &p, n, node, &st.world) {
-                        routes.push(Advertisement { prefix: p, attrs });
+                        sink.put(&g.key, p, Some(&attrs));
                     }
                 }
-                routes.sort_unstable_by_key(|a| a.prefix);
-                out.push((g.key.clone(), routes));
+                sink.end(&g.key);
             }
         }
-        out
     }
 
-    /// Applies the Services that differ between `st.world` and `world`; returns the routes
-    /// that changed.
-    fn delta(&mut self, st: &mut State, world: &World) -> GroupChanges {
+    /// Applies the Services that differ between `st.world` and `world`; puts the routes that
+    /// changed.
+    fn delta(&mut self, st: &mut State, world: &World, sink: &mut impl RouteSink) {
         let endpoints = local_endpoints(world, &self.node);
         let changed = changed_services(&st.world, world, &st.endpoints, &endpoints);
-        let mut out = Vec::new();
         if changed.is_empty() {
             st.endpoints = endpoints;
-            return out;
+            return;
         }
-        let Some(node) = world.node(&self.node) else { return out };
+        let Some(node) = world.node(&self.node) else { return };
         let configured: Vec<&VirtualRouter> = st.plan.configured(world).into_iter().map(|(vr, _)| vr).collect();
         for (v, vr) in st.vrouters.iter_mut().zip(configured) {
             // Each touched prefix with its count before the change.
@@ -342,23 +395,17 @@ impl Planner {
                 }
             }
             for g in &mut v.groups {
-                let mut changes = Vec::new();
                 for (p, was) in &before {
                     let now = v.wanted.get(p);
                     let old = route(&mut self.interned, g, &v.pods, p, *was, node, world);
                     let new = route(&mut self.interned, g, &v.pods, p, now, node, world);
                     if old != new {
-                        changes.push((*p, new));
+                        sink.put(&g.key, *p, new.as_ref());
                     }
-                }
-                if !changes.is_empty() {
-                    changes.sort_unstable_by_key(|(p, _)| *p);
-                    out.push((g.key.clone(), changes));
                 }
             }
         }
         st.endpoints = endpoints;
-        out
     }
 }
 

@@ -148,6 +148,8 @@ pub struct OutTable {
     live: [usize; 2],
     /// Attribute sets released since the encodings were last pruned.
     released: Vec<AttrId>,
+    /// During a replacement ([`OutTable::begin`]): the slots kept so far.
+    marks: Vec<u64>,
     /// Encoded Path Attributes per session context, attribute set and family (IPv6 or not):
     /// made once, shared by every peer whose session encodes alike.
     encoded: HashMap<ExportCtx, HashMap<(AttrId, bool), Bytes>>,
@@ -231,11 +233,16 @@ impl OutTable {
     /// Announces `prefix` with `attrs` (or changes its attributes). Returns whether anything
     /// changed.
     pub fn upsert(&mut self, prefix: IpNet, attrs: &Arc<AdvertAttrs>) -> bool {
+        self.put(prefix, attrs).1
+    }
+
+    /// [`OutTable::upsert`], returning the prefix's slot too.
+    fn put(&mut self, prefix: IpNet, attrs: &Arc<AdvertAttrs>) -> (u32, bool) {
         match self.find(&prefix) {
             Some(slot) => {
                 let old = self.routes[slot as usize].attrs;
                 if old != GONE && self.attrs.get(old).is_some_and(|a| Arc::ptr_eq(a, attrs) || **a == **attrs) {
-                    return false;
+                    return (slot, false);
                 }
                 let id = self.attrs.acquire(attrs);
                 if old == GONE {
@@ -246,6 +253,7 @@ impl OutTable {
                 }
                 self.routes[slot as usize].attrs = id;
                 self.bump(slot);
+                (slot, true)
             }
             None => {
                 let id = self.attrs.acquire(attrs);
@@ -265,9 +273,9 @@ impl OutTable {
                 self.index.insert_unique(h, slot, |&s| hasher.hash_one(routes[s as usize].prefix));
                 self.live[fam(&prefix)] += 1;
                 self.bump(slot);
+                (slot, true)
             }
         }
-        true
     }
 
     /// Withdraws `prefix`. Returns whether it was announced.
@@ -287,13 +295,46 @@ impl OutTable {
         true
     }
 
-    /// Makes the table hold exactly `routes` (sorted by prefix, no duplicates), changing only
-    /// what differs. Costs one lookup per route in either set.
+    /// Starts replacing the whole table route by route: [`OutTable::keep`] every route it
+    /// should hold, then [`OutTable::sweep`] withdraws the others. Only what differs changes,
+    /// and no list of the routes is needed.
+    pub fn begin(&mut self) {
+        self.marks.clear();
+        self.marks.resize(self.routes.len().div_ceil(64), 0);
+    }
+
+    /// During a replacement: the table holds `prefix` with `attrs`. Returns whether that
+    /// changed anything.
+    pub fn keep(&mut self, prefix: IpNet, attrs: &Arc<AdvertAttrs>) -> bool {
+        let (slot, changed) = self.put(prefix, attrs);
+        let w = slot as usize / 64;
+        if w >= self.marks.len() {
+            self.marks.resize(w + 1, 0);
+        }
+        self.marks[w] |= 1 << (slot % 64);
+        changed
+    }
+
+    /// Ends a replacement: withdraws every route not kept since [`OutTable::begin`].
+    /// Returns how many.
+    pub fn sweep(&mut self) -> usize {
+        let marks = std::mem::take(&mut self.marks);
+        let kept = |slot: usize| marks.get(slot / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0);
+        let gone: Vec<IpNet> =
+            self.routes.iter().enumerate().filter(|(i, r)| r.is_live() && !kept(*i)).map(|(_, r)| r.prefix).collect();
+        for p in &gone {
+            self.remove(p);
+        }
+        gone.len()
+    }
+
+    /// Makes the table hold exactly `routes`, changing only what differs.
     pub fn sync(&mut self, routes: &[Advertisement]) -> Synced {
         let mut s = Synced::default();
-        for Advertisement { prefix: p, attrs: a } in routes {
-            let existed = self.get(p).is_some();
-            if self.upsert(*p, a) {
+        self.begin();
+        for Advertisement { prefix, attrs } in routes {
+            let existed = self.get(prefix).is_some();
+            if self.keep(*prefix, attrs) {
                 if existed {
                     s.changed += 1;
                 } else {
@@ -301,16 +342,7 @@ impl OutTable {
                 }
             }
         }
-        let gone: Vec<IpNet> = self
-            .routes
-            .iter()
-            .filter(|r| r.is_live() && routes.binary_search_by(|a| a.prefix.cmp(&r.prefix)).is_err())
-            .map(|r| r.prefix)
-            .collect();
-        for p in &gone {
-            self.remove(p);
-        }
-        s.removed = gone.len();
+        s.removed = self.sweep();
         s
     }
 

@@ -1,19 +1,24 @@
 //! Every peer of the node and the export groups' tables, sans-IO: where plans meet sessions.
 //!
-//! [`Speaker::apply`] makes the peers and tables match a plan, touching only what differs:
-//! each group's table takes the plan's routes (only changed routes get a new version); a
-//! peer whose settings are unchanged keeps its session; a peer whose settings changed is
-//! stopped (Cease 6/6) and replaced by one that connects [`RESET_DELAY`] later; a peer that
-//! left the plan is stopped (Cease 6/3). Stopped cores are handed back so the driver can
-//! write their last messages. The driver keeps the sockets; this keeps the decisions.
+//! [`Speaker::apply`] plans a World (with the node's [`Planner`], which hands over only the
+//! routes that changed, or all of them straight into the tables after a policy change) and
+//! makes the peers match, touching only what differs: only changed routes get a new version
+//! in their group's table; a peer whose settings are unchanged keeps its session; a peer
+//! whose settings changed is stopped (Cease 6/6) and replaced by one that connects
+//! [`RESET_DELAY`] later; a peer that left the plan is stopped (Cease 6/3). Stopped cores are
+//! handed back so the driver can write their last messages. The driver keeps the sockets;
+//! this keeps the decisions.
 
 use super::config::PeerKey;
 use super::peer::{Peer, RESET_DELAY};
-use crate::plan::{GroupKey, Plan, RouteUpdate};
-use crate::rib::OutTable;
+use crate::config::World;
+use crate::plan::{GroupKey, Plan, PlanError, Planner, RouteSink};
+use crate::rib::{AdvertAttrs, OutTable};
 use crate::wire::Notification;
 use crate::wire::error::cease_sub;
+use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
 
@@ -22,10 +27,61 @@ struct Entry {
     group: GroupKey,
 }
 
-#[derive(Default)]
 pub struct Speaker {
+    planner: Planner,
     peers: BTreeMap<PeerKey, Entry>,
     tables: HashMap<GroupKey, OutTable>,
+}
+
+/// What [`Speaker::apply`] did.
+pub struct Applied {
+    pub plan: Arc<Plan>,
+    pub changes: Vec<Change>,
+    /// Every route was planned again (the first World, or a policy, node or pool change).
+    pub full: bool,
+}
+
+/// The planner's routes, put straight into the groups' tables. During a full update the
+/// group's table is out of the map, so each route costs no lookup of its group.
+struct Tables<'a> {
+    tables: &'a mut HashMap<GroupKey, OutTable>,
+    current: Option<(GroupKey, OutTable)>,
+    full: bool,
+}
+
+impl RouteSink for Tables<'_> {
+    fn reset(&mut self) {
+        self.full = true;
+    }
+    fn begin(&mut self, group: &GroupKey) {
+        let mut t = self.tables.remove(group).unwrap_or_default();
+        t.begin();
+        self.current = Some((group.clone(), t));
+    }
+    fn put(&mut self, group: &GroupKey, prefix: IpNet, attrs: Option<&Arc<AdvertAttrs>>) {
+        if let Some((g, t)) = self.current.as_mut().filter(|(g, _)| g == group) {
+            let _ = g;
+            match attrs {
+                Some(a) => t.keep(prefix, a),
+                None => t.remove(&prefix),
+            };
+            return;
+        }
+        let t = match self.tables.get_mut(group) {
+            Some(t) => t,
+            None => self.tables.entry(group.clone()).or_default(),
+        };
+        match attrs {
+            Some(a) => t.upsert(prefix, a),
+            None => t.remove(&prefix),
+        };
+    }
+    fn end(&mut self, _: &GroupKey) {
+        if let Some((g, mut t)) = self.current.take() {
+            t.sweep();
+            self.tables.insert(g, t);
+        }
+    }
 }
 
 /// What [`Speaker::apply`] did to one peer.
@@ -37,8 +93,9 @@ pub enum Change {
 }
 
 impl Speaker {
-    pub fn new() -> Speaker {
-        Speaker::default()
+    /// The speaker of node `node`.
+    pub fn new(node: &str) -> Speaker {
+        Speaker { planner: Planner::new(node), peers: BTreeMap::new(), tables: HashMap::new() }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
@@ -78,19 +135,21 @@ impl Speaker {
         }
     }
 
-    /// Makes the peers match `plan` and the tables take `routes` (in order). `since`: when
-    /// the change behind them was seen (the start of the update latency). `seed` gives each
-    /// new core its jitter.
+    /// Plans `world` and makes the tables and peers match. `since`: when the change behind it
+    /// was seen (the start of the update latency). `seed` gives each new core its jitter.
+    /// On a plan error nothing changes.
     pub fn apply(
         &mut self,
-        plan: &Plan,
-        routes: &[RouteUpdate],
+        world: Arc<World>,
         now: Instant,
         since: Instant,
         seed: impl Fn(&str) -> u64,
-    ) -> Vec<Change> {
+    ) -> Result<Applied, PlanError> {
+        let mut sink = Tables { tables: &mut self.tables, current: None, full: false };
+        let plan = self.planner.update_into(world, &mut sink)?;
+        let full = sink.full;
         let mut changes = Vec::new();
-        let wanted: HashMap<PeerKey, &crate::plan::PeerPlan> = plan.peers().map(|(_, p)| (p.key, p)).collect();
+        let wanted: HashMap<PeerKey, crate::plan::PeerPlan> = plan.peers().map(|(_, p)| (p.key, p.clone())).collect();
         let gone: Vec<PeerKey> = self.peers.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
         for k in gone {
             info!(peer = %k.address, vrouter = %k.local_asn, "peer removed from the configuration");
@@ -98,32 +157,6 @@ impl Speaker {
                 self.stop(&k, now, Notification::cease(cease_sub::PEER_DECONFIGURED, ""))
                     .map(|p| Change::Stopped(Box::new(p))),
             );
-        }
-        for r in routes {
-            match r {
-                RouteUpdate::Full(groups) => {
-                    // A group the update does not list has no routes any more.
-                    for (g, t) in self.tables.iter_mut() {
-                        if !groups.iter().any(|(k, _)| k == g) {
-                            t.sync(&[]);
-                        }
-                    }
-                    for (g, list) in groups {
-                        self.tables.entry(g.clone()).or_default().sync(list);
-                    }
-                }
-                RouteUpdate::Delta(groups) => {
-                    for (g, changes) in groups {
-                        let t = self.tables.entry(g.clone()).or_default();
-                        for (p, a) in changes {
-                            match a {
-                                Some(a) => t.upsert(*p, a),
-                                None => t.remove(p),
-                            };
-                        }
-                    }
-                }
-            }
         }
         let groups: HashSet<&GroupKey> = wanted.values().map(|p| &p.group).collect();
         for (key, p) in &wanted {
@@ -153,7 +186,7 @@ impl Speaker {
                 e.core.table_changed(t.version(), since);
             }
         }
-        changes
+        Ok(Applied { plan, changes, full })
     }
 
     /// Stops and takes out one peer.
@@ -177,8 +210,8 @@ mod tests {
     use crate::session::State;
     use crate::session::peer::Io;
 
-    /// A plan from scratch, with its full route update.
-    fn plan(extra_policy: &str, services: usize) -> (Plan, Vec<RouteUpdate>) {
+    /// A World of node n1 under the seed's policy, with `services` selected Services.
+    fn world(extra_policy: &str, services: usize) -> Arc<World> {
         let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: rack0}}\nspec: {podCIDRs: [10.1.0.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 10.0.5.11}]}\n";
         let mut docs = vec![
             crate::test_fixtures::POLICY
@@ -190,13 +223,11 @@ mod tests {
                 "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, labels: {{advertise-bgp: \"true\"}}}}\nspec: {{type: LoadBalancer}}\nstatus: {{loadBalancer: {{ingress: [{{ip: 20.0.0.{i}}}]}}}}\n"
             ));
         }
-        let w = load_str(&docs.join("---\n"), "t").unwrap().world;
-        let (p, r) = crate::plan::Planner::new("n1").update(std::sync::Arc::new(w)).unwrap();
-        ((*p).clone(), r.into_iter().collect())
+        Arc::new(load_str(&docs.join("---\n"), "t").unwrap().world)
     }
 
-    fn apply(s: &mut Speaker, (p, r): (Plan, Vec<RouteUpdate>), now: Instant) -> Vec<Change> {
-        s.apply(&p, &r, now, now, |_| 1)
+    fn apply(s: &mut Speaker, w: Arc<World>, now: Instant) -> Vec<Change> {
+        s.apply(w, now, now, |_| 1).unwrap().changes
     }
 
     fn started(c: &[Change]) -> usize {
@@ -209,9 +240,9 @@ mod tests {
 
     #[test]
     fn a_plan_starts_peers_and_fills_their_table() {
-        let mut s = Speaker::new();
+        let mut s = Speaker::new("n1");
         let now = Instant::now();
-        let c = apply(&mut s, plan("", 3), now);
+        let c = apply(&mut s, world("", 3), now);
         assert_eq!(started(&c), 1);
         let key = s.keys().next().unwrap();
         let (core, table) = s.get(&key).unwrap();
@@ -221,33 +252,57 @@ mod tests {
 
     #[test]
     fn unchanged_settings_keep_the_session_and_only_routes_change() {
-        let mut s = Speaker::new();
+        let mut s = Speaker::new("n1");
         let now = Instant::now();
-        apply(&mut s, plan("", 3), now);
+        apply(&mut s, world("", 3), now);
         let key = s.keys().next().unwrap();
         let v = s.get(&key).unwrap().1.version();
-        let c = apply(&mut s, plan("", 4), now);
+        let c = apply(&mut s, world("", 4), now);
         assert!(c.is_empty(), "same settings: the peer is not touched");
         let (_, table) = s.get(&key).unwrap();
         assert_eq!(table.version(), v + 1, "one route added, one version");
         assert_eq!(table.total(), 5);
+        // The same World again: nothing at all.
+        assert!(apply(&mut s, world("", 4), now).is_empty());
+        assert_eq!(s.get(&key).unwrap().1.version(), v + 1);
+    }
+
+    #[test]
+    fn a_policy_change_replaces_the_routes_in_place() {
+        let mut s = Speaker::new("n1");
+        let now = Instant::now();
+        apply(&mut s, world("", 3), now);
+        let key = s.keys().next().unwrap();
+        let v = s.get(&key).unwrap().1.version();
+        // Pod CIDRs no longer exported: a full replan; only that route changes in the table.
+        let w = world("", 3);
+        let mut w2 = (*w).clone();
+        let mut p = (*w2.policies[0]).clone();
+        p.virtual_routers[0].export_pod_cidr = false;
+        w2.policies[0] = Arc::new(p);
+        let a = s.apply(Arc::new(w2), now, now, |_| 1).unwrap();
+        assert!(a.full && a.changes.is_empty(), "the session stays");
+        let (_, table) = s.get(&key).unwrap();
+        assert_eq!((table.total(), table.version()), (3, v + 1), "one withdrawal, one version");
     }
 
     #[test]
     fn changed_settings_restart_with_a_delay_and_removed_peers_get_cease() {
-        let mut s = Speaker::new();
+        let mut s = Speaker::new("n1");
         let now = Instant::now();
-        apply(&mut s, plan("", 1), now);
+        apply(&mut s, world("", 1), now);
         let key = s.keys().next().unwrap();
         assert_eq!(cease(s.get(&key).unwrap().0), vec![Io::Connect]);
-        let c = apply(&mut s, plan("      holdTimeSeconds: 30\n", 1), now);
+        let c = apply(&mut s, world("      holdTimeSeconds: 30\n", 1), now);
         assert_eq!(c.len(), 2);
         let Change::Stopped(mut old) = c.into_iter().next().unwrap() else { panic!("the old core first") };
         // It had no connection: no NOTIFICATION to write, only the cancelled attempt.
         assert_eq!(cease(&mut old), vec![Io::CancelConnect]);
         let (core, _) = s.get(&key).unwrap();
         assert_eq!(core.fsm().next_attempt(), Some(now + RESET_DELAY));
-        let c = apply(&mut s, (Plan::default(), vec![RouteUpdate::Full(Vec::new())]), now);
+        let mut none = (*world("", 1)).clone();
+        none.policies.clear();
+        let c = apply(&mut s, Arc::new(none), now);
         assert!(matches!(&c[..], [Change::Stopped(_)]));
         assert!(s.get(&key).is_none());
         assert_eq!(s.tables.len(), 0, "a group no peer uses is dropped");
