@@ -329,6 +329,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
     took(&metrics, &alloc);
     // The allocation is one entry per address: not kept (kbgp why makes its own).
     drop(alloc);
+    peer::release_free_memory();
     d.plan(world, started)?;
     ready.store(true, Ordering::Relaxed);
     let mut tick = tokio::time::interval(opts.watch_interval);
