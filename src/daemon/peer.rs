@@ -163,6 +163,7 @@ pub fn spawn(
 impl Driver {
     /// Carries out what a peer's core asked for: sockets, writes, UPDATEs while there is room.
     fn pump(&mut self, key: PeerKey) {
+        let share = self.speaker.sharing(&key);
         let (Some((core, table)), Some(socks)) = (self.speaker.get(&key), self.sockets.get_mut(&key)) else { return };
         loop {
             drain(key, core, socks, &self.notes, &mut self.attempts, &mut self.closing);
@@ -171,7 +172,7 @@ impl Driver {
             if !room || !core.wants_updates(table) {
                 break;
             }
-            let Some((conn, bytes)) = core.poll_updates(now(), table, FLUSH_CHUNK) else { break };
+            let Some((conn, bytes)) = core.poll_updates(now(), table, FLUSH_CHUNK, share) else { break };
             if let Some(w) = socks.wires.get_mut(&conn) {
                 w.in_flight += 1;
                 let _ = w.tx.send(Write { bytes, counted: true });

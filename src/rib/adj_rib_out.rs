@@ -10,10 +10,10 @@
 //! written: each flush costs what it sends.
 
 use super::export::{ExportCtx, NextHop};
-use super::out_table::{AttrId, OutTable};
+use super::out_table::{AttrId, Chunk, ChunkKey, OutTable};
 use crate::wire::update::{write_announcements, write_withdrawals};
 use crate::wire::{Ctx, Family, Nlri};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
 
 /// What one flush wrote.
@@ -33,6 +33,18 @@ pub struct Encoding<'a> {
     pub ctx: &'a Ctx,
     /// Families the session negotiated; routes of others are not sent.
     pub families: &'a [Family],
+}
+
+impl Encoding<'_> {
+    fn key(&self) -> ChunkKey {
+        let (v4, v6) = (Family::IPV4_UNICAST, Family::IPV6_UNICAST);
+        ChunkKey {
+            export: self.export.clone(),
+            max_len: self.ctx.max_len,
+            add_path: [self.ctx.add_path_tx(v4), self.ctx.add_path_tx(v6)],
+            families: [self.families.contains(&v4), self.families.contains(&v6)],
+        }
+    }
 }
 
 /// One bit per table slot.
@@ -82,6 +94,8 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
     cursor: u64,
+    /// While making a chunk to share: the slots it announces, withdraws and skips.
+    record: Option<Chunk>,
     sent: Bits,
     /// Prefixes the peer has from us, IPv4 and IPv6.
     count: [usize; 2],
@@ -160,6 +174,74 @@ impl AdjRibOut {
         (self.groups.len() - 1, true)
     }
 
+    /// The UPDATEs for the next changes after the cursor, about `budget` octets, or `None`
+    /// when the peer is up to date. With `share` (other peers of the group may encode alike),
+    /// a chunk such a peer already made from this cursor is taken as it is, the same octets
+    /// without encoding or copying them, when this peer has the same removed routes that
+    /// chunk withdraws; and a chunk made here is kept for them.
+    pub fn next_chunk(
+        &mut self,
+        t: &mut OutTable,
+        e: &Encoding,
+        budget: usize,
+        share: bool,
+    ) -> (Flushed, Option<Bytes>) {
+        let key = share.then(|| e.key());
+        if let Some(c) = key.as_ref().and_then(|k| t.chunk(k, self.cursor)) {
+            let fits =
+                c.withdrawn.iter().flatten().all(|s| self.sent.get(*s)) && c.skipped.iter().all(|s| !self.sent.get(*s));
+            if fits {
+                for f in 0..2 {
+                    for &s in &c.withdrawn[f] {
+                        self.sent.clear(s);
+                    }
+                    self.count[f] -= c.withdrawn[f].len();
+                    for &s in &c.announced[f] {
+                        if !self.sent.get(s) {
+                            self.sent.set(s);
+                            self.count[f] += 1;
+                        }
+                    }
+                }
+                self.cursor = c.to;
+                let announced = c.announced.iter().map(Vec::len).sum();
+                let withdrawn = c.withdrawn.iter().map(Vec::len).sum();
+                let done = Flushed { messages: c.messages, announced, withdrawn, no_next_hop: c.no_next_hop };
+                return (done, Some(c.bytes.clone()));
+            }
+        }
+        let mut out = BytesMut::with_capacity(budget.min(1 << 20) + 4096);
+        let from = self.cursor;
+        if let Some(key) = key.clone() {
+            let (epoch, bytes) = (t.epoch(), Bytes::new());
+            let empty = || [Vec::new(), Vec::new()];
+            self.record = Some(Chunk {
+                key,
+                epoch,
+                from,
+                to: from,
+                bytes,
+                announced: empty(),
+                withdrawn: empty(),
+                skipped: Vec::new(),
+                messages: 0,
+                no_next_hop: 0,
+            });
+        }
+        let done = self.flush(t, e, &mut out, budget);
+        let bytes = out.freeze();
+        if let Some(mut c) = self.record.take()
+            && !bytes.is_empty()
+        {
+            c.to = self.cursor;
+            c.bytes = bytes.clone();
+            c.messages = done.messages;
+            c.no_next_hop = done.no_next_hop;
+            t.remember(c);
+        }
+        (done, (!bytes.is_empty()).then_some(bytes))
+    }
+
     /// Appends UPDATEs for the changes after the cursor to `out`, until about `budget` octets
     /// are written or the peer is up to date.
     pub fn flush(&mut self, t: &mut OutTable, e: &Encoding, out: &mut BytesMut, budget: usize) -> Flushed {
@@ -187,6 +269,8 @@ impl AdjRibOut {
                         self.withdraw[f].push(Nlri::new(c.prefix));
                         self.withdraw_slots[f].push(c.slot);
                         estimate += len;
+                    } else if let Some(r) = &mut self.record {
+                        r.skipped.push(c.slot);
                     }
                 }
                 Some(_) if next_hop[f].is_none() => done.no_next_hop += 1,
@@ -206,6 +290,9 @@ impl AdjRibOut {
                 done.withdrawn += self.withdraw[f].len();
                 for &s in &self.withdraw_slots[f] {
                     self.sent.clear(s);
+                }
+                if let Some(r) = &mut self.record {
+                    r.withdrawn[f].extend_from_slice(&self.withdraw_slots[f]);
                 }
                 self.count[f] -= self.withdraw[f].len();
                 self.withdraw[f].clear();
@@ -228,6 +315,9 @@ impl AdjRibOut {
             if let Some(n) = written {
                 done.messages += n;
                 done.announced += g.nlri.len();
+                if let Some(r) = &mut self.record {
+                    r.announced[f].extend_from_slice(&g.slots);
+                }
                 for &s in &g.slots {
                     if !self.sent.get(s) {
                         self.sent.set(s);
@@ -426,5 +516,68 @@ mod tests {
         t.upsert(v4(500), &attrs(1));
         assert_eq!(t.slots(), 100, "the tombstone's slot was reused");
         assert!(!a.has(0) && !b.has(0));
+    }
+
+    #[test]
+    fn sessions_that_encode_alike_send_the_same_octets_once() {
+        let mut t = OutTable::new();
+        let a = attrs(1);
+        for i in 0..50_000 {
+            t.upsert(v4(i), &a);
+        }
+        let (ex, c) = (export(), ctx());
+        let e = Encoding { export: &ex, ctx: &c, families: ALL };
+        let (mut p, mut q) = (AdjRibOut::new(), AdjRibOut::new());
+        let (mut chunks, mut shared) = (0, 0);
+        loop {
+            let (fp, bp) = p.next_chunk(&mut t, &e, 16 * 1024, true);
+            let (fq, bq) = q.next_chunk(&mut t, &e, 16 * 1024, true);
+            assert_eq!(fp, fq);
+            match (bp, bq) {
+                (Some(x), Some(y)) => {
+                    chunks += 1;
+                    assert_eq!(x, y);
+                    shared += (x.as_ptr() == y.as_ptr()) as usize;
+                }
+                (None, None) => break,
+                other => panic!("one peer got more than the other: {other:?}"),
+            }
+        }
+        assert!(chunks > 5);
+        assert_eq!(shared, chunks, "every chunk of the second peer is the first one's, not a copy");
+        assert_eq!((p.count(Family::IPV4_UNICAST), q.count(Family::IPV4_UNICAST)), (50_000, 50_000));
+        // A withdrawal both peers owe is shared too.
+        t.remove(&v4(7));
+        let (fp, bp) = p.next_chunk(&mut t, &e, 16 * 1024, true);
+        let (_, bq) = q.next_chunk(&mut t, &e, 16 * 1024, true);
+        assert_eq!(fp.withdrawn, 1);
+        assert_eq!(bp.unwrap().as_ptr(), bq.unwrap().as_ptr());
+        assert_eq!(q.count(Family::IPV4_UNICAST), 49_999);
+    }
+
+    #[test]
+    fn a_chunk_is_not_shared_with_a_peer_that_lacks_what_it_withdraws() {
+        let mut t = OutTable::new();
+        let a = attrs(1);
+        for i in 0..10 {
+            t.upsert(v4(i), &a);
+        }
+        let (ex, c) = (export(), ctx());
+        let e = Encoding { export: &ex, ctx: &c, families: ALL };
+        let (mut p, mut q) = (AdjRibOut::new(), AdjRibOut::new());
+        p.next_chunk(&mut t, &e, usize::MAX, true);
+        t.remove(&v4(0));
+        // q starts after the removal and stops short of the tombstone (nine /32 fill the
+        // budget): at the same cursor as p, without the route p still has.
+        let (fq, _) = q.next_chunk(&mut t, &e, GROUP_OVERHEAD + 9 * 5, true);
+        assert_eq!(fq.announced, 9);
+        assert_eq!(q.cursor(), p.cursor());
+        let (fp, bp) = p.next_chunk(&mut t, &e, usize::MAX, true);
+        assert_eq!(fp.withdrawn, 1);
+        assert!(bp.is_some());
+        let (fq, bq) = q.next_chunk(&mut t, &e, usize::MAX, true);
+        assert_eq!((fq, bq), (Flushed::default(), None), "q never had it: nothing to withdraw");
+        assert_eq!(q.count(Family::IPV4_UNICAST), 9);
+        assert!(!q.pending(&t));
     }
 }

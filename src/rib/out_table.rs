@@ -117,6 +117,41 @@ impl AttrStore {
     }
 }
 
+/// What a chunk of UPDATEs depends on besides the table: two sessions with equal keys write
+/// the same octets for the same changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkKey {
+    pub export: ExportCtx,
+    pub max_len: usize,
+    /// ADD-PATH send, IPv4 and IPv6 (RFC 7911).
+    pub add_path: [bool; 2],
+    /// Families negotiated, IPv4 and IPv6.
+    pub families: [bool; 2],
+}
+
+/// UPDATEs one peer wrote for the changes from cursor `from` to `to`, kept so that the other
+/// peers of the group with the same [`ChunkKey`] send the same octets instead of encoding
+/// them again. Valid while the table is unchanged (`epoch`).
+#[derive(Debug)]
+pub struct Chunk {
+    pub key: ChunkKey,
+    pub epoch: u64,
+    pub from: u64,
+    pub to: u64,
+    pub bytes: Bytes,
+    /// Slots announced and withdrawn, per family (IPv4, IPv6).
+    pub announced: [Vec<u32>; 2],
+    pub withdrawn: [Vec<u32>; 2],
+    /// Removed routes in the range that the peer did not have (so sent no withdrawal for).
+    pub skipped: Vec<u32>,
+    pub messages: usize,
+    pub no_next_hop: usize,
+}
+
+/// Chunks kept per table: peers of one group drain it in step, so the trailing ones find
+/// the leading one's chunks here.
+const CHUNKS: usize = 32;
+
 /// What one [`OutTable::sync`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Synced {
@@ -150,6 +185,10 @@ pub struct OutTable {
     released: Vec<AttrId>,
     /// During a replacement ([`OutTable::begin`]): the slots kept so far.
     marks: Vec<u64>,
+    /// Changes with every mutation, including freed tombstones: a [`Chunk`] is valid only at
+    /// the epoch it was made at.
+    epoch: u64,
+    chunks: std::collections::VecDeque<Chunk>,
     /// Encoded Path Attributes per session context, attribute set and family (IPv6 or not):
     /// made once, shared by every peer whose session encodes alike.
     encoded: HashMap<ExportCtx, HashMap<(AttrId, bool), Bytes>>,
@@ -221,6 +260,7 @@ impl OutTable {
     }
 
     fn bump(&mut self, slot: u32) {
+        self.epoch += 1;
         self.version += 1;
         let r = &mut self.routes[slot as usize];
         if r.version != 0 {
@@ -386,6 +426,7 @@ impl OutTable {
                     }
                     self.routes[slot as usize].version = 0;
                     self.free.push(slot);
+                    self.epoch += 1;
                     self.tombstones -= 1;
                     self.stale += 1;
                 }
@@ -414,6 +455,25 @@ impl OutTable {
         let b = ex.encode(self.attrs.get(id)?, next_hop);
         self.encoded.entry(ex.clone()).or_default().insert((id, v6), b.clone());
         Some(b)
+    }
+
+    /// A chunk made from `cursor` for sessions like `key`, while the table is unchanged.
+    pub fn chunk(&self, key: &ChunkKey, cursor: u64) -> Option<&Chunk> {
+        self.chunks.iter().find(|c| c.epoch == self.epoch && c.from == cursor && c.key == *key)
+    }
+
+    /// Keeps a chunk for the group's other peers.
+    pub fn remember(&mut self, c: Chunk) {
+        let epoch = self.epoch;
+        self.chunks.retain(|c| c.epoch == epoch);
+        if self.chunks.len() >= CHUNKS {
+            self.chunks.pop_front();
+        }
+        self.chunks.push_back(Chunk { epoch, ..c });
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Encoded attribute sets held, over every session context.

@@ -306,8 +306,15 @@ impl Peer {
 
     /// The next chunk of about `budget` octets of UPDATEs (and End-of-RIB / EoRR markers once
     /// the table is out) for the established connection. Call it when the connection can
-    /// take more.
-    pub fn poll_updates(&mut self, now: Instant, table: &mut OutTable, budget: usize) -> Option<(ConnId, Bytes)> {
+    /// take more. With `share`, other peers of the table may send the same chunks (see
+    /// [`AdjRibOut::next_chunk`](crate::rib::AdjRibOut::next_chunk)).
+    pub fn poll_updates(
+        &mut self,
+        now: Instant,
+        table: &mut OutTable,
+        budget: usize,
+        share: bool,
+    ) -> Option<(ConnId, Bytes)> {
         let s = self.session.as_mut()?;
         if !s.eor.is_empty() && s.eor_at.is_none() {
             s.eor_at = Some(table.version());
@@ -316,9 +323,8 @@ impl Peer {
             s.eorr_at = Some(table.version());
         }
         let before = [self.rib_out.count(Family::IPV4_UNICAST), self.rib_out.count(Family::IPV6_UNICAST)];
-        let mut buf = BytesMut::with_capacity(budget + 4096);
         let e = Encoding { export: &s.export, ctx: &s.ctx, families: &s.negotiated.families };
-        let f = self.rib_out.flush(table, &e, &mut buf, budget);
+        let (f, chunk) = self.rib_out.next_chunk(table, &e, budget, share);
         let mut messages = f.messages as u64;
         if f.no_next_hop > 0 && !s.no_next_hop_logged {
             s.no_next_hop_logged = true;
@@ -332,7 +338,10 @@ impl Peer {
             );
         }
         let cursor = self.rib_out.cursor();
-        if s.eor_at.is_some_and(|v| cursor >= v) {
+        // The markers go after the last chunk, in a write of their own.
+        let mut buf = BytesMut::new();
+        let caught_up = chunk.is_none();
+        if caught_up && s.eor_at.is_some_and(|v| cursor >= v) {
             for fam in s.eor.drain(..) {
                 write_end_of_rib(fam, &mut buf);
                 messages += 1;
@@ -340,7 +349,7 @@ impl Peer {
             }
             s.eor_at = None;
         }
-        if s.eorr_at.is_some_and(|v| cursor >= v) {
+        if caught_up && s.eorr_at.is_some_and(|v| cursor >= v) {
             for fam in s.eorr.drain(..) {
                 let m = Message::RouteRefresh(RouteRefresh { family: fam, subtype: RefreshSubtype::EndOfRouteRefresh });
                 if wire::encode(&m, &s.ctx, &mut buf).is_ok() {
@@ -366,12 +375,14 @@ impl Peer {
         if before != [self.rib_out.count(Family::IPV4_UNICAST), self.rib_out.count(Family::IPV6_UNICAST)] {
             self.routes_changed();
         }
-        if buf.is_empty() {
-            return None;
-        }
+        let bytes = match chunk {
+            Some(b) => b,
+            None if buf.is_empty() => return None,
+            None => buf.freeze(),
+        };
         self.fsm.handle(now, Input::UpdateSent);
         self.drive(now);
-        Some((conn, buf.freeze()))
+        Some((conn, bytes))
     }
 
     /// `kbgp reset`: hard (Cease, reconnect after [`RESET_DELAY`]) or soft (send every route

@@ -109,6 +109,13 @@ impl Speaker {
         Some((&mut e.core, t))
     }
 
+    /// Whether another established peer drains the same table as `key`, so that UPDATE
+    /// chunks are worth keeping for it.
+    pub fn sharing(&self, key: &PeerKey) -> bool {
+        let Some(e) = self.peers.get(key) else { return false };
+        self.peers.iter().any(|(k, o)| k != key && o.group == e.group && o.core.established_conn().is_some())
+    }
+
     /// The earliest deadline of any peer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers.values().filter_map(|e| e.core.poll_timeout()).min()

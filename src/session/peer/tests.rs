@@ -116,7 +116,7 @@ impl Scripted {
             if !self.room {
                 break;
             }
-            match self.kbgp.poll_updates(self.now, &mut self.table, 64 * 1024) {
+            match self.kbgp.poll_updates(self.now, &mut self.table, 64 * 1024, false) {
                 Some((_, b)) => self.record(&b),
                 None => break,
             }
@@ -207,7 +207,7 @@ fn a_withdrawal_while_down_then_a_reconnect_ends_with_end_of_rib() {
     assert!(withdrawn(&got).is_empty(), "the new session never had it");
     assert_eq!(end_of_ribs(&got).len(), 2);
     assert!(!s.kbgp.wants_updates(&s.table), "up to date: no busy loop");
-    assert!(s.kbgp.poll_updates(s.now, &mut s.table, 65536).is_none());
+    assert!(s.kbgp.poll_updates(s.now, &mut s.table, 65536, false).is_none());
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn a_chunk_is_bounded_and_the_rest_waits_for_room() {
     s.room = false;
     s.establish();
     s.take();
-    let (_, b) = s.kbgp.poll_updates(s.now, &mut s.table, 64 * 1024).unwrap();
+    let (_, b) = s.kbgp.poll_updates(s.now, &mut s.table, 64 * 1024, false).unwrap();
     assert!(b.len() < 64 * 1024 + 65536, "one chunk: {} octets", b.len());
     assert!(s.kbgp.wants_updates(&s.table));
     s.room = true;
@@ -409,7 +409,8 @@ impl Pair {
                     Io::CancelConnect => {}
                 }
             }
-            if let Some((_, b)) = self.a.poll_updates(self.now, ta, 64 * 1024) {
+            // Two pairs on one table share their chunks.
+            if let Some((_, b)) = self.a.poll_updates(self.now, ta, 64 * 1024, true) {
                 moved = true;
                 self.deliver_to_b(&b);
             }
@@ -421,7 +422,7 @@ impl Pair {
                     Io::Connect | Io::CancelConnect => {}
                 }
             }
-            if let Some((_, b)) = self.b.poll_updates(self.now, &mut self.tb, 64 * 1024) {
+            if let Some((_, b)) = self.b.poll_updates(self.now, &mut self.tb, 64 * 1024, false) {
                 moved = true;
                 self.deliver_to_a(&b);
             }
