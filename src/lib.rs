@@ -5,7 +5,8 @@
 //! Data flows one way, and everything between the sockets is pure:
 //!
 //! ```text
-//! config/ + source/ ──> World ──> ipam/ ──> plan/ ──> rib/ (Adj-RIB-Out) ──> session/ (FSM) ──> wire/ ──> TCP
+//! config/ + source/ ──> World ──> ipam/ ──> plan/ (Planner) ──> rib/ (OutTable per group, Adj-RIB-Out per peer)
+//!                    ──> session/ (Speaker, Peer: FSM + RIBs + sequencing) ──> wire/ ──> daemon/ (the driver) ──> TCP
 //! ```
 //!
 //! | module | role |
@@ -14,11 +15,11 @@
 //! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
 //! | [`source`] | where the World comes from: static files (with reload) or the Kubernetes API (watchers) |
 //! | [`ipam`] | LB IPAM: addresses for LoadBalancer Services from the pools, deterministic |
-//! | [`plan`] | `plan(node, world)`: for each peer of this node, the routes to announce and why |
-//! | [`rib`] | per-peer Adj-RIB-Out (desired vs. sent, UPDATE packing) and bounded Adj-RIB-In |
-//! | [`session`] | the RFC 4271 §8 FSM, sans-IO: inputs and a virtual clock in, actions out |
+//! | [`plan`] | this node's peers and export groups, and a planner that keeps their routes up to date from each World, and why |
+//! | [`rib`] | the shared table of each export group, the per-peer Adj-RIB-Out over it (cursor, UPDATE packing), bounded Adj-RIB-In |
+//! | [`session`] | the RFC 4271 §8 FSM and the peer core around it, sans-IO: inputs and a virtual clock in, bytes and actions out |
 //! | [`wire`] | the codec: bytes <-> messages, errors <-> NOTIFICATIONs |
-//! | [`daemon`] | the thin tokio layer: sockets, timers, signals, reload, metrics endpoint |
+//! | [`daemon`] | the thin tokio layer: the peer driver (sockets, timers), signals, reload, metrics endpoint |
 //! | [`metrics`] | Prometheus series |
 //! | [`lab`] | tooling: containerlab topologies in network namespaces (`kbgp-lab`) |
 
