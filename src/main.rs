@@ -172,14 +172,7 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
     let mut problems: Vec<String> = loaded.world.cross_check().iter().map(|e| e.to_string()).collect();
     let alloc = kbgp::ipam::allocate(&loaded.world);
     for (svc, ips) in &alloc.services {
-        let list: Vec<String> = ips
-            .iter()
-            .map(|(ip, pool)| match pool {
-                Some(p) => format!("{ip} (pool {p})"),
-                None => format!("{ip} (its status, in no pool)"),
-            })
-            .collect();
-        println!("LB IPAM: {svc}: {}", list.join(", "));
+        println!("LB IPAM: {svc}: {}", kbgp::ipam::describe(ips));
     }
     problems.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
     kbgp::ipam::apply(&mut loaded.world, &alloc);
@@ -189,15 +182,11 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
     };
     let world = std::sync::Arc::new(loaded.world);
     for n in &nodes {
-        match kbgp::plan::Planner::new(n).update(world.clone()) {
-            Ok((p, routes)) => {
+        let mut count = kbgp::plan::Count::default();
+        match kbgp::plan::Planner::new(n).update_into(world.clone(), &mut count) {
+            Ok(p) => {
                 let peers = p.peers().count();
-                let groups = match routes {
-                    Some(kbgp::plan::RouteUpdate::Full(g)) => g,
-                    _ => Vec::new(),
-                };
-                let of = |g: &kbgp::plan::GroupKey| groups.iter().find(|(k, _)| k == g).map_or(0, |(_, r)| r.len());
-                let routes: usize = p.peers().map(|(_, pp)| of(&pp.group)).sum();
+                let routes: usize = p.peers().map(|(_, pp)| count.routes(&pp.group)).sum();
                 println!(
                     "node {n}: policy {}, {peers} peers, {routes} routes",
                     p.policy.as_deref().unwrap_or("(none)")

@@ -180,6 +180,47 @@ impl Holders {
     }
 }
 
+/// Address -> the Services holding it. IPv4 addresses, the bulk at scale, are keyed by their
+/// 32 bits: 8 octets an entry instead of 24, which at a million addresses is the difference
+/// between a table that fits the cache's working set and one that does not.
+#[derive(Default)]
+struct Owners {
+    v4: hashbrown::HashMap<u32, Holders>,
+    v6: hashbrown::HashMap<u128, Holders>,
+}
+
+impl Owners {
+    fn with_capacity(v4: usize) -> Owners {
+        Owners { v4: hashbrown::HashMap::with_capacity(v4), v6: Default::default() }
+    }
+
+    fn get(&self, ip: &IpAddr) -> Option<&Holders> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
+        }
+    }
+
+    fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut Holders> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get_mut(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get_mut(&u128::from(*a)),
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr, h: Holders) {
+        match ip {
+            IpAddr::V4(a) => self.v4.insert(u32::from(a), h),
+            IpAddr::V6(a) => self.v6.insert(u128::from(a), h),
+        };
+    }
+
+    fn keys(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let v4 = self.v4.keys().map(|a| IpAddr::V4((*a).into()));
+        v4.chain(self.v6.keys().map(|a| IpAddr::V6((*a).into())))
+    }
+}
+
 struct State<'a> {
     services: &'a [Arc<Service>],
     /// `namespace/name` of each Service, made once.
@@ -191,7 +232,7 @@ struct State<'a> {
     /// Each Service's sharing key, looked up once.
     sharing: Vec<Option<&'a str>>,
     /// Address -> the Services holding it.
-    owners: hashbrown::HashMap<IpAddr, Holders>,
+    owners: Owners,
     /// The holders of addresses that several Services share.
     shared: Vec<Vec<usize>>,
     /// The held addresses in order, for finding free ones; built when first needed (a file
@@ -209,11 +250,9 @@ impl<'a> State<'a> {
 
     /// Records that Service `i` holds `ip`, whatever else holds it.
     fn hold(&mut self, i: usize, ip: IpAddr) {
-        match self.owners.entry(ip) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().push(i, &mut self.shared),
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                e.insert(Holders::one(i));
-            }
+        match self.owners.get_mut(&ip) {
+            Some(h) => h.push(i, &mut self.shared),
+            None => self.owners.insert(ip, Holders::one(i)),
         }
         self.held(i, ip);
     }
@@ -230,7 +269,7 @@ impl<'a> State<'a> {
 
     fn used(&mut self) -> &BTreeSet<Num> {
         let owners = &self.owners;
-        self.used.get_or_insert_with(|| owners.keys().map(|ip| num(*ip)).collect())
+        self.used.get_or_insert_with(|| owners.keys().map(num).collect())
     }
 
     /// Gives `ip` to Service `i` if nobody incompatible holds it.
@@ -336,7 +375,7 @@ pub fn allocate(world: &World) -> Allocation {
         slot,
         given,
         sharing: world.services.iter().map(|s| sharing_key(s)).collect(),
-        owners: hashbrown::HashMap::with_capacity(addresses),
+        owners: Owners::with_capacity(addresses),
         shared: Vec::new(),
         used: None,
         by_sharing_key: HashMap::new(),
@@ -462,6 +501,37 @@ pub fn apply(world: &mut World, a: &Allocation) {
             Arc::make_mut(s).ingress_ips = v.iter().map(|(ip, _)| *ip).collect();
         }
     }
+}
+
+/// One Service's addresses for people (`kbgp check`): runs of consecutive addresses from the
+/// same origin fold into `first-last (N addresses, ...)`, so a Service with a thousand
+/// addresses is one short line, not a thousand entries.
+pub fn describe(given: &[Given]) -> String {
+    fn origin(pool: &Option<Arc<str>>) -> String {
+        match pool {
+            Some(p) => format!("pool {p}"),
+            None => "its status, in no pool".to_string(),
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < given.len() {
+        let (first, pool) = &given[i];
+        let mut j = i + 1;
+        while j < given.len()
+            && given[j].1 == *pool
+            && num(given[j].0).v6 == num(*first).v6
+            && num(given[j].0).n == num(given[j - 1].0).n.wrapping_add(1)
+        {
+            j += 1;
+        }
+        parts.push(match j - i {
+            1 => format!("{first} ({})", origin(pool)),
+            n => format!("{first}-{} ({n} addresses, {})", given[j - 1].0, origin(pool)),
+        });
+        i = j;
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]

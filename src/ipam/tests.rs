@@ -283,3 +283,25 @@ fn apply_fills_only_services_without_addresses() {
     assert_eq!(by["default/new"], vec!["20.0.0.100".parse::<IpAddr>().unwrap()]);
     assert_eq!(a.services["default/held"][0].1, None);
 }
+
+#[test]
+fn describe_folds_runs_of_consecutive_addresses_from_one_origin() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let p: Option<Arc<str>> = Some("lb-pool".into());
+    let given: Vec<Given> = vec![
+        (ip("20.0.0.254"), p.clone()),
+        (ip("20.0.0.255"), p.clone()),
+        (ip("20.0.1.0"), p.clone()),
+        (ip("20.0.1.1"), None),
+        (ip("20.0.1.3"), None),
+        (ip("2001:db8::1"), p.clone()),
+        (ip("2001:db8::2"), p.clone()),
+    ];
+    assert_eq!(
+        describe(&given),
+        "20.0.0.254-20.0.1.0 (3 addresses, pool lb-pool), 20.0.1.1 (its status, in no pool), \
+         20.0.1.3 (its status, in no pool), 2001:db8::1-2001:db8::2 (2 addresses, pool lb-pool)"
+    );
+    assert_eq!(describe(&given[..1]), "20.0.0.254 (pool lb-pool)");
+    assert_eq!(describe(&[]), "");
+}

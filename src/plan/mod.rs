@@ -28,7 +28,7 @@ pub mod why;
 
 pub use annotation::{VRouterOverrides, parse_overrides};
 pub use candidate::{Candidate, Step};
-pub use planner::{Collect, GroupRoutes, Planner, RouteSink, RouteUpdate};
+pub use planner::{Collect, Count, GroupRoutes, Planner, RouteSink, RouteUpdate};
 
 use crate::config::policy::{Neighbor, PathAttributeRule, VirtualRouter};
 use crate::config::{Node, World};

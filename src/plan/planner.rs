@@ -111,6 +111,31 @@ impl Collect {
     }
 }
 
+/// Counts the routes of each group of a full update, keeping none of them (`kbgp check`).
+#[derive(Default)]
+pub struct Count {
+    groups: Vec<(GroupKey, usize)>,
+}
+
+impl RouteSink for Count {
+    fn begin(&mut self, group: &GroupKey) {
+        self.groups.push((group.clone(), 0));
+    }
+    fn put(&mut self, group: &GroupKey, _: IpNet, attrs: Option<&Arc<AdvertAttrs>>) {
+        if let Some((_, n)) = self.groups.last_mut().filter(|(g, _)| g == group) {
+            *n += attrs.is_some() as usize;
+        }
+    }
+    fn end(&mut self, _: &GroupKey) {}
+}
+
+impl Count {
+    /// Routes put for `group` (0 if it had none).
+    pub fn routes(&self, group: &GroupKey) -> usize {
+        self.groups.iter().find(|(g, _)| g == group).map_or(0, |(_, n)| *n)
+    }
+}
+
 /// Which rules of a group apply to a route: bit i for `rules[i]`.
 type Mask = u64;
 
@@ -330,11 +355,17 @@ impl Planner {
                     }
                 });
             }
+            // Room for every address up front (no rehash while a million go in), given back
+            // when the virtual router selects far fewer.
+            v.wanted.v4.reserve(world.services.iter().map(|s| s.ingress_ips.len()).sum());
             for s in &world.services {
                 let local = endpoints.get(&s.key()).copied().unwrap_or_default();
                 announced(vr, s, local, |p| {
                     v.wanted.add(p);
                 });
+            }
+            if v.wanted.v4.len() < v.wanted.v4.capacity() / 4 {
+                v.wanted.v4.shrink_to_fit();
             }
             for p in &vp.peers {
                 if !v.groups.iter().any(|g| g.key == p.group) {
