@@ -76,17 +76,24 @@ impl Scripted {
 
     /// kbgp's connection comes up and both OPENs and KEEPALIVEs are exchanged.
     fn establish(&mut self) {
+        self.establish_offering(true);
+    }
+
+    /// As [`Scripted::establish`], the peer offering enhanced route refresh or not.
+    fn establish_offering(&mut self, enhanced_refresh: bool) {
         let local = SocketAddr::new(KBGP.parse().unwrap(), 40179);
         self.conn = Some(self.kbgp.connected(self.now, false, local, Some("fd00::11".parse().unwrap())));
         self.closed = false;
-        let caps = vec![
+        let mut caps = vec![
             Capability::Multiprotocol(Family::IPV4_UNICAST),
             Capability::Multiprotocol(Family::IPV6_UNICAST),
             Capability::RouteRefresh,
-            Capability::EnhancedRouteRefresh,
             Capability::FourOctetAs(65005),
             Capability::ExtendedMessage,
         ];
+        if enhanced_refresh {
+            caps.push(Capability::EnhancedRouteRefresh);
+        }
         self.peer_sends(&Message::Open(Open::new(65005, 90, RR.parse().unwrap(), caps)));
         self.peer_sends(&Message::Keepalive);
         assert_eq!(self.kbgp.state(), State::Established);
@@ -250,6 +257,22 @@ fn route_refresh_sends_the_table_again() {
     let other = Family::new(crate::wire::Afi::Ipv4, crate::wire::Safi::Multicast);
     s.peer_sends(&Message::RouteRefresh(RouteRefresh { family: other, subtype: RefreshSubtype::Request }));
     assert!(s.take().is_empty());
+}
+
+#[test]
+fn plain_route_refresh_sends_the_table_without_borr_or_eorr() {
+    // RFC 2918 alone: the table again, nothing around it (BoRR/EoRR are RFC 7313's).
+    let mut s = Scripted::new(table(5));
+    s.establish_offering(false);
+    assert_eq!(announced(&s.take()).len(), 5);
+    s.peer_sends(&Message::RouteRefresh(RouteRefresh {
+        family: Family::IPV4_UNICAST,
+        subtype: RefreshSubtype::Request,
+    }));
+    let got = s.take();
+    assert!(!got.iter().any(|m| matches!(m, Message::RouteRefresh(_))), "{got:?}");
+    assert_eq!(announced(&got).len(), 5, "{got:?}");
+    assert_eq!(s.kbgp.advertised(Family::IPV4_UNICAST), 5, "the routes are counted once");
 }
 
 #[test]
