@@ -10,6 +10,9 @@
 //! - `wrong_peer_asn`: a wrong `peerASN` ends in NOTIFICATION 2/2, seen by the peer.
 //! - `hold_timer`: a peer frozen with SIGSTOP makes kbgp's hold timer expire (4/0); after
 //!   SIGCONT the session comes back.
+//! - `max_prefix`: more routes from the peer than `maxReceivedRoutes` with the Cease action end
+//!   in Cease 6/1 (RFC 4486), a reconnect after the restart time, and a higher limit keeps the
+//!   session.
 //!
 //! A missing daemon fails the test.
 
@@ -269,6 +272,65 @@ fn wrong_peer_asn(daemon: &str) {
     assert!(!peer.established().expect("state"));
 }
 
+/// Past `maxReceivedRoutes` with `maxReceivedRoutesAction: Cease` (RFC 4486): the peer's five
+/// routes against a limit of three end the session with Cease 6/1, kbgp connects again after
+/// the restart time (and ceases again), and a higher limit brings the session back for good.
+fn max_prefix(daemon: &str) {
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: None, passive: false };
+    let mut lab = Lab::new(&format!("{daemon}-maxpfx"));
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let with = |extra: &str| {
+        yaml(&lab, &conf)
+            .replacen(
+                "apiVersion: cilium.io/v2alpha1\nkind: CiliumBGPPeeringPolicy",
+                "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeeringPolicy",
+                1,
+            )
+            .replace("connectRetryTimeSeconds: 5\n", &format!("connectRetryTimeSeconds: 5\n{extra}"))
+    };
+    let limit =
+        "      maxReceivedRoutes: 3\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 3\n";
+    let kbgp = Kbgp::start(&lab, &with(limit));
+    let ceased = || kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "6"), ("subcode", "1")]);
+    wait_for("kbgp to send Cease 6/1", Duration::from_secs(60), || {
+        let n = ceased();
+        if n >= 1.0 { Ok(()) } else { Err(format!("{n} sent")) }
+    });
+    wait_for(&format!("{daemon} to report Cease 6/1"), Duration::from_secs(20), || {
+        match peer.received_notification(6, 1)? {
+            Some(true) => Ok(()),
+            Some(false) => Err("not in the peer's log/events yet".into()),
+            None => {
+                if peer.notified()? {
+                    Ok(())
+                } else {
+                    Err("peer counted no NOTIFICATION".into())
+                }
+            }
+        }
+    });
+    wait_for("kbgp to connect again after 3 s and cease again", Duration::from_secs(40), || {
+        let n = ceased();
+        if n >= 2.0 { Ok(()) } else { Err(format!("{n} sent")) }
+    });
+    kbgp.reload(&with("      maxReceivedRoutes: 10\n"));
+    wait_prefixes(peer.as_ref(), &expected(&[0]), Duration::from_secs(60));
+    wait_for("the peer's five routes, kept", Duration::from_secs(30), || {
+        let m = kbgp.metrics();
+        let v4 = common::metric_value(&m, "kbgp_received_routes", &[("afi", "ipv4")]);
+        let v6 = common::metric_value(&m, "kbgp_received_routes", &[("afi", "ipv6")]);
+        if (v4, v6) == (PEER_V4.len() as f64, PEER_V6.len() as f64) {
+            Ok(())
+        } else {
+            Err(format!("ipv4 {v4}, ipv6 {v6}"))
+        }
+    });
+    let n = ceased();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ceased(), n, "no Cease 6/1 once the limit is above what the peer sends");
+    assert!(peer.established().expect("state"));
+}
+
 fn hold_timer(daemon: &str) {
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: Some((3, 1)), passive: false };
     let (_lab, peer, kbgp) = setup(daemon, "hold", &conf);
@@ -421,6 +483,8 @@ macro_rules! matrix {
                 fn shutdown() { super::shutdown(stringify!($daemon)) }
                 #[test]
                 fn reconfigure() { super::reconfigure(stringify!($daemon)) }
+                #[test]
+                fn max_prefix() { super::max_prefix(stringify!($daemon)) }
             }
         )*
     };

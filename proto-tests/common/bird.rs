@@ -154,6 +154,7 @@ impl Peer for Bird {
         let text = match (code, subcode) {
             (2, 2) => "Received: Bad peer AS",
             (4, 0) => "Received: Hold timer expired",
+            (6, 1) => "Received: Maximum number of prefixes reached",
             (6, 2) => "Received: Administrative shutdown",
             (6, 3) => "Received: Peer de-configured",
             (6, 6) => "Received: Other configuration change",

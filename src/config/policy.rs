@@ -122,6 +122,17 @@ pub struct NeighborSpec {
     /// dropped, counted and logged.
     #[serde(default)]
     pub max_received_routes: Option<i64>,
+    /// kbgp extension: what happens past `maxReceivedRoutes` (RFC 4486): `Drop` (default: keep
+    /// the routes held, drop and count the new ones, warn) or `Cease` (end the session with
+    /// Cease 6/1 and connect again after `maxReceivedRoutesRestartSeconds`).
+    #[serde(default)]
+    #[schemars(extend("enum" = ["Drop", "Cease"]))]
+    pub max_received_routes_action: Option<String>,
+    /// kbgp extension: with `maxReceivedRoutesAction: Cease`, seconds before connecting again
+    /// (default 60); 0 stays down until `kbgp reset` or a configuration change.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_received_routes_restart_seconds: Option<i64>,
 }
 
 /// Graceful restart settings.
@@ -255,7 +266,22 @@ pub struct Neighbor {
     pub path_attributes: Vec<PathAttributeRule>,
     pub passive: bool,
     pub max_received_routes: usize,
+    pub over_max_received: OverLimit,
 }
+
+/// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OverLimit {
+    /// Keep what is held, drop and count the rest, warn once.
+    #[default]
+    Drop,
+    /// Cease 6/1, then connect again after `restart` (`None`: stay down until reset or
+    /// reconfigured).
+    Cease { restart: Option<std::time::Duration> },
+}
+
+/// Default `maxReceivedRoutesRestartSeconds`.
+pub const DEFAULT_MAX_RECEIVED_RESTART_SECS: i64 = 60;
 
 /// Parses `peerAddress`: an address, optionally with a `/len` that is ignored (Cilium parses
 /// it as a prefix and peers with the address part, so the seed's `10.0.5.1/24` means 10.0.5.1).
@@ -439,7 +465,12 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         }
     }
     if kind == PolicyKind::Cilium {
-        for (set, field) in [(n.passive.is_some(), "passive"), (n.max_received_routes.is_some(), "maxReceivedRoutes")] {
+        for (set, field) in [
+            (n.passive.is_some(), "passive"),
+            (n.max_received_routes.is_some(), "maxReceivedRoutes"),
+            (n.max_received_routes_action.is_some(), "maxReceivedRoutesAction"),
+            (n.max_received_routes_restart_seconds.is_some(), "maxReceivedRoutesRestartSeconds"),
+        ] {
             if set {
                 d.err(
                     format!("{path}.{field}"),
@@ -451,6 +482,28 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
     let max_received_routes = match n.max_received_routes {
         Some(v) => d.range(&format!("{path}.maxReceivedRoutes"), v, 0, 100_000_000).map(|v| v as usize),
         None => Some(DEFAULT_MAX_RECEIVED_ROUTES),
+    };
+    let over_max_received = match n.max_received_routes_action.as_deref() {
+        None | Some("Drop") => {
+            if n.max_received_routes_restart_seconds.is_some() {
+                d.err(
+                    format!("{path}.maxReceivedRoutesRestartSeconds"),
+                    "applies only with maxReceivedRoutesAction: Cease",
+                );
+            }
+            Some(OverLimit::Drop)
+        }
+        Some("Cease") => {
+            let restart = match n.max_received_routes_restart_seconds {
+                Some(v) => d.range(&format!("{path}.maxReceivedRoutesRestartSeconds"), v, 0, 86400),
+                None => Some(DEFAULT_MAX_RECEIVED_RESTART_SECS),
+            };
+            restart.map(|r| OverLimit::Cease { restart: (r > 0).then(|| std::time::Duration::from_secs(r as u64)) })
+        }
+        Some(other) => {
+            d.err(format!("{path}.maxReceivedRoutesAction"), format!("{other:?} is not one of Drop, Cease"));
+            None
+        }
     };
     if d.errors.len() > before {
         return None;
@@ -468,6 +521,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         path_attributes,
         passive: n.passive.unwrap_or(false),
         max_received_routes: max_received_routes?,
+        over_max_received: over_max_received?,
     })
 }
 

@@ -322,3 +322,39 @@ fn a_large_file_takes_the_fast_reader() {
     let w = load_str(&y, "t").unwrap().world;
     assert_eq!(w.services.iter().map(|s| s.ingress_ips.len()).sum::<usize>(), 1000);
 }
+
+#[test]
+fn max_received_routes_action_and_restart() {
+    use crate::config::policy::OverLimit;
+    use std::time::Duration;
+    let kbgp = |extra: &str| {
+        POLICY
+            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
+            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
+            .replace("peerASN: 65005", &format!("peerASN: 65005\n      maxReceivedRoutes: 10{extra}"))
+    };
+    let over = |y: &str| load_str(y, "t").unwrap().world.policies[0].virtual_routers[0].neighbors[0].over_max_received;
+    assert_eq!(over(&kbgp("")), OverLimit::Drop);
+    assert_eq!(over(&kbgp("\n      maxReceivedRoutesAction: Drop")), OverLimit::Drop);
+    assert_eq!(
+        over(&kbgp("\n      maxReceivedRoutesAction: Cease")),
+        OverLimit::Cease { restart: Some(Duration::from_secs(60)) }
+    );
+    assert_eq!(
+        over(&kbgp("\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 0")),
+        OverLimit::Cease { restart: None }
+    );
+    let field = "rack0-65005: spec.virtualRouters[0].neighbors[0]";
+    assert_eq!(
+        errors(&kbgp("\n      maxReceivedRoutesAction: cease")),
+        vec![format!("{field}.maxReceivedRoutesAction: \"cease\" is not one of Drop, Cease")]
+    );
+    assert_eq!(
+        errors(&kbgp("\n      maxReceivedRoutesRestartSeconds: 30")),
+        vec![format!("{field}.maxReceivedRoutesRestartSeconds: applies only with maxReceivedRoutesAction: Cease")]
+    );
+    assert_eq!(
+        errors(&kbgp("\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 90000")),
+        vec![format!("{field}.maxReceivedRoutesRestartSeconds: must be 0..=86400, got 90000")]
+    );
+}

@@ -293,6 +293,7 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
         port: n.port,
         ttl: ebgp.then_some(n.ebgp_multihop_ttl),
         max_received_routes: n.max_received_routes,
+        over_max_received: n.over_max_received,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Applied {
     pub looped: usize,
     /// Dropped because the table is full.
     pub over_limit: usize,
+    /// The family of the first route dropped because the table is full.
+    pub over_limit_family: Option<Family>,
     /// Withdrawn because of an RFC 7606 treat-as-withdraw error.
     pub treated_as_withdraw: usize,
 }
@@ -169,6 +171,7 @@ impl AdjRibIn {
         } else if self.routes.len() >= self.max_routes {
             self.dropped += 1;
             r.over_limit += 1;
+            r.over_limit_family.get_or_insert(key.0);
         } else {
             self.insert(key, attrs.clone());
             r.added += 1;

@@ -78,4 +78,6 @@ pub struct PeerSettings {
     /// IP TTL for the session's packets: eBGP multihop TTL, `None` (system default) for iBGP.
     pub ttl: Option<u8>,
     pub max_received_routes: usize,
+    /// Past `max_received_routes`: drop, or Cease 6/1 and connect again later (RFC 4486).
+    pub over_max_received: crate::config::policy::OverLimit,
 }

@@ -20,6 +20,7 @@
 use super::config::{PeerKey, PeerSettings};
 use super::fsm::{ConnId, Fsm, Input, Output, SessionError, State};
 use super::negotiate::Negotiated;
+use crate::config::policy::OverLimit;
 use crate::rib::adj_rib_in::AdjRibIn;
 use crate::rib::{AdjRibOut, Encoding, ExportCtx, OutTable};
 use crate::wire::route_refresh::{RefreshSubtype, RouteRefresh};
@@ -494,6 +495,7 @@ impl Peer {
 
     /// Acts on everything the FSM asked for.
     fn drive(&mut self, now: Instant) {
+        let mut over_limit = None;
         while let Some(o) = self.fsm.poll_output() {
             match o {
                 Output::Connect => {
@@ -515,11 +517,37 @@ impl Peer {
                     self.events.push_back(Event::State { from, to });
                     debug!(peer = %self.label, vrouter = %self.vrouter, "state {from} -> {to}");
                 }
-                Output::Update(u) => self.received_update(&u),
+                Output::Update(u) => over_limit = over_limit.or(self.received_update(&u)),
                 Output::RouteRefresh(r) => self.refresh_requested(now, r),
             }
         }
+        if let Some(family) = over_limit {
+            self.max_prefixes_reached(now, family);
+        }
         self.note_error(now);
+    }
+
+    /// Past `maxReceivedRoutes` with `maxReceivedRoutesAction: Cease` (RFC 4486 §4): Cease 6/1
+    /// with the family and the bound, then connect again after the restart time, or stay
+    /// down until `kbgp reset` or a configuration change.
+    fn max_prefixes_reached(&mut self, now: Instant, family: Family) {
+        let OverLimit::Cease { restart } = self.settings.over_max_received else { return };
+        let limit = self.settings.max_received_routes;
+        let then = match restart {
+            Some(d) => format!("connecting again in {} s", d.as_secs()),
+            None => "staying down until `kbgp reset` or a configuration change".to_string(),
+        };
+        warn!(
+            peer = %self.label,
+            vrouter = %self.vrouter,
+            family = %family,
+            "the peer sent more than maxReceivedRoutes ({limit}) routes: ending the session with Cease 6/1 \
+             (RFC 4486), {then}"
+        );
+        self.stop(now, Notification::max_prefixes(family, u32::try_from(limit).unwrap_or(u32::MAX)));
+        if let Some(d) = restart {
+            self.start(now, Some(now + d));
+        }
     }
 
     /// Records a new last error, and logs it once: a retry loop that fails the same way again
@@ -605,7 +633,9 @@ impl Peer {
         self.routes_changed();
     }
 
-    fn received_update(&mut self, u: &wire::Update) {
+    /// Takes in one UPDATE; the family that went past `maxReceivedRoutes`, when the
+    /// neighbor's action for that is Cease.
+    fn received_update(&mut self, u: &wire::Update) -> Option<Family> {
         for e in &u.errors {
             self.events.push_back(Event::UpdateError(e.action));
             let action = match e.action {
@@ -615,6 +645,9 @@ impl Peer {
             warn!(peer = %self.label, vrouter = %self.vrouter, "malformed UPDATE from the peer ({action}, RFC 7606): {}", e.reason);
         }
         let a = self.rib_in.apply(u);
+        if a.over_limit > 0 && matches!(self.settings.over_max_received, OverLimit::Cease { .. }) {
+            return a.over_limit_family;
+        }
         if a.over_limit > 0 {
             self.events.push_back(Event::Dropped(a.over_limit as u64));
             if !self.stats.limit_logged {
@@ -633,6 +666,7 @@ impl Peer {
         if a.added + a.withdrawn + a.replaced + a.treated_as_withdraw > 0 {
             self.routes_changed();
         }
+        None
     }
 
     /// The peer asks for our routes again (RFC 2918 §4; RFC 7313 §4 with BoRR and EoRR).

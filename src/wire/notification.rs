@@ -9,7 +9,17 @@
 //! ```
 //! RFC 9003: for Cease / Administrative Shutdown (6/2) and Administrative Reset (6/4) the data
 //! is a 1-octet length and up to 255 octets of UTF-8 text.
+//!
+//! RFC 4486 §4: for Cease / Maximum Number of Prefixes Reached (6/1) the data is the family
+//! and the configured upper bound:
+//!
+//! ```text
+//! +-------------------------------+---------------+-------------------------------+
+//! | AFI (2 octets)                | SAFI (1)      | Upper bound (4 octets)        |
+//! +-------------------------------+---------------+-------------------------------+
+//! ```
 
+use super::Family;
 use super::error::{DecodeError, cease_sub, code, describe};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
@@ -44,6 +54,26 @@ impl Notification {
             data.put_slice(&message.as_bytes()[..end]);
         }
         Notification::new(code::CEASE, subcode, data.freeze())
+    }
+
+    /// 6/1 (RFC 4486 §4): the peer sent more than `limit` routes; `family` is the one that
+    /// crossed it.
+    pub fn max_prefixes(family: Family, limit: u32) -> Notification {
+        let mut data = BytesMut::with_capacity(7);
+        data.put_u16(family.afi.to_u16());
+        data.put_u8(family.safi.to_u8());
+        data.put_u32(limit);
+        Notification::new(code::CEASE, cease_sub::MAX_PREFIXES_REACHED, data.freeze())
+    }
+
+    /// The family and upper bound of a 6/1 that carries them (RFC 4486 §4).
+    pub fn max_prefixes_data(&self) -> Option<(Family, u32)> {
+        if self.code != code::CEASE || self.subcode != cease_sub::MAX_PREFIXES_REACHED || self.data.len() != 7 {
+            return None;
+        }
+        let d = &self.data;
+        let family = Family::new(super::Afi::from_u16(u16::from_be_bytes([d[0], d[1]])), super::Safi::from_u8(d[2]));
+        Some((family, u32::from_be_bytes([d[3], d[4], d[5], d[6]])))
     }
 
     /// 4/0, sent when the Hold Timer expires.
@@ -102,6 +132,15 @@ impl fmt::Display for Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_prefixes_carries_family_and_bound() {
+        let n = Notification::max_prefixes(Family::IPV6_UNICAST, 1000);
+        assert_eq!((n.code, n.subcode), (6, 1));
+        assert_eq!(&n.data[..], &[0, 2, 1, 0, 0, 0x03, 0xe8]);
+        assert_eq!(n.max_prefixes_data(), Some((Family::IPV6_UNICAST, 1000)));
+        assert_eq!(Notification::new(6, 1, Bytes::new()).max_prefixes_data(), None, "the data is optional");
+    }
 
     #[test]
     fn shutdown_communication_round_trip() {

@@ -17,7 +17,14 @@ const RR: &str = "10.0.5.1";
 fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
     let mut session = SessionConfig::new(65005, 65005, local.parse().unwrap());
     session.passive = passive;
-    PeerSettings { session, address: peer.parse().unwrap(), port: 179, ttl: None, max_received_routes: 100_000 }
+    PeerSettings {
+        session,
+        address: peer.parse().unwrap(),
+        port: 179,
+        ttl: None,
+        max_received_routes: 100_000,
+        over_max_received: Default::default(),
+    }
 }
 
 fn kbgp() -> Peer {
@@ -67,8 +74,12 @@ struct Scripted {
 
 impl Scripted {
     fn new(table: OutTable) -> Scripted {
-        let mut s =
-            Scripted { now: Instant::now(), kbgp: kbgp(), table, conn: None, got: vec![], room: true, closed: false };
+        Scripted::with(table, settings(KBGP, RR, false))
+    }
+
+    fn with(table: OutTable, settings: PeerSettings) -> Scripted {
+        let kbgp = Peer::new(PeerKey { local_asn: 65005, address: RR.parse().unwrap() }, settings, 7);
+        let mut s = Scripted { now: Instant::now(), kbgp, table, conn: None, got: vec![], room: true, closed: false };
         s.kbgp.start(s.now, None);
         s.drain();
         s
@@ -304,6 +315,90 @@ fn a_hard_reset_sends_cease_and_waits_before_connecting_again() {
     assert!(matches!(&got[0], Message::Notification(n) if (n.code, n.subcode) == (6, 4)));
     assert!(s.closed);
     assert_eq!(s.kbgp.fsm().next_attempt(), Some(s.now + RESET_DELAY));
+}
+
+/// An UPDATE from the peer announcing 10.1.i.0/24 for i in `range` (ORIGIN, AS_PATH, NEXT_HOP,
+/// LOCAL_PREF), as raw octets.
+fn raw_update(range: std::ops::Range<u8>) -> Vec<u8> {
+    let attrs = [0x40, 1, 1, 0, 0x40, 2, 0, 0x40, 3, 4, 10, 0, 5, 1, 0x40, 5, 4, 0, 0, 0, 100];
+    let mut body = vec![0, 0];
+    body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    body.extend_from_slice(&attrs);
+    for i in range {
+        body.extend_from_slice(&[24, 10, 1, i]);
+    }
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(2);
+    m.extend_from_slice(&body);
+    m
+}
+
+fn limited(max: usize, over: OverLimit) -> PeerSettings {
+    PeerSettings { max_received_routes: max, over_max_received: over, ..settings(KBGP, RR, false) }
+}
+
+fn attempts(ev: &[Event]) -> usize {
+    ev.iter().filter(|e| matches!(e, Event::ConnectAttempt)).count()
+}
+
+#[test]
+fn past_max_received_routes_drop_keeps_the_session_and_counts() {
+    let mut s = Scripted::with(table(0), limited(3, OverLimit::Drop));
+    s.establish();
+    s.take();
+    s.events();
+    s.peer_sends_raw(&raw_update(0..5));
+    assert_eq!(s.kbgp.state(), State::Established);
+    assert_eq!(s.kbgp.rib_in().count(Family::IPV4_UNICAST), 3, "the first three are kept");
+    assert!(s.events().contains(&Event::Dropped(2)));
+    assert!(!s.take().iter().any(|m| matches!(m, Message::Notification(_))));
+}
+
+#[test]
+fn past_max_received_routes_cease_sends_6_1_and_connects_again_after_the_restart_time() {
+    let restart = Duration::from_secs(30);
+    let mut s = Scripted::with(table(0), limited(3, OverLimit::Cease { restart: Some(restart) }));
+    s.establish();
+    s.take();
+    s.events();
+    s.peer_sends_raw(&raw_update(0..2));
+    assert_eq!(s.kbgp.state(), State::Established, "under the limit");
+    s.peer_sends_raw(&raw_update(2..5));
+    let got = s.take();
+    let n = got
+        .iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("a NOTIFICATION");
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(n.max_prefixes_data(), Some((Family::IPV4_UNICAST, 3)), "RFC 4486 §4 data");
+    assert!(s.closed);
+    assert_ne!(s.kbgp.state(), State::Established);
+    assert_eq!(s.kbgp.rib_in().count(Family::IPV4_UNICAST), 0, "the peer's routes are gone with the session");
+    s.events();
+    s.advance(restart - Duration::from_secs(1));
+    assert_eq!(attempts(&s.events()), 0, "no connection before the restart time");
+    s.advance(Duration::from_secs(2));
+    assert_eq!(attempts(&s.events()), 1, "connecting again after it");
+}
+
+#[test]
+fn past_max_received_routes_cease_without_restart_stays_down_until_reset() {
+    let mut s = Scripted::with(table(0), limited(1, OverLimit::Cease { restart: None }));
+    s.establish();
+    s.take();
+    s.peer_sends_raw(&raw_update(0..2));
+    assert!(s.take().iter().any(|m| matches!(m, Message::Notification(n) if (n.code, n.subcode) == (6, 1))));
+    s.events();
+    s.advance(Duration::from_secs(3600));
+    assert_eq!(attempts(&s.events()), 0, "stays down");
+    assert_eq!(s.kbgp.state(), State::Idle);
+    s.kbgp.reset(s.now, false, &s.table).unwrap();
+    s.advance(RESET_DELAY + Duration::from_secs(1));
+    assert_eq!(attempts(&s.events()), 1, "kbgp reset brings it back");
 }
 
 #[test]
