@@ -89,7 +89,7 @@ fn n(v: &Value) -> u64 {
 #[test]
 fn every_admin_command_against_frr() {
     let mut lab = Lab::new("admin");
-    let frr = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let frr = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
     // The second neighbor's address resolves, but to a MAC nobody has: connects time out.
     let dead = dead_peer(&lab).to_string();
     common::sh(&[
@@ -136,7 +136,10 @@ fn every_admin_command_against_frr() {
     assert!(p["lastError"].is_null(), "{p}");
     let d = peer_doc(&peers, &dead);
     assert_eq!(d["lastError"]["text"], "TCP connect failed: timed out after 5 s", "{d}");
-    assert_eq!(d["lastError"]["hint"], "check the peer's address, firewall or MD5 password");
+    assert_eq!(
+        d["lastError"]["hint"],
+        "check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides"
+    );
     assert!(d["state"] == "Connect" || d["state"] == "Active" || d["state"] == "Idle", "{d}");
     assert!(d["uptimeSeconds"].is_null());
 
@@ -153,7 +156,9 @@ fn every_admin_command_against_frr() {
     assert!(row.contains("down "), "{row}");
     assert!(
         table.stdout.contains("last error")
-            && table.stdout.contains("hint: check the peer's address, firewall or MD5 password")
+            && table.stdout.contains(
+                "hint: check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides"
+            )
     );
     assert!(table.stdout.contains("capabilities: ") && table.stdout.contains("route-refresh"));
 
@@ -207,7 +212,7 @@ fn every_admin_command_against_frr() {
         assert!(w.stdout.lines().any(|l| l == line), "missing {line:?} in:\n{}", w.stdout);
     }
     assert!(
-        w.stdout.contains("not Established: TCP connect failed: timed out after 5 s (check the peer's address, firewall or MD5 password)"),
+        w.stdout.contains("not Established: TCP connect failed: timed out after 5 s (check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides)"),
         "{}",
         w.stdout
     );
@@ -342,7 +347,10 @@ fn every_admin_command_against_frr() {
             let msg = f["message"].as_str().unwrap_or_default();
             if f["peer"] == dead.as_str() && msg.starts_with("session not up") {
                 dead_errors += 1;
-                assert_eq!(f["hint"], "check the peer's address, firewall or MD5 password", "{line}");
+                assert_eq!(
+                    f["hint"], "check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides",
+                    "{line}"
+                );
             }
         }
     }

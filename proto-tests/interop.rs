@@ -13,6 +13,8 @@
 //! - `max_prefix`: more routes from the peer than `maxReceivedRoutes` with the Cease action end
 //!   in Cease 6/1 (RFC 4486), a reconnect after the restart time, and a higher limit keeps the
 //!   session.
+//! - `gtsm` (FRR and BIRD): `ttlSecurity: true` (RFC 5082) against a peer enforcing GTSM comes
+//!   up, actively and passively; kbgp without it, or a peer without it, stays down.
 //!
 //! A missing daemon fails the test.
 
@@ -128,7 +130,8 @@ status: {{addresses: [{{type: InternalIP, address: {me}}}]}}
 /// A lab with `daemon` as peer AS `peer_asn` and kbgp running `conf`.
 fn setup(daemon: &str, tag: &str, conf: &Conf) -> (Lab, Box<dyn Peer>, Kbgp) {
     let mut lab = Lab::new(&format!("{daemon}-{tag}"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn });
+    let peer =
+        common::peer::start(daemon, &mut lab, &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false });
     let kbgp = Kbgp::start(&lab, &yaml(&lab, conf));
     (lab, peer, kbgp)
 }
@@ -196,7 +199,7 @@ fn check_attributes(peer: &dyn Peer, lab: &Lab, routes: &BTreeMap<IpNet, SeenRou
 fn routes(daemon: &str) {
     let mut lab = Lab::new(&format!("{daemon}-routes"));
     lab.capture(daemon);
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
     let all: Vec<usize> = (0..SERVICES).collect();
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None, passive: false };
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
@@ -247,7 +250,7 @@ fn wrong_peer_asn(daemon: &str) {
     // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
     let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-badas"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     wait_for("kbgp to send NOTIFICATION 2/2", Duration::from_secs(30), || {
         let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "2"), ("subcode", "2")]);
@@ -272,22 +275,74 @@ fn wrong_peer_asn(daemon: &str) {
     assert!(!peer.established().expect("state"));
 }
 
+/// `yaml` as the kbgp.io kind (where the kbgp extensions are allowed), with `extra` lines added
+/// to the neighbor.
+fn kbgp_kind(yaml: &str, extra: &str) -> String {
+    yaml.replacen(
+        "apiVersion: cilium.io/v2alpha1\nkind: CiliumBGPPeeringPolicy",
+        "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeeringPolicy",
+        1,
+    )
+    .replace("connectRetryTimeSeconds: 5\n", &format!("connectRetryTimeSeconds: 5\n{extra}"))
+}
+
+/// GTSM (RFC 5082) on a directly connected eBGP session, the peer enforcing it too (FRR
+/// `ttl-security hops 1`, BIRD `ttl security on`): with `ttlSecurity: true` the session comes
+/// up and the routes arrive; without it the peer drops kbgp's TTL-1 packets; and with it
+/// against a peer that sends TTL 1, kbgp's kernel drops the peer's packets. A passive kbgp
+/// accepts the peer's TTL-255 connection.
+fn gtsm(daemon: &str) {
+    const GTSM: &str = "      ttlSecurity: true\n";
+    let conf = Conf { local_asn: 65200, peer_asn: 65100, services: vec![3], timers: None, passive: false };
+    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true };
+    let stays_down = |peer: &dyn Peer, kbgp: &Kbgp, why: &str| {
+        for _ in 0..12 {
+            std::thread::sleep(Duration::from_secs(1));
+            assert!(!peer.established().expect("state"), "{why}: the session came up");
+            assert_eq!(kbgp.metric("kbgp_session_up", &[]), 0.0, "{why}: kbgp says up");
+        }
+    };
+    {
+        let mut lab = Lab::new(&format!("{daemon}-gtsm"));
+        let peer = common::peer::start(daemon, &mut lab, &ebgp);
+        let kbgp = Kbgp::start(&lab, &kbgp_kind(&yaml(&lab, &conf), GTSM));
+        wait_prefixes(peer.as_ref(), &expected(&[3]), Duration::from_secs(60));
+        check_attributes(peer.as_ref(), &lab, &peer.routes().expect("routes"), 65200, false);
+        assert_eq!(kbgp.metric("kbgp_session_up", &[]), 1.0);
+    }
+    {
+        let mut lab = Lab::new(&format!("{daemon}-gtsm-off"));
+        let peer = common::peer::start(daemon, &mut lab, &ebgp);
+        let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+        stays_down(peer.as_ref(), &kbgp, "kbgp without ttlSecurity, the peer with GTSM");
+    }
+    {
+        let mut lab = Lab::new(&format!("{daemon}-gtsm-peer-off"));
+        let peer = common::peer::start(daemon, &mut lab, &PeerSpec { gtsm: false, ..ebgp.clone() });
+        let kbgp = Kbgp::start(&lab, &kbgp_kind(&yaml(&lab, &conf), GTSM));
+        stays_down(peer.as_ref(), &kbgp, "kbgp with ttlSecurity, the peer sending TTL 1");
+    }
+    {
+        let conf = Conf { passive: true, ..conf };
+        let mut lab = Lab::new(&format!("{daemon}-gtsm-passive"));
+        let peer = common::peer::start(daemon, &mut lab, &ebgp);
+        let kbgp = Kbgp::start(
+            &lab,
+            &yaml(&lab, &conf).replace("      passive: true\n", &format!("      passive: true\n{GTSM}")),
+        );
+        wait_prefixes(peer.as_ref(), &expected(&[3]), Duration::from_secs(60));
+        drop(kbgp);
+    }
+}
+
 /// Past `maxReceivedRoutes` with `maxReceivedRoutesAction: Cease` (RFC 4486): the peer's five
 /// routes against a limit of three end the session with Cease 6/1, kbgp connects again after
 /// the restart time (and ceases again), and a higher limit brings the session back for good.
 fn max_prefix(daemon: &str) {
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-maxpfx"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005 });
-    let with = |extra: &str| {
-        yaml(&lab, &conf)
-            .replacen(
-                "apiVersion: cilium.io/v2alpha1\nkind: CiliumBGPPeeringPolicy",
-                "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeeringPolicy",
-                1,
-            )
-            .replace("connectRetryTimeSeconds: 5\n", &format!("connectRetryTimeSeconds: 5\n{extra}"))
-    };
+    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let with = |extra: &str| kbgp_kind(&yaml(&lab, &conf), extra);
     let limit =
         "      maxReceivedRoutes: 3\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 3\n";
     let kbgp = Kbgp::start(&lab, &with(limit));
@@ -491,6 +546,18 @@ macro_rules! matrix {
 }
 
 matrix!(frr, bird, gobgp, exabgp);
+
+/// GTSM needs the peer to enforce it as well: FRR and BIRD do.
+mod gtsm {
+    #[test]
+    fn frr() {
+        super::gtsm("frr")
+    }
+    #[test]
+    fn bird() {
+        super::gtsm("bird")
+    }
+}
 
 // ExaBGP is set up passive (it only listens), so it cannot reach a passive kbgp.
 #[test]

@@ -14,7 +14,7 @@ versions() {
 }
 result() { # daemon scenario
     local line
-    line=$(grep -E "^test ($1::$2|$1_$2) \.\.\. " <<<"$out" | head -1)
+    line=$(grep -E "^test ($1::$2|$1_$2|$2::$1) \.\.\. " <<<"$out" | head -1)
     case "$line" in
         *" ok") echo "pass" ;;
         *FAILED) echo "**FAIL**" ;;
@@ -25,7 +25,7 @@ versions
 echo
 echo "| scenario | FRR | BIRD | GoBGP | ExaBGP |"
 echo "|---|---|---|---|---|"
-for s in routes four_octet_ebgp wrong_peer_asn hold_timer shutdown reconfigure max_prefix passive route_refresh; do
+for s in routes four_octet_ebgp wrong_peer_asn hold_timer shutdown reconfigure max_prefix gtsm passive route_refresh; do
     printf "| %s |" "$s"
     for d in frr bird gobgp exabgp; do printf " %s |" "$(result $d $s)"; done
     echo

@@ -24,7 +24,11 @@ impl Bird {
         let s6: String = PEER_V6.iter().map(|p| format!("  route {p} blackhole;\n")).collect();
         // iBGP: route reflector for kbgp as in the seed; eBGP: multihop so BIRD sends a
         // 16-octet IPv6 next hop (see the notes on link-local next hops).
-        let mode = if spec.ibgp() { "  rr client;\n" } else { "" };
+        let mode = match (spec.ibgp(), spec.gtsm) {
+            (true, _) => "  rr client;\n",
+            (false, true) => "  ttl security on;\n",
+            (false, false) => "",
+        };
         let conf = format!(
             "log \"{d}/bird.log\" all;\nrouter id {peer};\nprotocol device {{ }}\n\
              protocol direct {{ ipv4; ipv6; interface \"eth0\"; }}\n\

@@ -27,13 +27,14 @@ impl Frr {
         let d = dir.display();
         let (peer, kbgp, peer6) = (lab.peer_v4, lab.kbgp_v4, lab.peer_v6);
         let rr = if spec.ibgp() { format!("  neighbor {kbgp} route-reflector-client\n") } else { String::new() };
+        let gtsm = if spec.gtsm { format!(" neighbor {kbgp} ttl-security hops 1\n") } else { String::new() };
         let nets4: String = PEER_V4.iter().map(|p| format!("  network {p}\n")).collect();
         let nets6: String = PEER_V6.iter().map(|p| format!("  network {p}\n")).collect();
         let conf = format!(
             "frr defaults traditional\nhostname peer\nlog file {d}/bgpd.log informational\nlog timestamp precision 3\n!\n\
              router bgp {asn}\n bgp router-id {peer}\n bgp log-neighbor-changes\n no bgp ebgp-requires-policy\n\
              no bgp default ipv4-unicast\n no bgp network import-check\n neighbor {kbgp} remote-as {kasn}\n\
-             neighbor {kbgp} timers connect 1\n address-family ipv4 unicast\n{nets4}  neighbor {kbgp} activate\n{rr}\
+             neighbor {kbgp} timers connect 1\n{gtsm} address-family ipv4 unicast\n{nets4}  neighbor {kbgp} activate\n{rr}\
              exit-address-family\n address-family ipv6 unicast\n{nets6}  neighbor {kbgp} activate\n{rr}\
              neighbor {kbgp} route-map V6NH out\n exit-address-family\n!\nroute-map V6NH permit 10\n set ipv6 next-hop global {peer6}\n!\n",
             asn = spec.asn,

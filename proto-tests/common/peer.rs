@@ -25,6 +25,8 @@ pub struct SeenRoute {
 pub struct PeerSpec {
     pub asn: u32,
     pub kbgp_asn: u32,
+    /// GTSM (RFC 5082) towards kbgp: FRR `ttl-security hops 1`, BIRD `ttl security on`.
+    pub gtsm: bool,
 }
 
 impl PeerSpec {

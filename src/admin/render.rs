@@ -302,14 +302,19 @@ mod tests {
         p.last_error = Some(LastError {
             at: 1100,
             text: "TCP connect failed: timed out after 120 s".into(),
-            hint: Some("check the peer's address, firewall or MD5 password".into()),
+            hint: Some("check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides".into()),
         });
         let out = peers(&[p], 1300);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("PEER      VROUTER  LOCAL AS  PEER AS  STATE"), "{out}");
         assert!(lines[1].contains("Active") && lines[1].contains("down 5m00s") && lines[1].ends_with("3/4"), "{out}");
         assert!(out.contains("  last error (3m20s ago): TCP connect failed: timed out after 120 s\n"), "{out}");
-        assert!(out.contains("    hint: check the peer's address, firewall or MD5 password\n"), "{out}");
+        assert!(
+            out.contains(
+                "    hint: check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

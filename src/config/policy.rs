@@ -133,6 +133,10 @@ pub struct NeighborSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 86400))]
     pub max_received_routes_restart_seconds: Option<i64>,
+    /// kbgp extension: GTSM (RFC 5082) for a directly connected eBGP neighbor: kbgp sends with
+    /// TTL 255 and the kernel drops the neighbor's packets that arrive with less.
+    #[serde(default)]
+    pub ttl_security: Option<bool>,
 }
 
 /// Graceful restart settings.
@@ -267,6 +271,8 @@ pub struct Neighbor {
     pub passive: bool,
     pub max_received_routes: usize,
     pub over_max_received: OverLimit,
+    /// GTSM (RFC 5082): TTL 255 out, at least 255 in.
+    pub ttl_security: bool,
 }
 
 /// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
@@ -470,6 +476,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             (n.max_received_routes.is_some(), "maxReceivedRoutes"),
             (n.max_received_routes_action.is_some(), "maxReceivedRoutesAction"),
             (n.max_received_routes_restart_seconds.is_some(), "maxReceivedRoutesRestartSeconds"),
+            (n.ttl_security.is_some(), "ttlSecurity"),
         ] {
             if set {
                 d.err(
@@ -505,6 +512,13 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             None
         }
     };
+    let ttl_security = n.ttl_security.unwrap_or(false);
+    if ttl_security && n.ebgp_multihop_ttl.is_some_and(|t| t > 1) {
+        d.err(
+            format!("{path}.ttlSecurity"),
+            "is for directly connected neighbors (RFC 5082 §3): it cannot be combined with eBGPMultihopTTL above 1",
+        );
+    }
     if d.errors.len() > before {
         return None;
     }
@@ -522,6 +536,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         passive: n.passive.unwrap_or(false),
         max_received_routes: max_received_routes?,
         over_max_received: over_max_received?,
+        ttl_security,
     })
 }
 
@@ -583,6 +598,15 @@ impl PeeringPolicy {
             for (j, n) in v.neighbors.iter().enumerate() {
                 let np = format!("{p}.neighbors[{j}]");
                 if let Some(n) = parse_neighbor(d, &np, n, kind) {
+                    if n.ttl_security && asn == Some(n.peer_asn as i64) {
+                        d.err(
+                            format!("{np}.ttlSecurity"),
+                            format!(
+                                "is for eBGP neighbors (RFC 5082): peerASN {} is this virtual router's localASN",
+                                n.peer_asn
+                            ),
+                        );
+                    }
                     if neighbors.iter().any(|o| o.address == n.address) {
                         d.err(
                             format!("{np}.peerAddress"),

@@ -358,3 +358,31 @@ fn max_received_routes_action_and_restart() {
         vec![format!("{field}.maxReceivedRoutesRestartSeconds: must be 0..=86400, got 90000")]
     );
 }
+
+#[test]
+fn ttl_security_is_for_directly_connected_ebgp_and_the_kbgp_kind() {
+    let kbgp = |neighbor: &str| {
+        POLICY
+            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
+            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
+            .replace("peerASN: 65005", neighbor)
+    };
+    let field = "rack0-65005: spec.virtualRouters[0].neighbors[0].ttlSecurity";
+    let ok = load_str(&kbgp("peerASN: 65100\n      ttlSecurity: true"), "t").unwrap();
+    assert!(ok.world.policies[0].virtual_routers[0].neighbors[0].ttl_security);
+    assert_eq!(
+        errors(&kbgp("peerASN: 65005\n      ttlSecurity: true")),
+        vec![format!("{field}: is for eBGP neighbors (RFC 5082): peerASN 65005 is this virtual router's localASN")]
+    );
+    assert_eq!(
+        errors(&kbgp("peerASN: 65100\n      eBGPMultihopTTL: 2\n      ttlSecurity: true")),
+        vec![format!(
+            "{field}: is for directly connected neighbors (RFC 5082 §3): it cannot be combined with eBGPMultihopTTL above 1"
+        )]
+    );
+    let cilium = POLICY.replace("peerASN: 65005", "peerASN: 65100\n      ttlSecurity: true");
+    assert_eq!(
+        errors(&cilium),
+        vec![format!("{field}: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy")]
+    );
+}

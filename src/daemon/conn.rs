@@ -33,12 +33,52 @@ fn set_ttl(s: &Socket, addr: &SocketAddr, ttl: u8) -> io::Result<()> {
     }
 }
 
-/// Opens a connection to `peer`, with the given TTL.
-pub async fn connect(peer: SocketAddr, ttl: Option<u8>) -> io::Result<TcpStream> {
+/// An integer socket option.
+fn set_int(fd: std::os::fd::BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is an open socket borrowed for the call; the value is a c_int on the stack
+    // and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The (level, name) of the TTL or, with `min`, of the GTSM minimum, for traffic with
+/// `peer`. An IPv4 peer on an IPv6 socket (`::ffff:a.b.c.d` on a dual-stack listener) is
+/// IPv4 traffic, ruled by the IPv4 options.
+fn ttl_option(peer: &SocketAddr, min: bool) -> (libc::c_int, libc::c_int) {
+    match (peer.ip().to_canonical().is_ipv4(), min) {
+        (true, false) => (libc::IPPROTO_IP, libc::IP_TTL),
+        (true, true) => (libc::IPPROTO_IP, libc::IP_MINTTL),
+        (false, false) => (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS),
+        (false, true) => (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT),
+    }
+}
+
+/// GTSM (RFC 5082 §3): the kernel drops the peer's segments that arrive with a TTL (IPv6:
+/// hop limit) below `min`.
+fn set_min_ttl(fd: std::os::fd::BorrowedFd<'_>, peer: &SocketAddr, min: u8) -> io::Result<()> {
+    let (level, name) = ttl_option(peer, true);
+    set_int(fd, level, name, min.into())
+}
+
+/// Opens a connection to `peer`, with the given TTL and, for GTSM, the lowest TTL accepted.
+pub async fn connect(peer: SocketAddr, ttl: Option<u8>, min_ttl: Option<u8>) -> io::Result<TcpStream> {
+    use std::os::fd::AsFd;
     let domain = if peer.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     if let Some(t) = ttl {
         set_ttl(&s, &peer, t)?;
+    }
+    if let Some(m) = min_ttl {
+        set_min_ttl(s.as_fd(), &peer, m)?;
     }
     s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;
@@ -47,11 +87,19 @@ pub async fn connect(peer: SocketAddr, ttl: Option<u8>) -> io::Result<TcpStream>
     Ok(stream)
 }
 
-/// Applies session socket options to an accepted connection.
-pub fn prepare_accepted(stream: &TcpStream, ttl: Option<u8>) -> io::Result<()> {
+/// Applies session socket options to an accepted connection. With GTSM the handshake itself
+/// was not checked (the listener serves every peer); from here on, segments below `min_ttl`
+/// are dropped, so a spoofed session cannot get past its OPEN.
+pub(super) fn prepare_accepted(stream: &TcpStream, ttl: Option<u8>, min_ttl: Option<u8>) -> io::Result<()> {
+    use std::os::fd::AsFd;
     stream.set_nodelay(true)?;
-    if let Some(t) = ttl {
-        stream.set_ttl(t as u32)?;
+    let peer = stream.peer_addr()?;
+    // The listener sends with 255 (see listener.rs); an accepted session gets its own TTL,
+    // or the system default (-1) when it has none.
+    let (level, name) = ttl_option(&peer, false);
+    set_int(stream.as_fd(), level, name, ttl.map_or(-1, libc::c_int::from))?;
+    if let Some(m) = min_ttl {
+        set_min_ttl(stream.as_fd(), &peer, m)?;
     }
     Ok(())
 }
@@ -169,9 +217,10 @@ impl Wire {
 pub fn spawn_connect(
     peer: SocketAddr,
     ttl: Option<u8>,
+    min_ttl: Option<u8>,
     done: impl FnOnce(io::Result<TcpStream>) + Send + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move { done(connect(peer, ttl).await) })
+    tokio::spawn(async move { done(connect(peer, ttl, min_ttl).await) })
 }
 
 /// How long a closing connection may take to flush its last messages (a NOTIFICATION).

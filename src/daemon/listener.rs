@@ -1,5 +1,6 @@
 //! Listening for BGP connections from configured peers (only when a virtual router has a
-//! local port, as in Cilium). A connection from any other address is closed at once.
+//! local port, as in Cilium). A connection from any other address is closed at once. The
+//! listener answers with TTL 255 so that GTSM peers (RFC 5082) accept its SYN-ACK.
 
 use super::peer::Cmd;
 use crate::session::PeerKey;
@@ -34,6 +35,16 @@ fn bind(port: u16) -> io::Result<TcpListener> {
             s
         }
     };
+    // SYN-ACKs leave with TTL 255: a GTSM peer (RFC 5082) drops anything less, and the
+    // listener cannot know whose SYN it answers. Each accepted session then gets its own TTL.
+    match s.domain()? {
+        d if d == Domain::IPV6 => {
+            s.set_unicast_hops_v6(255)?;
+            // IPv4 peers on the dual-stack socket.
+            s.set_ttl_v4(255)?;
+        }
+        _ => s.set_ttl_v4(255)?,
+    }
     s.listen(128)?;
     s.set_nonblocking(true)?;
     TcpListener::from_std(s.into())

@@ -236,7 +236,7 @@ impl Driver {
 
     fn inbound(&mut self, key: PeerKey, stream: TcpStream) {
         let Some((core, _)) = self.speaker.get(&key) else { return };
-        match conn::prepare_accepted(&stream, core.settings().ttl) {
+        match conn::prepare_accepted(&stream, core.settings().ttl, core.settings().min_ttl) {
             Ok(()) => self.add_conn(key, stream, true),
             Err(e) => debug!(peer = %key.address, vrouter = %key.local_asn, "inbound connection unusable: {e}"),
         }
@@ -325,7 +325,7 @@ fn drain(
                     let (id, tx, s) = (*attempts, notes.clone(), core.settings());
                     let addr = std::net::SocketAddr::new(s.address, s.port);
                     let done = move |r| drop(tx.send(Net::Connected(key, id, r)));
-                    socks.connecting = Some((id, conn::spawn_connect(addr, s.ttl, done)));
+                    socks.connecting = Some((id, conn::spawn_connect(addr, s.ttl, s.min_ttl, done)));
                 }
             }
             Io::Send { conn, bytes } => {

@@ -291,7 +291,9 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
         session: s,
         address: n.address,
         port: n.port,
-        ttl: ebgp.then_some(n.ebgp_multihop_ttl),
+        // GTSM (RFC 5082 §3): send with 255, accept only 255 (a directly connected peer).
+        ttl: ebgp.then_some(if n.ttl_security { 255 } else { n.ebgp_multihop_ttl }),
+        min_ttl: (ebgp && n.ttl_security).then_some(255),
         max_received_routes: n.max_received_routes,
         over_max_received: n.over_max_received,
     }

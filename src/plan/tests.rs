@@ -389,3 +389,19 @@ fn neighbors_with_one_policy_share_their_routes() {
     assert_eq!(p.routes_of(&peers[2]).len(), 2);
     assert!(peers.iter().all(|peer| peer.takes(&"20.0.0.100/32".parse().unwrap())));
 }
+
+#[test]
+fn ttl_security_sends_and_requires_255() {
+    let kbgp = |extra: &str| {
+        POLICY
+            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
+            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
+            .replace("peerASN: 65005", &format!("peerASN: 65100{extra}"))
+    };
+    let p = plan("kind-worker", &world(&[&kbgp("\n      ttlSecurity: true"), NODE])).unwrap();
+    let s = &p.peers().next().unwrap().1.settings;
+    assert_eq!((s.ttl, s.min_ttl), (Some(255), Some(255)));
+    let p = plan("kind-worker", &world(&[&kbgp(""), NODE])).unwrap();
+    let s = &p.peers().next().unwrap().1.settings;
+    assert_eq!((s.ttl, s.min_ttl), (Some(1), None), "plain eBGP: TTL 1, nothing required");
+}

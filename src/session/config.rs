@@ -77,6 +77,8 @@ pub struct PeerSettings {
     pub port: u16,
     /// IP TTL for the session's packets: eBGP multihop TTL, `None` (system default) for iBGP.
     pub ttl: Option<u8>,
+    /// GTSM (RFC 5082): the lowest TTL (hop limit) accepted from the peer.
+    pub min_ttl: Option<u8>,
     pub max_received_routes: usize,
     /// Past `max_received_routes`: drop, or Cease 6/1 and connect again later (RFC 4486).
     pub over_max_received: crate::config::policy::OverLimit,

@@ -130,7 +130,7 @@ impl SessionError {
                     "nothing accepts connections on the peer's BGP port: check the peer's address and port, and that \
                      BGP runs there"
                 } else if e.contains("timed out") {
-                    "check the peer's address, firewall or MD5 password"
+                    "check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides"
                 } else if e.contains("unreachable") || e.contains("no route") {
                     "the peer's address is not reachable from this node: check the address, the link and this \
                      node's routes"

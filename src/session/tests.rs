@@ -226,7 +226,10 @@ fn connect_attempt_times_out_after_connect_retry() {
     assert_eq!(e, Some(SessionError::ConnectFailed("timed out after 5 s".into())));
     let e = e.unwrap();
     assert_eq!(e.to_string(), "TCP connect failed: timed out after 5 s");
-    assert_eq!(e.hint(), Some("check the peer's address, firewall or MD5 password"));
+    assert_eq!(
+        e.hint(),
+        Some("check the peer's address, firewall, MD5 password, and GTSM (ttlSecurity) on both sides")
+    );
 }
 
 #[test]

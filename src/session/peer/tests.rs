@@ -22,6 +22,7 @@ fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
         address: peer.parse().unwrap(),
         port: 179,
         ttl: None,
+        min_ttl: None,
         max_received_routes: 100_000,
         over_max_received: Default::default(),
     }
