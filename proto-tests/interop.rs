@@ -24,6 +24,7 @@ use common::peer::{PEER_V4, PEER_V6, Peer, PeerSpec, SeenRoute};
 use common::{Kbgp, Lab, wait_for};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -130,8 +131,11 @@ status: {{addresses: [{{type: InternalIP, address: {me}}}]}}
 /// A lab with `daemon` as peer AS `peer_asn` and kbgp running `conf`.
 fn setup(daemon: &str, tag: &str, conf: &Conf) -> (Lab, Box<dyn Peer>, Kbgp) {
     let mut lab = Lab::new(&format!("{daemon}-{tag}"));
-    let peer =
-        common::peer::start(daemon, &mut lab, &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false });
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false, password: None },
+    );
     let kbgp = Kbgp::start(&lab, &yaml(&lab, conf));
     (lab, peer, kbgp)
 }
@@ -199,7 +203,8 @@ fn check_attributes(peer: &dyn Peer, lab: &Lab, routes: &BTreeMap<IpNet, SeenRou
 fn routes(daemon: &str) {
     let mut lab = Lab::new(&format!("{daemon}-routes"));
     lab.capture(daemon);
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let all: Vec<usize> = (0..SERVICES).collect();
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None, passive: false };
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
@@ -250,7 +255,8 @@ fn wrong_peer_asn(daemon: &str) {
     // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
     let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-badas"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     wait_for("kbgp to send NOTIFICATION 2/2", Duration::from_secs(30), || {
         let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "2"), ("subcode", "2")]);
@@ -294,7 +300,7 @@ fn kbgp_kind(yaml: &str, extra: &str) -> String {
 fn gtsm(daemon: &str) {
     const GTSM: &str = "      ttlSecurity: true\n";
     let conf = Conf { local_asn: 65200, peer_asn: 65100, services: vec![3], timers: None, passive: false };
-    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true };
+    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None };
     let stays_down = |peer: &dyn Peer, kbgp: &Kbgp, why: &str| {
         for _ in 0..12 {
             std::thread::sleep(Duration::from_secs(1));
@@ -335,13 +341,96 @@ fn gtsm(daemon: &str) {
     }
 }
 
+/// TCP MD5 (RFC 2385) with the password from a `v1` Secret in kbgp's file, as Cilium's
+/// `authSecretRef` reads it: the right password gives the session and the routes; a Secret
+/// rotated to a password the peer does not have takes the session down and `kbgp peers` says
+/// to check the password; rotated back, the session returns. A neighbor whose Secret is
+/// missing stays down with the reason.
+fn md5(daemon: &str) {
+    const RIGHT: &str = "kbgp-md5-right";
+    let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![5], timers: None, passive: false };
+    let mut lab = Lab::new(&format!("{daemon}-md5"));
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT) },
+    );
+    let with = |password: Option<&str>| {
+        let mut y = yaml(&lab, &conf)
+            .replace("connectRetryTimeSeconds: 5\n", "connectRetryTimeSeconds: 5\n      authSecretRef: bgp-auth\n");
+        if let Some(pw) = password {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pw);
+            y.push_str(&format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-auth, namespace: kube-system}}\n\
+                 type: Opaque\ndata: {{password: {b64}}}\n"
+            ));
+        }
+        y
+    };
+    let kbgp = Kbgp::start(&lab, &with(Some(RIGHT)));
+    let want = expected(&[5]);
+    wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
+    let me = lab.peer_v4.to_string();
+    let doc = |v: &serde_json::Value| {
+        v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default()
+    };
+
+    // Rotated to a password the peer does not have: the session is restarted with it and
+    // gets no answer.
+    kbgp.reload(&with(Some("kbgp-md5-wrong")));
+    let down = wait_for("kbgp to report the wrong password", Duration::from_secs(60), || {
+        let p = doc(&kbgp.cli_json(&["peers"]));
+        let hint = p["lastError"]["hint"].as_str().unwrap_or_default().to_string();
+        if p["state"] != "Established" && hint.contains("check the TCP MD5 password on both sides") {
+            Ok(p)
+        } else {
+            Err(format!("{p}"))
+        }
+    });
+    assert!(!peer.established().expect("state"), "{down}");
+    let log = fs::read_to_string(lab.path("kbgp.log")).unwrap_or_default();
+    assert!(!log.contains(RIGHT) && !log.contains("kbgp-md5-wrong"), "kbgp logged a password");
+
+    // Rotated back: the session and the routes return.
+    kbgp.reload(&with(Some(RIGHT)));
+    wait_prefixes(peer.as_ref(), &want, Duration::from_secs(90));
+
+    // The Secret gone: that session stays down, and says which Secret.
+    kbgp.reload(&with(None));
+    wait_for("kbgp to report the missing Secret", Duration::from_secs(30), || {
+        let p = doc(&kbgp.cli_json(&["peers"]));
+        let text = p["lastError"]["text"].as_str().unwrap_or_default().to_string();
+        if text.contains("authSecretRef bgp-auth: no Secret bgp-auth") { Ok(()) } else { Err(format!("{p}")) }
+    });
+    wait_prefixes(peer.as_ref(), &BTreeSet::new(), Duration::from_secs(30));
+    drop((kbgp, peer, lab));
+
+    // Passive: the key is on kbgp's listening socket, for that peer only.
+    let conf = Conf { passive: true, ..conf };
+    let mut lab = Lab::new(&format!("{daemon}-md5p"));
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT) },
+    );
+    let y = yaml(&lab, &conf).replace("      passive: true\n", "      passive: true\n      authSecretRef: bgp-auth\n")
+        + &format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-auth, namespace: kube-system}}\n\
+             stringData: {{password: {RIGHT}}}\n"
+        );
+    let _kbgp = Kbgp::start(&lab, &y);
+    wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
+}
+
 /// Past `maxReceivedRoutes` with `maxReceivedRoutesAction: Cease` (RFC 4486): the peer's five
 /// routes against a limit of three end the session with Cease 6/1, kbgp connects again after
 /// the restart time (and ceases again), and a higher limit brings the session back for good.
 fn max_prefix(daemon: &str) {
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-maxpfx"));
-    let peer = common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let with = |extra: &str| kbgp_kind(&yaml(&lab, &conf), extra);
     let limit =
         "      maxReceivedRoutes: 3\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 3\n";
@@ -546,6 +635,22 @@ macro_rules! matrix {
 }
 
 matrix!(frr, bird, gobgp, exabgp);
+
+/// TCP MD5 against the daemons the issue names (the ExaBGP driver sets no password).
+mod md5 {
+    #[test]
+    fn frr() {
+        super::md5("frr")
+    }
+    #[test]
+    fn bird() {
+        super::md5("bird")
+    }
+    #[test]
+    fn gobgp() {
+        super::md5("gobgp")
+    }
+}
 
 /// GTSM needs the peer to enforce it as well: FRR and BIRD do.
 mod gtsm {

@@ -94,7 +94,8 @@ struct Setup {
 
 fn setup(tag: &str) -> Setup {
     let mut lab = Lab::new(tag);
-    let peer = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);
@@ -216,7 +217,8 @@ fn lease_holder(s: &ListWatchServer) -> Option<String> {
 #[test]
 fn lb_ipam_assigns_honours_requests_reports_conflicts_and_releases() {
     let mut lab = Lab::new("k8s-ipam");
-    let peer = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     seed_objects(&server, &lab);
@@ -364,7 +366,8 @@ fn real_cluster_read_only() {
 #[test]
 fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     let mut lab = Lab::new("k8s-status");
-    let peer = common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false });
+    let peer =
+        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);

@@ -25,7 +25,7 @@ versions
 echo
 echo "| scenario | FRR | BIRD | GoBGP | ExaBGP |"
 echo "|---|---|---|---|---|"
-for s in routes four_octet_ebgp wrong_peer_asn hold_timer shutdown reconfigure max_prefix gtsm passive route_refresh; do
+for s in routes four_octet_ebgp wrong_peer_asn hold_timer shutdown reconfigure max_prefix md5 gtsm passive route_refresh; do
     printf "| %s |" "$s"
     for d in frr bird gobgp exabgp; do printf " %s |" "$(result $d $s)"; done
     echo

@@ -51,6 +51,10 @@ enum Cmd {
         /// and one round of UPDATEs; the update latency is this window plus the work.
         #[arg(long, default_value_t = kbgp::daemon::DEFAULT_COALESCE_MS)]
         coalesce_window_ms: u64,
+        /// The namespace of the Secrets that neighbors' authSecretRef names (TCP MD5
+        /// passwords, key `password`), as Cilium's --bgp-secrets-namespace.
+        #[arg(long, default_value = "kube-system")]
+        bgp_secrets_namespace: String,
         /// Kubernetes mode: take part in the LB IPAM controller (one replica leads, elected by
         /// a Lease, and writes Services' status.loadBalancer.ingress and pools' status).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -141,6 +145,9 @@ enum Cmd {
         /// Also plan for this node (default: every Node in the file).
         #[arg(long)]
         node: Option<String>,
+        /// The namespace of the Secrets that authSecretRef names, as for `kbgp run`.
+        #[arg(long, default_value = "kube-system")]
+        bgp_secrets_namespace: String,
     },
 }
 
@@ -156,7 +163,7 @@ fn init_logs(format: &str) {
     }
 }
 
-fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
+fn check(files: &[PathBuf], node: Option<&str>, secrets_namespace: &str) -> ExitCode {
     let mut loaded = match kbgp::config::load_files(files) {
         Ok(l) => l,
         Err(errs) => {
@@ -166,7 +173,8 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for w in &loaded.warnings {
+    let dropped = loaded.world.keep_secrets_of(secrets_namespace);
+    for w in loaded.warnings.iter().chain(&dropped) {
         println!("warning: {w}");
     }
     let mut problems: Vec<String> = loaded.world.cross_check().iter().map(|e| e.to_string()).collect();
@@ -186,6 +194,11 @@ fn check(files: &[PathBuf], node: Option<&str>) -> ExitCode {
         match kbgp::plan::Planner::new(n).update_into(world.clone(), &mut count) {
             Ok(p) => {
                 let peers = p.peers().count();
+                for (_, pp) in p.peers() {
+                    if let kbgp::session::config::Auth::Missing(why) = &pp.settings.auth {
+                        problems.push(format!("node {n}: {why}"));
+                    }
+                }
                 let routes: usize = p.peers().map(|(_, pp)| count.routes(&pp.group)).sum();
                 println!(
                     "node {n}: policy {}, {peers} peers, {routes} routes",
@@ -272,7 +285,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let admin_socket = (cli.admin_socket.as_os_str() != "none").then(|| cli.admin_socket.clone());
     match cli.cmd {
-        Cmd::Check { files, node } => check(&files, node.as_deref()),
+        Cmd::Check { files, node, bgp_secrets_namespace } => check(&files, node.as_deref(), &bgp_secrets_namespace),
         Cmd::Crds { out } => {
             for (name, text) in kbgp::config::crd::crds() {
                 match &out {
@@ -296,6 +309,7 @@ fn main() -> ExitCode {
             metrics_addr,
             watch_interval,
             coalesce_window_ms,
+            bgp_secrets_namespace,
             lb_ipam,
             lease_namespace,
             lease_name,
@@ -325,6 +339,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
                 coalesce_window: Duration::from_millis(coalesce_window_ms),
+                bgp_secrets_namespace,
                 lb_ipam,
                 admin_socket,
                 node_status: kbgp::daemon::node_status::Options {

@@ -129,3 +129,23 @@ fn run_needs_to_know_its_node() {
         "{err}"
     );
 }
+
+#[test]
+fn check_resolves_auth_secret_ref_in_the_bgp_secrets_namespace() {
+    let with_ref = seed().replacen("peerASN: 65005", "peerASN: 65005\n      authSecretRef: bgp-auth", 1);
+    // No Secret: one problem naming the policy, the neighbor and the Secret.
+    let p = file("md5-missing.yaml", &with_ref);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("authSecretRef bgp-auth: no Secret bgp-auth in the BGP secrets namespace"), "{out}");
+    assert!(out.contains("policy rack0-65005, neighbor 10.0.5.1"), "{out}");
+    // A Secret elsewhere is ignored, with a warning; in the namespace given, it is used.
+    let secret = "\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bgp-auth, namespace: bgp}\nstringData: {password: pw}\n";
+    let p = file("md5-elsewhere.yaml", &(with_ref.clone() + secret));
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("warning: Secret bgp/bgp-auth ignored"), "{out}");
+    let (code, out, _) = run(&["check", "--bgp-secrets-namespace", "bgp", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("pw,") && !out.contains(": pw"), "the password is not printed: {out}");
+}

@@ -24,11 +24,15 @@ impl Bird {
         let s6: String = PEER_V6.iter().map(|p| format!("  route {p} blackhole;\n")).collect();
         // iBGP: route reflector for kbgp as in the seed; eBGP: multihop so BIRD sends a
         // 16-octet IPv6 next hop (see the notes on link-local next hops).
-        let mode = match (spec.ibgp(), spec.gtsm) {
+        let mut mode = match (spec.ibgp(), spec.gtsm) {
             (true, _) => "  rr client;\n",
             (false, true) => "  ttl security on;\n",
             (false, false) => "",
-        };
+        }
+        .to_string();
+        if let Some(pw) = spec.password {
+            mode.push_str(&format!("  password \"{pw}\";\n"));
+        }
         let conf = format!(
             "log \"{d}/bird.log\" all;\nrouter id {peer};\nprotocol device {{ }}\n\
              protocol direct {{ ipv4; ipv6; interface \"eth0\"; }}\n\

@@ -27,7 +27,10 @@ impl Frr {
         let d = dir.display();
         let (peer, kbgp, peer6) = (lab.peer_v4, lab.kbgp_v4, lab.peer_v6);
         let rr = if spec.ibgp() { format!("  neighbor {kbgp} route-reflector-client\n") } else { String::new() };
-        let gtsm = if spec.gtsm { format!(" neighbor {kbgp} ttl-security hops 1\n") } else { String::new() };
+        let mut gtsm = if spec.gtsm { format!(" neighbor {kbgp} ttl-security hops 1\n") } else { String::new() };
+        if let Some(pw) = spec.password {
+            gtsm.push_str(&format!(" neighbor {kbgp} password {pw}\n"));
+        }
         let nets4: String = PEER_V4.iter().map(|p| format!("  network {p}\n")).collect();
         let nets6: String = PEER_V6.iter().map(|p| format!("  network {p}\n")).collect();
         let conf = format!(

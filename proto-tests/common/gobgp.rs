@@ -26,7 +26,7 @@ impl Gobgp {
         fs::create_dir_all(&dir).expect("gobgp dir");
         let conf = format!(
             "[global.config]\n  as = {asn}\n  router-id = \"{peer}\"\n  port = 179\n  local-address-list = [\"{peer}\"]\n\n\
-             [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{kbgp}\"\n    peer-as = {kasn}\n\
+             [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{kbgp}\"\n    peer-as = {kasn}\n{auth}\
              [neighbors.timers.config]\n    connect-retry = 1\n    idle-hold-time-after-reset = 1\n\
              [neighbors.transport.config]\n    local-address = \"{peer}\"\n\
              [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\
@@ -35,6 +35,7 @@ impl Gobgp {
             peer = lab.peer_v4,
             kbgp = lab.kbgp_v4,
             kasn = spec.kbgp_asn,
+            auth = spec.password.map(|p| format!("    auth-password = \"{p}\"\n")).unwrap_or_default(),
         );
         let cfg = dir.join("gobgpd.toml");
         fs::write(&cfg, conf).expect("gobgpd.toml");

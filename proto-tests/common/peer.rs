@@ -27,6 +27,8 @@ pub struct PeerSpec {
     pub kbgp_asn: u32,
     /// GTSM (RFC 5082) towards kbgp: FRR `ttl-security hops 1`, BIRD `ttl security on`.
     pub gtsm: bool,
+    /// TCP MD5 (RFC 2385) password towards kbgp.
+    pub password: Option<&'static str>,
 }
 
 impl PeerSpec {

@@ -41,6 +41,7 @@ enum Kind {
     Node,
     Service,
     EndpointSlice,
+    Secret,
     List,
 }
 
@@ -53,6 +54,7 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
         ("v1", "Node") => Kind::Node,
         ("v1", "Service") => Kind::Service,
         ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
+        ("v1", "Secret") => Kind::Secret,
         ("v1", "List") => Kind::List,
         _ => return None,
     })
@@ -65,6 +67,7 @@ enum RawDoc {
     Node(NodeRaw),
     Service(ServiceRaw),
     EndpointSlice(EndpointSliceRaw),
+    Secret(super::secret::SecretRaw),
 }
 
 struct Loader<'a> {
@@ -121,6 +124,13 @@ impl<'s> Loader<'s> {
             RawDoc::Node(raw) => w.nodes.push(Arc::new(Node::from_raw(name, &raw, &mut d))),
             RawDoc::Service(raw) => w.services.push(Arc::new(Service::from_raw(name, &raw, &mut d))),
             RawDoc::EndpointSlice(raw) => w.endpoint_slices.push(Arc::new(EndpointSlice::from_raw(name, &raw))),
+            RawDoc::Secret(raw) => {
+                let before = d.errors.len();
+                let s = super::secret::Secret::from_raw(name, &raw, &mut d);
+                if d.errors.len() == before {
+                    w.secrets.push(Arc::new(s));
+                }
+            }
         }
     }
 
@@ -164,6 +174,7 @@ impl<'s> Loader<'s> {
             Kind::Node => typed(v, &name, e).map(RawDoc::Node),
             Kind::Service => typed(v, &name, e).map(RawDoc::Service),
             Kind::EndpointSlice => typed(v, &name, e).map(RawDoc::EndpointSlice),
+            Kind::Secret => typed(v, &name, e).map(RawDoc::Secret),
             Kind::List => None,
         };
         if let Some(raw) = raw {
@@ -237,7 +248,8 @@ impl<'s> Loader<'s> {
                 metadata: f.meta.unwrap_or_default(),
                 endpoints: f.endpoints.unwrap_or_default(),
             }),
-            Kind::List => return Err(Bail),
+            // Secrets are small and rare: the careful reader takes them.
+            Kind::Secret | Kind::List => return Err(Bail),
         };
         self.accept(&name, raw);
         Ok(())

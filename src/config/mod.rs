@@ -13,6 +13,7 @@ pub mod meta;
 pub mod node_status;
 pub mod policy;
 pub mod pool;
+pub mod secret;
 mod yaml;
 
 pub use error::ConfigError;
@@ -21,6 +22,7 @@ pub use load::{Loaded, expand, load_file, load_files, load_str};
 pub use meta::LabelSelector;
 pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
 pub use pool::LbPool;
+pub use secret::Secret;
 use std::sync::Arc;
 
 /// Everything kbgp knows about the cluster at one moment.
@@ -36,6 +38,8 @@ pub struct World {
     pub nodes: Vec<Arc<Node>>,
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Secrets the configuration refers to (TCP MD5 passwords); values never shown.
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 impl World {
@@ -49,6 +53,24 @@ impl World {
     }
 
     /// Adds another file's objects (moves the pointers; nothing is copied).
+    /// Keeps only the Secrets of the BGP secrets namespace (`authSecretRef` names a Secret
+    /// there, as in Cilium); one warning per Secret dropped.
+    pub fn keep_secrets_of(&mut self, namespace: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        self.secrets.retain(|s| {
+            let keep = s.namespace == namespace;
+            if !keep {
+                warnings.push(format!(
+                    "Secret {}/{} ignored: authSecretRef reads Secrets of the BGP secrets namespace {namespace} \
+                     (--bgp-secrets-namespace)",
+                    s.namespace, s.name
+                ));
+            }
+            keep
+        });
+        warnings
+    }
+
     pub fn extend(&mut self, other: World) {
         fn add<T>(to: &mut Vec<T>, more: Vec<T>) {
             if to.is_empty() {
@@ -62,6 +84,7 @@ impl World {
         add(&mut self.nodes, other.nodes);
         add(&mut self.services, other.services);
         add(&mut self.endpoint_slices, other.endpoint_slices);
+        add(&mut self.secrets, other.secrets);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).

@@ -88,7 +88,8 @@ pub struct NeighborSpec {
     #[serde(rename = "peerASN")]
     #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub peer_asn: i64,
-    /// TCP MD5 password Secret; not supported yet (refused).
+    /// TCP MD5 (RFC 2385): the Secret, in the BGP secrets namespace, whose key `password` is
+    /// the session's password.
     #[serde(default)]
     pub auth_secret_ref: Option<String>,
     /// IP TTL of eBGP sessions; 1 (default) for directly connected neighbors.
@@ -273,6 +274,8 @@ pub struct Neighbor {
     pub over_max_received: OverLimit,
     /// GTSM (RFC 5082): TTL 255 out, at least 255 in.
     pub ttl_security: bool,
+    /// TCP MD5 (RFC 2385): the Secret holding the password.
+    pub auth_secret: Option<String>,
 }
 
 /// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
@@ -437,13 +440,13 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             .map(|v| v as u16),
         _ => None,
     };
-    // TCP MD5 (RFC 2385) is not implemented: refusing beats running without the password.
-    if n.auth_secret_ref.is_some() {
-        d.err(
-            format!("{path}.authSecretRef"),
-            "TCP MD5 authentication is not supported yet; remove it or use a peer without a password",
-        );
-    }
+    let auth_secret = match n.auth_secret_ref.as_deref() {
+        Some("") => {
+            d.err(format!("{path}.authSecretRef"), "must name a Secret");
+            None
+        }
+        other => other.map(str::to_owned),
+    };
     let families = match &n.families {
         None => vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         Some(list) => {
@@ -537,6 +540,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         max_received_routes: max_received_routes?,
         over_max_received: over_max_received?,
         ttl_security,
+        auth_secret,
     })
 }
 

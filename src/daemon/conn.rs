@@ -6,7 +6,7 @@ use crate::wire::header::{self, MAX_EXTENDED_LEN};
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,16 +69,96 @@ fn set_min_ttl(fd: std::os::fd::BorrowedFd<'_>, peer: &SocketAddr, min: u8) -> i
     set_int(fd, level, name, min.into())
 }
 
-/// Opens a connection to `peer`, with the given TTL and, for GTSM, the lowest TTL accepted.
-pub async fn connect(peer: SocketAddr, ttl: Option<u8>, min_ttl: Option<u8>) -> io::Result<TcpStream> {
+/// Linux's `struct tcp_md5sig` (include/uapi/linux/tcp.h), for TCP_MD5SIG.
+#[repr(C)]
+struct TcpMd5Sig {
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefixlen: u8,
+    keylen: u16,
+    ifindex: libc::c_int,
+    key: [u8; libc::TCP_MD5SIG_MAXKEYLEN],
+}
+
+/// TCP MD5 (RFC 2385): signs every segment to and from `peer` with `key` on this socket, or
+/// (`None`) removes the key. On an IPv6 socket an IPv4 peer is given as `::ffff:a.b.c.d`,
+/// which the kernel files as the IPv4 address. The key is at most 80 octets (the plan checks).
+pub(super) fn set_md5(
+    fd: std::os::fd::BorrowedFd<'_>,
+    v6_socket: bool,
+    peer: IpAddr,
+    key: Option<&[u8]>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let key = key.unwrap_or_default();
+    if key.len() > libc::TCP_MD5SIG_MAXKEYLEN {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "TCP MD5 password longer than 80 octets"));
+    }
+    // SAFETY: all-zero is a valid value of this plain C struct (no pointers, no enums).
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    let target = match peer.to_canonical() {
+        IpAddr::V4(a) if v6_socket => IpAddr::V6(a.to_ipv6_mapped()),
+        other => other,
+    };
+    let sa: socket2::SockAddr = SocketAddr::new(target, 0).into();
+    // SAFETY: `sa` holds a sockaddr_in or sockaddr_in6 of `sa.len()` octets, which fits the
+    // 128-octet sockaddr_storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            sa.as_ptr().cast::<u8>(),
+            (&mut sig.addr as *mut libc::sockaddr_storage).cast::<u8>(),
+            sa.len() as usize,
+        );
+    }
+    sig.keylen = key.len() as u16;
+    sig.key[..key.len()].copy_from_slice(key);
+    // SAFETY: `fd` is an open socket borrowed for the call; `sig` lives on the stack for it
+    // and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MD5SIG,
+            (&sig as *const TcpMd5Sig).cast(),
+            std::mem::size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    // The key bytes on the stack are not worth keeping around.
+    sig.key.fill(0);
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// What a session's sockets need: its TTL, the GTSM minimum, its TCP MD5 password.
+#[derive(Clone, Debug, Default)]
+pub struct SocketOpts {
+    pub ttl: Option<u8>,
+    pub min_ttl: Option<u8>,
+    pub md5: Option<crate::config::secret::SecretValue>,
+}
+
+impl SocketOpts {
+    pub fn of(s: &crate::session::PeerSettings) -> SocketOpts {
+        let md5 = match &s.auth {
+            crate::session::config::Auth::Md5(k) => Some(k.clone()),
+            _ => None,
+        };
+        SocketOpts { ttl: s.ttl, min_ttl: s.min_ttl, md5 }
+    }
+}
+
+/// Opens a connection to `peer` with the session's socket options.
+pub async fn connect(peer: SocketAddr, o: &SocketOpts) -> io::Result<TcpStream> {
     use std::os::fd::AsFd;
     let domain = if peer.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    if let Some(t) = ttl {
+    if let Some(t) = o.ttl {
         set_ttl(&s, &peer, t)?;
     }
-    if let Some(m) = min_ttl {
+    if let Some(m) = o.min_ttl {
         set_min_ttl(s.as_fd(), &peer, m)?;
+    }
+    if let Some(k) = &o.md5 {
+        set_md5(s.as_fd(), peer.is_ipv6(), peer.ip(), Some(k.bytes()))?;
     }
     s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;
@@ -216,11 +296,10 @@ impl Wire {
 /// Connects in the background and hands the result to `done`.
 pub fn spawn_connect(
     peer: SocketAddr,
-    ttl: Option<u8>,
-    min_ttl: Option<u8>,
+    opts: SocketOpts,
     done: impl FnOnce(io::Result<TcpStream>) + Send + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move { done(connect(peer, ttl, min_ttl).await) })
+    tokio::spawn(async move { done(connect(peer, &opts).await) })
 }
 
 /// How long a closing connection may take to flush its last messages (a NOTIFICATION).

@@ -3,6 +3,7 @@
 //! listener answers with TTL 255 so that GTSM peers (RFC 5082) accept its SYN-ACK.
 
 use super::peer::Cmd;
+use crate::config::secret::SecretValue;
 use crate::session::PeerKey;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
@@ -50,9 +51,47 @@ fn bind(port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-pub fn spawn(port: u16, routing: Routing, driver: mpsc::Sender<Cmd>) -> io::Result<JoinHandle<()>> {
-    let listener = bind(port)?;
-    Ok(tokio::spawn(async move {
+/// A listening socket and the task that accepts on it, with the TCP MD5 keys (RFC 2385) set
+/// on it per peer: the kernel answers a keyed peer's SYN only when it is signed with its key,
+/// and the accepted connection inherits the key.
+pub struct Listener {
+    pub task: JoinHandle<()>,
+    socket: Arc<TcpListener>,
+    keyed: HashMap<IpAddr, SecretValue>,
+}
+
+impl Listener {
+    /// Makes the socket's keys `want` (peer address -> password): sets new and changed ones,
+    /// removes the others. A failure is logged with the peer and leaves that peer unkeyed (its
+    /// SYNs then get no answer, which its session reports).
+    pub fn set_keys(&mut self, port: u16, want: &HashMap<IpAddr, SecretValue>) {
+        use std::os::fd::AsFd;
+        let v6 = self.socket.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+        let gone: Vec<IpAddr> = self.keyed.keys().filter(|a| !want.contains_key(a)).copied().collect();
+        for a in gone {
+            if let Err(e) = super::conn::set_md5(self.socket.as_fd(), v6, a, None) {
+                warn!(port, peer = %a, "cannot remove the TCP MD5 key from the listening socket: {e}");
+            }
+            self.keyed.remove(&a);
+        }
+        for (a, k) in want {
+            if self.keyed.get(a) == Some(k) {
+                continue;
+            }
+            match super::conn::set_md5(self.socket.as_fd(), v6, *a, Some(k.bytes())) {
+                Ok(()) => {
+                    self.keyed.insert(*a, k.clone());
+                }
+                Err(e) => warn!(port, peer = %a, "cannot set the TCP MD5 key on the listening socket: {e}"),
+            }
+        }
+    }
+}
+
+pub fn spawn(port: u16, routing: Routing, driver: mpsc::Sender<Cmd>) -> io::Result<Listener> {
+    let socket = Arc::new(bind(port)?);
+    let listener = socket.clone();
+    let task = tokio::spawn(async move {
         loop {
             let (stream, remote) = match listener.accept().await {
                 Ok(x) => x,
@@ -73,5 +112,6 @@ pub fn spawn(port: u16, routing: Routing, driver: mpsc::Sender<Cmd>) -> io::Resu
                 None => debug!(port, peer = %ip, "connection from an address that is not a configured peer: closed"),
             }
         }
-    }))
+    });
+    Ok(Listener { task, socket, keyed: HashMap::new() })
 }

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub watch_interval: Duration,
     /// Kubernetes mode: how long watch events are gathered before a new World is planned.
     pub coalesce_window: Duration,
+    /// Where `authSecretRef` Secrets live.
+    pub bgp_secrets_namespace: String,
     /// Kubernetes mode: take part in the LB IPAM controller's election.
     pub lb_ipam: Option<ipam::controller::Options>,
     /// Where the admin API listens; `None`: nowhere.
@@ -100,12 +102,13 @@ pub struct FileWorld {
 
 /// Loads and assigns LB IPs the way the cluster's IPAM controller would. Every problem is
 /// one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
-pub fn load(source: &mut FileSource, node: Option<&str>) -> Result<FileWorld, String> {
+pub fn load(source: &mut FileSource, node: Option<&str>, secrets_namespace: &str) -> Result<FileWorld, String> {
     let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let node = resolve_node(node, &loaded.world)?;
     let alloc = ipam::allocate(&loaded.world);
     ipam::apply(&mut loaded.world, &alloc);
     let mut warnings = loaded.warnings;
+    warnings.extend(loaded.world.keep_secrets_of(secrets_namespace));
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
     Ok(FileWorld { node, world: Arc::new(loaded.world), alloc, warnings })
 }
@@ -127,7 +130,7 @@ struct Daemon {
     driver: mpsc::Sender<peer::Cmd>,
     feed: Arc<peer::Feed>,
     driver_task: Option<JoinHandle<()>>,
-    listeners: HashMap<u16, JoinHandle<()>>,
+    listeners: HashMap<u16, listener::Listener>,
     routing: listener::Routing,
     plan: Arc<Plan>,
     view: admin::SharedView,
@@ -160,19 +163,23 @@ impl Daemon {
         // Listeners and the routing of inbound connections.
         let mut routes = HashMap::new();
         let mut ports = HashSet::new();
+        let mut keys: HashMap<u16, HashMap<std::net::IpAddr, crate::config::secret::SecretValue>> = HashMap::new();
         for (v, p) in plan.peers() {
             if let Some(port) = v.listen_port {
                 ports.insert(port);
                 routes.insert((port, p.key.address), p.key);
+                if let crate::session::config::Auth::Md5(k) = &p.settings.auth {
+                    keys.entry(port).or_default().insert(p.key.address, k.clone());
+                }
             }
         }
         if let Ok(mut r) = self.routing.lock() {
             *r = routes;
         }
-        self.listeners.retain(|port, task| {
+        self.listeners.retain(|port, l| {
             let keep = ports.contains(port);
             if !keep {
-                task.abort();
+                l.task.abort();
             }
             keep
         });
@@ -186,6 +193,10 @@ impl Daemon {
                     Err(err) => error!(port, "cannot listen for BGP connections: {err}"),
                 }
             }
+        }
+        let none = HashMap::new();
+        for (port, l) in &mut self.listeners {
+            l.set_keys(*port, keys.get(port).unwrap_or(&none));
         }
         if let Ok(mut v) = self.view.write() {
             v.plan = plan.clone();
@@ -222,7 +233,7 @@ impl Daemon {
             }
         }
         for (_, l) in self.listeners.drain() {
-            l.abort();
+            l.task.abort();
         }
     }
 }
@@ -305,7 +316,8 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let started = Instant::now();
-    let FileWorld { node, world, alloc, warnings } = load(&mut source, opts.node.as_deref())?;
+    let FileWorld { node, world, alloc, warnings } =
+        load(&mut source, opts.node.as_deref(), &opts.bgp_secrets_namespace)?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -348,7 +360,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             }
         };
         let seen = Instant::now();
-        let planned = load(&mut source, Some(&node)).and_then(|f| {
+        let planned = load(&mut source, Some(&node), &opts.bgp_secrets_namespace).and_then(|f| {
             for w in &f.warnings {
                 warn!("{w}");
             }

@@ -325,7 +325,7 @@ fn drain(
                     let (id, tx, s) = (*attempts, notes.clone(), core.settings());
                     let addr = std::net::SocketAddr::new(s.address, s.port);
                     let done = move |r| drop(tx.send(Net::Connected(key, id, r)));
-                    socks.connecting = Some((id, conn::spawn_connect(addr, s.ttl, s.min_ttl, done)));
+                    socks.connecting = Some((id, conn::spawn_connect(addr, conn::SocketOpts::of(s), done)));
                 }
             }
             Io::Send { conn, bytes } => {

@@ -33,6 +33,7 @@ pub use planner::{Collect, Count, GroupRoutes, Planner, RouteSink, RouteUpdate};
 use crate::config::policy::{Neighbor, PathAttributeRule, VirtualRouter};
 use crate::config::{Node, World};
 use crate::session::SessionConfig;
+use crate::session::config::Auth;
 pub use crate::session::config::{PeerKey, PeerSettings};
 use crate::wire::Family;
 use candidate::{Decide, Explain, Record};
@@ -277,7 +278,32 @@ pub(crate) fn local_endpoints(world: &World, node: &str) -> HashMap<String, Loca
     out
 }
 
-fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
+/// The TCP MD5 password of neighbor `n` of `policy`, from its `authSecretRef`.
+fn auth(n: &Neighbor, policy: &str, world: &World) -> Auth {
+    use crate::config::secret::PASSWORD_KEY;
+    let Some(name) = &n.auth_secret else { return Auth::None };
+    let whose = format!("policy {policy}, neighbor {}: authSecretRef {name}", n.address);
+    let Some(secret) = world.secrets.iter().find(|s| &s.name == name) else {
+        return Auth::Missing(format!(
+            "{whose}: no Secret {name} in the BGP secrets namespace (--bgp-secrets-namespace); the session stays down"
+        ));
+    };
+    match secret.data.get(PASSWORD_KEY) {
+        None => Auth::Missing(format!(
+            "{whose}: Secret {}/{name} has no key \"{PASSWORD_KEY}\"; the session stays down",
+            secret.namespace
+        )),
+        // The kernel's limit (TCP_MD5SIG_MAXKEYLEN).
+        Some(v) if v.bytes().is_empty() || v.bytes().len() > 80 => Auth::Missing(format!(
+            "{whose}: the password in Secret {}/{name} must be 1 to 80 octets, it has {}; the session stays down",
+            secret.namespace,
+            v.bytes().len()
+        )),
+        Some(v) => Auth::Md5(v.clone()),
+    }
+}
+
+fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> PeerSettings {
     let mut s = SessionConfig::new(local_asn, n.peer_asn, router_id);
     s.hold_time = n.hold_time;
     s.keepalive = n.keepalive;
@@ -294,6 +320,7 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr) -> PeerSettings {
         // GTSM (RFC 5082 §3): send with 255, accept only 255 (a directly connected peer).
         ttl: ebgp.then_some(if n.ttl_security { 255 } else { n.ebgp_multihop_ttl }),
         min_ttl: (ebgp && n.ttl_security).then_some(255),
+        auth,
         max_received_routes: n.max_received_routes,
         over_max_received: n.over_max_received,
     }
@@ -334,7 +361,7 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
             }
             peers.push(PeerPlan {
                 key: PeerKey { local_asn: vr.local_asn, address: n.address },
-                settings: settings(n, vr.local_asn, rid),
+                settings: settings(n, vr.local_asn, rid, auth(n, &policy.name, world)),
                 group: GroupKey {
                     local_asn: vr.local_asn,
                     families: n.families.clone(),

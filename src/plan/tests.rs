@@ -405,3 +405,30 @@ fn ttl_security_sends_and_requires_255() {
     let s = &p.peers().next().unwrap().1.settings;
     assert_eq!((s.ttl, s.min_ttl), (Some(1), None), "plain eBGP: TTL 1, nothing required");
 }
+
+#[test]
+fn auth_secret_ref_resolves_the_password_or_says_what_is_missing() {
+    use crate::session::config::Auth;
+    let pol = POLICY.replace("peerASN: 65005", "peerASN: 65005\n      authSecretRef: bgp-auth");
+    let secret = |data: &str| {
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-auth, namespace: kube-system}}\n{data}\n")
+    };
+    let auth =
+        |docs: &[&str]| plan("kind-worker", &world(docs)).unwrap().peers().next().unwrap().1.settings.auth.clone();
+    match auth(&[&pol, NODE, &secret("stringData: {password: s3cret}")]) {
+        Auth::Md5(k) => assert_eq!(k.bytes(), b"s3cret"),
+        other => panic!("{other:?}"),
+    }
+    let why = |a: Auth| match a {
+        Auth::Missing(w) => w,
+        other => panic!("{other:?}"),
+    };
+    let w = why(auth(&[&pol, NODE]));
+    assert!(w.contains("authSecretRef bgp-auth: no Secret bgp-auth in the BGP secrets namespace"), "{w}");
+    assert!(w.contains("neighbor 10.0.5.1") && w.contains("policy "), "names the policy and neighbor: {w}");
+    let w = why(auth(&[&pol, NODE, &secret("stringData: {pass: x}")]));
+    assert!(w.contains("Secret kube-system/bgp-auth has no key \"password\""), "{w}");
+    let w = why(auth(&[&pol, NODE, &secret("stringData: {password: \"\"}")]));
+    assert!(w.contains("must be 1 to 80 octets, it has 0"), "{w}");
+    assert!(!format!("{:?}", auth(&[&pol, NODE, &secret("stringData: {password: s3cret}")])).contains("s3cret"));
+}

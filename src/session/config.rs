@@ -80,6 +80,19 @@ pub struct PeerSettings {
     /// GTSM (RFC 5082): the lowest TTL (hop limit) accepted from the peer.
     pub min_ttl: Option<u8>,
     pub max_received_routes: usize,
+    /// TCP MD5 (RFC 2385).
+    pub auth: Auth,
     /// Past `max_received_routes`: drop, or Cease 6/1 and connect again later (RFC 4486).
     pub over_max_received: crate::config::policy::OverLimit,
+}
+
+/// A session's TCP authentication (RFC 2385).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Auth {
+    #[default]
+    None,
+    /// The password; its `Debug` does not show it.
+    Md5(crate::config::secret::SecretValue),
+    /// The Secret or its key is missing: the session stays down and says why.
+    Missing(String),
 }

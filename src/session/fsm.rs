@@ -95,11 +95,16 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionError {
     HoldTimerExpired,
-    NotificationSent { notification: Notification, reason: String },
+    NotificationSent {
+        notification: Notification,
+        reason: String,
+    },
     NotificationReceived(Notification),
     ConnectionClosed,
     ConnectFailed(String),
     Stopped(Notification),
+    /// The session cannot start as configured (a missing TCP MD5 Secret); the text says why.
+    Config(String),
 }
 
 impl fmt::Display for SessionError {
@@ -115,6 +120,7 @@ impl fmt::Display for SessionError {
             SessionError::ConnectionClosed => f.write_str("the peer closed the TCP connection"),
             SessionError::ConnectFailed(e) => write!(f, "TCP connect failed: {e}"),
             SessionError::Stopped(n) => write!(f, "stopped: sent {n}"),
+            SessionError::Config(why) => f.write_str(why),
         }
     }
 }
@@ -168,7 +174,7 @@ impl SessionError {
                 (c::OPEN_MESSAGE, os::UNACCEPTABLE_HOLD_TIME) => Some("the peer proposed a hold time of 1 or 2 s"),
                 _ => None,
             },
-            SessionError::Stopped(_) => None,
+            SessionError::Stopped(_) | SessionError::Config(_) => None,
         }
     }
 }

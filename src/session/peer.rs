@@ -17,7 +17,7 @@
 //! - KEEPALIVE, NOTIFICATION and ROUTE-REFRESH go out through `poll_io`, ahead of UPDATEs:
 //!   a connection whose write queue is full of UPDATEs still gets them.
 
-use super::config::{PeerKey, PeerSettings};
+use super::config::{Auth, PeerKey, PeerSettings};
 use super::fsm::{ConnId, Fsm, Input, Output, SessionError, State};
 use super::negotiate::Negotiated;
 use crate::config::policy::OverLimit;
@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The message of the Cease (Administrative Reset) that `kbgp reset` sends.
 pub const RESET_MESSAGE: &str = "reset by kbgp reset";
@@ -199,6 +199,12 @@ impl Peer {
     /// connection is accepted meanwhile).
     pub fn start(&mut self, now: Instant, at: Option<Instant>) {
         self.stats.state_since = Some(now);
+        // Without its password the session must not run at all (nor without one).
+        if let Auth::Missing(why) = &self.settings.auth {
+            error!(peer = %self.label, vrouter = %self.vrouter, "{why}");
+            self.stats.last_error = Some((now, SessionError::Config(why.clone())));
+            return;
+        }
         let input = match at {
             Some(at) => Input::StartAt(at),
             None => Input::Start,
@@ -527,6 +533,20 @@ impl Peer {
         self.note_error(now);
     }
 
+    /// What to check first about `e` on this session: the error's own hint, unless the session
+    /// is signed with TCP MD5 (RFC 2385) and gets no answer, which a wrong password looks like:
+    /// the peer's kernel drops every segment whose signature does not match, silently.
+    pub(super) fn hint(&self, e: &SessionError) -> Option<&'static str> {
+        if matches!(self.settings.auth, Auth::Md5(_))
+            && matches!(e, SessionError::ConnectFailed(why) if why.contains("timed out"))
+        {
+            return Some(
+                "no answer: check the TCP MD5 password on both sides (a wrong one is dropped without a reply)",
+            );
+        }
+        e.hint()
+    }
+
     /// Past `maxReceivedRoutes` with `maxReceivedRoutesAction: Cease` (RFC 4486 §4): Cease 6/1
     /// with the family and the bound, then connect again after the restart time, or stay
     /// down until `kbgp reset` or a configuration change.
@@ -562,7 +582,7 @@ impl Peer {
         // Session-down and stop messages were logged where they happened.
         let routine = matches!(e, SessionError::Stopped(_));
         if !routine && self.fsm.state() != State::Established && self.stats.last_logged.as_deref() != Some(&text) {
-            match e.hint() {
+            match self.hint(&e) {
                 Some(h) => warn!(peer = %self.label, vrouter = %self.vrouter, hint = %h, "session not up: {text}"),
                 None => warn!(peer = %self.label, vrouter = %self.vrouter, "session not up: {text}"),
             }

@@ -63,7 +63,7 @@ impl Peer {
             last_error: st.last_error.as_ref().map(|(t, e)| api::LastError {
                 at: unix_of(*t, now, unix),
                 text: e.to_string(),
-                hint: e.hint().map(str::to_string),
+                hint: self.hint(e).map(str::to_string),
             }),
             last_notification_sent: notification(&st.notification_sent),
             last_notification_received: notification(&st.notification_received),

@@ -23,6 +23,7 @@ fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
         port: 179,
         ttl: None,
         min_ttl: None,
+        auth: Default::default(),
         max_received_routes: 100_000,
         over_max_received: Default::default(),
     }
@@ -400,6 +401,21 @@ fn past_max_received_routes_cease_without_restart_stays_down_until_reset() {
     s.kbgp.reset(s.now, false, &s.table).unwrap();
     s.advance(RESET_DELAY + Duration::from_secs(1));
     assert_eq!(attempts(&s.events()), 1, "kbgp reset brings it back");
+}
+
+#[test]
+fn a_missing_md5_secret_keeps_the_session_down_and_says_why() {
+    let why = "policy p, neighbor 10.0.5.1: authSecretRef bgp-auth: no Secret bgp-auth".to_string();
+    let mut s = Scripted::with(
+        table(1),
+        PeerSettings { auth: crate::session::config::Auth::Missing(why.clone()), ..settings(KBGP, RR, false) },
+    );
+    s.events();
+    s.advance(Duration::from_secs(600));
+    assert_eq!(attempts(&s.events()), 0, "never connects without its password");
+    assert_eq!(s.kbgp.state(), State::Idle);
+    let st = s.kbgp.status(s.now, 0, &s.table);
+    assert_eq!(st.last_error.map(|e| e.text), Some(why));
 }
 
 #[test]
