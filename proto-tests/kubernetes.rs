@@ -338,7 +338,13 @@ fn real_cluster_read_only() {
         let list = nodes.list(&kube::api::ListParams::default().limit(1)).await.expect("list nodes");
         let node = list.items.first().and_then(|n| n.metadata.name.clone()).expect("the cluster has a node");
         let metrics = std::sync::Arc::new(kbgp::metrics::Metrics::new());
-        let mut worlds = kbgp::source::kube::start(client, node.clone(), Duration::from_millis(100), metrics.clone());
+        let mut worlds = kbgp::source::kube::start(
+            client,
+            node.clone(),
+            "kube-system".into(),
+            Duration::from_millis(100),
+            metrics.clone(),
+        );
         let world = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 if let Some(w) = worlds.borrow_and_update().clone() {
@@ -454,4 +460,66 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     let o = server.get(NODE_STATUSES, None, "node1").expect("the status stays");
     assert_eq!(o["status"]["peersUp"], "0/1", "{o}");
     assert_eq!(o["status"]["lastError"], "kbgp on this node stopped");
+}
+
+/// TCP MD5 in a cluster: the policy's `authSecretRef` names a Secret of kube-system (kbgp's
+/// default BGP secrets namespace) that kbgp watches; a Secret elsewhere is not read; a new
+/// password in the Secret restarts the session with it.
+#[test]
+fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
+    const SECRETS: &str = "api/v1/secrets";
+    let mut lab = Lab::new("k8s-md5");
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some("rack0-pw") },
+    );
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    server.set_missing(KBGP_POLICIES);
+    server.set_missing(KBGP_POOLS);
+    seed_objects(&server, &lab);
+    let policy = server.get(CILIUM_POLICIES, None, "rack0-65005").expect("the seed policy");
+    let mut policy = policy.clone();
+    policy["spec"]["virtualRouters"][0]["neighbors"][0]["authSecretRef"] = "bgp-auth".into();
+    server.apply(CILIUM_POLICIES, &policy.to_string());
+    // base64 of "rack0-pw" and of "wrong-pw".
+    let secret = |ns: &str, b64: &str| {
+        format!(
+            "{{apiVersion: v1, kind: Secret, metadata: {{name: bgp-auth, namespace: {ns}}}, data: {{password: {b64}}}}}"
+        )
+    };
+    server.apply(SECRETS, &secret("default", "cmFjazAtcHc="));
+    let kbgp = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &[]);
+    let me = lab.peer_v4.to_string();
+    let last_error = || {
+        let v = kbgp.cli_json(&["peers"]);
+        let p = v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default();
+        (
+            p["state"].as_str().unwrap_or_default().to_string(),
+            p["lastError"]["text"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    // Only the default namespace has it: not read, the session stays down and says why.
+    wait_for("the missing Secret reported", Duration::from_secs(60), || match last_error() {
+        (state, e) if state != "Established" && e.contains("no Secret bgp-auth") => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    // In kube-system: the session comes up with the password.
+    server.apply(SECRETS, &secret("kube-system", "cmFjazAtcHc="));
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24"]), Duration::from_secs(60));
+    // Rotated to a password FRR does not have: the session restarts and gets no answer.
+    server.apply(SECRETS, &secret("kube-system", "d3JvbmctcHc="));
+    wait_for("the session down with the wrong password", Duration::from_secs(60), || {
+        let v = kbgp.cli_json(&["peers"]);
+        let p = v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default();
+        let hint = p["lastError"]["hint"].as_str().unwrap_or_default();
+        if p["state"] != "Established" && hint.contains("check the TCP MD5 password") && !peer.established()? {
+            Ok(())
+        } else {
+            Err(format!("{p}"))
+        }
+    });
+    // And back.
+    server.apply(SECRETS, &secret("kube-system", "cmFjazAtcHc="));
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24"]), Duration::from_secs(90));
 }

@@ -140,7 +140,8 @@ fn check_resolves_auth_secret_ref_in_the_bgp_secrets_namespace() {
     assert!(out.contains("authSecretRef bgp-auth: no Secret bgp-auth in the BGP secrets namespace"), "{out}");
     assert!(out.contains("policy rack0-65005, neighbor 10.0.5.1"), "{out}");
     // A Secret elsewhere is ignored, with a warning; in the namespace given, it is used.
-    let secret = "\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bgp-auth, namespace: bgp}\nstringData: {password: pw}\n";
+    let secret =
+        "\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bgp-auth, namespace: bgp}\nstringData: {password: pw}\n";
     let p = file("md5-elsewhere.yaml", &(with_ref.clone() + secret));
     let (code, out, _) = run(&["check", p.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");

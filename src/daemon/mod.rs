@@ -405,7 +405,13 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
-    let mut worlds = crate::source::kube::start(client.clone(), node.clone(), opts.coalesce_window, metrics.clone());
+    let mut worlds = crate::source::kube::start(
+        client.clone(),
+        node.clone(),
+        opts.bgp_secrets_namespace.clone(),
+        opts.coalesce_window,
+        metrics.clone(),
+    );
     let controller =
         opts.lb_ipam.clone().map(|o| ipam::controller::start(client.clone(), o, worlds.clone(), metrics.clone()));
     let ns = &opts.node_status;

@@ -19,10 +19,11 @@ use crate::config::error::Diag;
 use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
 use crate::config::pool::{PoolKind, PoolRaw};
+use crate::config::secret::{Secret, SecretValue};
 use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
 use crate::metrics::Metrics;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
+use k8s_openapi::api::core::v1::{Node as K8sNode, Secret as K8sSecret, Service as K8sService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as K8sEndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -45,9 +46,11 @@ pub enum Kind {
     CiliumPolicy,
     KbgpPool,
     CiliumPool,
+    /// The Secrets of the BGP secrets namespace (TCP MD5 passwords).
+    Secret,
 }
 
-pub const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 8] = [
     Kind::Node,
     Kind::Service,
     Kind::EndpointSlice,
@@ -55,6 +58,7 @@ pub const KINDS: [Kind; 7] = [
     Kind::CiliumPolicy,
     Kind::KbgpPool,
     Kind::CiliumPool,
+    Kind::Secret,
 ];
 
 impl Kind {
@@ -67,6 +71,7 @@ impl Kind {
             Kind::CiliumPolicy => "ciliumbgppeeringpolicies.cilium.io",
             Kind::KbgpPool => "loadbalancerippools.kbgp.io",
             Kind::CiliumPool => "ciliumloadbalancerippools.cilium.io",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -91,6 +96,7 @@ pub enum Obj {
     EndpointSlice(Arc<EndpointSlice>),
     Policy(Arc<PeeringPolicy>),
     Pool(Arc<LbPool>),
+    Secret(Arc<Secret>),
 }
 
 /// What a watcher reports.
@@ -190,6 +196,7 @@ impl Store {
                     (_, Obj::EndpointSlice(s)) => w.endpoint_slices.push(s.clone()),
                     (_, Obj::Policy(p)) => w.policies.push(p.clone()),
                     (_, Obj::Pool(p)) => w.pools.push(p.clone()),
+                    (_, Obj::Secret(x)) => w.secrets.push(x.clone()),
                 }
             }
         }
@@ -279,6 +286,20 @@ pub fn convert_endpoint_slice(s: &K8sEndpointSlice, node: &str) -> Result<Obj, S
     })))
 }
 
+/// A Secret of the BGP secrets namespace: its values as the API server decoded them (the
+/// `data` of a stored Secret; `stringData` is write-only and never comes back).
+pub fn convert_secret(s: &K8sSecret) -> Result<Obj, String> {
+    let mut data = BTreeMap::new();
+    for (k, v) in s.data.iter().flatten() {
+        data.insert(k.clone(), SecretValue::new(&v.0));
+    }
+    Ok(Obj::Secret(Arc::new(Secret {
+        namespace: s.metadata.namespace.clone().unwrap_or_default(),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        data,
+    })))
+}
+
 pub fn convert_policy(o: &DynamicObject, kind: PolicyKind) -> Result<Obj, String> {
     let name = o.metadata.name.clone().unwrap_or_default();
     let spec: PeeringPolicySpec =
@@ -342,6 +363,21 @@ async fn watch_kind<K>(
             Ok(watcher::Event::Apply(o)) => Update::Apply(kind, key(&o), convert(&o)),
             Ok(watcher::Event::Delete(o)) => Update::Delete(kind, key(&o)),
             Err(e) => {
+                // Secrets kbgp may not read (an install without the Role): counted as none, so
+                // the rest of the World is planned; sessions with authSecretRef stay down and
+                // say that their Secret is missing.
+                if kind == Kind::Secret && !failing && forbidden(&e) {
+                    warn!(
+                        kind = kind.name(),
+                        "cannot read Secrets (forbidden: is the Role for the BGP secrets namespace installed?); \
+                         sessions with authSecretRef stay down: {e}"
+                    );
+                    failing = true;
+                    if tx.send(Update::Absent(kind)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 // Nothing changes: the last known objects stay until the watch resyncs.
                 if !failing {
                     warn!(kind = kind.name(), "watch failed, keeping what is known and retrying: {e}");
@@ -354,6 +390,18 @@ async fn watch_kind<K>(
             return;
         }
     }
+}
+
+/// Whether a watch error is the API server refusing access (403).
+fn forbidden(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(a))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(a))
+        | watcher::Error::WatchFailed(kube::Error::Api(a)) => a,
+        watcher::Error::WatchError(a) => a,
+        _ => return false,
+    };
+    api.code == 403
 }
 
 /// Waits until a CRD kind is served, reporting it absent meanwhile.
@@ -425,6 +473,7 @@ impl std::ops::Deref for Snapshot {
 pub fn start(
     client: Client,
     node: String,
+    secrets_namespace: String,
     debounce: Duration,
     metrics: Arc<Metrics>,
 ) -> watch::Receiver<Option<Snapshot>> {
@@ -445,6 +494,11 @@ pub fn start(
         let convert = move |s: &K8sEndpointSlice| convert_endpoint_slice(s, &n);
         let api = Api::<K8sEndpointSlice>::all(c);
         watch_kind(Kind::EndpointSlice, api, watcher::Config::default(), convert, t, m).await
+    });
+    let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let api = Api::<K8sSecret>::namespaced(c, &secrets_namespace);
+        watch_kind(Kind::Secret, api, watcher::Config::default(), convert_secret, t, m).await
     });
     for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool] {
         let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
