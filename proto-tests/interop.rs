@@ -414,12 +414,22 @@ fn md5(daemon: &str) {
         &mut lab,
         &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT) },
     );
-    let y = yaml(&lab, &conf).replace("      passive: true\n", "      passive: true\n      authSecretRef: bgp-auth\n")
-        + &format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-auth, namespace: kube-system}}\n\
-             stringData: {{password: {RIGHT}}}\n"
-        );
-    let _kbgp = Kbgp::start(&lab, &y);
+    let y = |pw: &str| {
+        yaml(&lab, &conf).replace("      passive: true\n", "      passive: true\n      authSecretRef: bgp-auth\n")
+            + &format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bgp-auth, namespace: kube-system}}\n\
+                 stringData: {{password: {pw}}}\n"
+            )
+    };
+    // First with a password the peer does not have: kbgp's kernel drops the peer's SYNs, and
+    // the metric shows it (kbgp's namespace is the lab's own, so its count starts at 0).
+    let kbgp = Kbgp::start(&lab, &y("kbgp-md5-wrong"));
+    wait_for("kbgp_tcp_md5_dropped_segments{reason=failure} to rise", Duration::from_secs(60), || {
+        let n = kbgp.metric("kbgp_tcp_md5_dropped_segments", &[("reason", "failure")]);
+        if n >= 1.0 { Ok(()) } else { Err(format!("{n}")) }
+    });
+    assert!(!peer.established().expect("state"));
+    kbgp.reload(&y(RIGHT));
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
 }
 

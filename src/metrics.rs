@@ -33,6 +33,8 @@ pub struct Metrics {
     pub plan_runs: IntCounterVec,
     pub plan_duration: Histogram,
     pub last_sync: IntGauge,
+    /// The kernel's TCP MD5 drops (TcpExt in /proc/net/netstat), read at each scrape.
+    tcp_md5_dropped: IntGaugeVec,
     pub watch_events: IntCounterVec,
     pub watch_errors: IntCounterVec,
     pub watch_up: IntGaugeVec,
@@ -192,6 +194,13 @@ impl Metrics {
                 "Time to compute LB IPAM and the plan from a World",
                 PLAN_BUCKETS,
             ),
+            tcp_md5_dropped: r.gauge(
+                "kbgp_tcp_md5_dropped_segments",
+                "TCP segments the kernel dropped for TCP MD5 (RFC 2385) in kbgp's network namespace since boot, by \
+                 reason: failure (wrong signature: the passwords differ), not_found (unsigned on a keyed session), \
+                 unexpected (signed on an unkeyed one). Counts only go up",
+                &["reason"],
+            ),
             last_sync: r.int_gauge(
                 "kbgp_source_last_sync_timestamp_seconds",
                 "When kbgp last read its source completely: the file loaded, or a Kubernetes watch finished a \
@@ -261,6 +270,11 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Ok(text) = std::fs::read_to_string("/proc/net/netstat") {
+            for (reason, v) in tcp_md5_drops(&text) {
+                self.tcp_md5_dropped.with_label_values(&[reason]).set(v as i64);
+            }
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -376,9 +390,34 @@ impl Default for Metrics {
     }
 }
 
+/// The TCP MD5 drop counters of a /proc/net/netstat text: (reason, count) for those present.
+/// The file pairs a line of names with a line of values per protocol ("TcpExt: ...").
+pub fn tcp_md5_drops(netstat: &str) -> Vec<(&'static str, u64)> {
+    const WANTED: [(&str, &str); 3] =
+        [("TCPMD5Failure", "failure"), ("TCPMD5NotFound", "not_found"), ("TCPMD5Unexpected", "unexpected")];
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return Vec::new() };
+    let pairs: Vec<(&str, &str)> = names.split_whitespace().zip(values.split_whitespace()).skip(1).collect();
+    WANTED
+        .iter()
+        .filter_map(|(field, reason)| {
+            let (_, v) = pairs.iter().find(|(n, _)| n == field)?;
+            Some((*reason, v.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_md5_drops_come_from_the_tcpext_lines() {
+        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\n\
+                    TcpExt: 0 7 2 41\nIpExt: InNoRoutes TCPMD5Failure\nIpExt: 5 99\n";
+        assert_eq!(tcp_md5_drops(text), vec![("failure", 41), ("not_found", 7), ("unexpected", 2)]);
+        assert_eq!(tcp_md5_drops("IpExt: A\nIpExt: 1\n"), vec![]);
+    }
 
     #[test]
     fn registry_builds_and_lists_histogram_series() {
