@@ -13,6 +13,7 @@
 pub mod backoff;
 pub mod config;
 pub mod fsm;
+pub mod fuzz;
 pub mod negotiate;
 pub mod peer;
 mod peer_status;

@@ -23,6 +23,7 @@ pub mod family;
 #[cfg(test)]
 mod fixtures;
 pub mod header;
+pub mod mutate;
 pub mod nlri;
 pub mod notification;
 pub mod open;
