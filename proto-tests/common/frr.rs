@@ -69,6 +69,12 @@ impl Frr {
             "0",
         ]);
         let proc_ = adopt("bgpd", &pid);
+        // bgpd -d returns before it listens: a kbgp started at once would be refused once and
+        // keep that as its last error.
+        super::wait_for("bgpd to listen on port 179", std::time::Duration::from_secs(20), || {
+            let ss = sh_lenient(&["ip", "netns", "exec", &lab.peer_ns, "ss", "-ltnH", "sport = :179"]);
+            if ss.contains(":179") { Ok(()) } else { Err("not listening yet".into()) }
+        });
         Frr { dir, ns: lab.peer_ns.clone(), kbgp: IpAddr::V4(kbgp), proc_ }
     }
 
