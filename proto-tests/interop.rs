@@ -301,11 +301,17 @@ fn gtsm(daemon: &str) {
     const GTSM: &str = "      ttlSecurity: true\n";
     let conf = Conf { local_asn: 65200, peer_asn: 65100, services: vec![3], timers: None, passive: false };
     let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None };
-    let stays_down = |peer: &dyn Peer, kbgp: &Kbgp, why: &str| {
+    // `kbgp_side`: whether kbgp's own state is checked too. When only the peer enforces GTSM
+    // it may let the first segments of an accepted connection through (FRR sets IP_MINTTL on
+    // the accepted socket after accept(), so kbgp's OPEN can slip in): kbgp may then count the
+    // session up while the peer, which drops every KEEPALIVE after, never does.
+    let stays_down = |peer: &dyn Peer, kbgp: &Kbgp, why: &str, kbgp_side: bool| {
         for _ in 0..12 {
             std::thread::sleep(Duration::from_secs(1));
             assert!(!peer.established().expect("state"), "{why}: the session came up");
-            assert_eq!(kbgp.metric("kbgp_session_up", &[]), 0.0, "{why}: kbgp says up");
+            if kbgp_side {
+                assert_eq!(kbgp.metric("kbgp_session_up", &[]), 0.0, "{why}: kbgp says up");
+            }
         }
     };
     {
@@ -320,13 +326,13 @@ fn gtsm(daemon: &str) {
         let mut lab = Lab::new(&format!("{daemon}-gtsm-off"));
         let peer = common::peer::start(daemon, &mut lab, &ebgp);
         let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
-        stays_down(peer.as_ref(), &kbgp, "kbgp without ttlSecurity, the peer with GTSM");
+        stays_down(peer.as_ref(), &kbgp, "kbgp without ttlSecurity, the peer with GTSM", false);
     }
     {
         let mut lab = Lab::new(&format!("{daemon}-gtsm-peer-off"));
         let peer = common::peer::start(daemon, &mut lab, &PeerSpec { gtsm: false, ..ebgp.clone() });
         let kbgp = Kbgp::start(&lab, &kbgp_kind(&yaml(&lab, &conf), GTSM));
-        stays_down(peer.as_ref(), &kbgp, "kbgp with ttlSecurity, the peer sending TTL 1");
+        stays_down(peer.as_ref(), &kbgp, "kbgp with ttlSecurity, the peer sending TTL 1", true);
     }
     {
         let conf = Conf { passive: true, ..conf };

@@ -279,17 +279,25 @@ impl Wire {
     }
 
     /// Closes the connection: the writer writes what is queued (a NOTIFICATION) and shuts
-    /// the socket down; a peer that does not read gets [`CLOSE_GRACE`], then the socket goes.
-    /// Returns the writer, to wait for at exit.
+    /// the socket down, then the reader reads until the peer's FIN; each gets [`CLOSE_GRACE`]
+    /// before it is cut. Returns the task doing that, to wait for at exit.
     pub fn close(self) -> JoinHandle<()> {
-        self.reader.abort();
-        drop(self.tx);
-        let abort = self.writer.abort_handle();
+        let Wire { tx, reader, writer, .. } = self;
+        drop(tx);
         tokio::spawn(async move {
-            tokio::time::sleep(CLOSE_GRACE).await;
-            abort.abort();
-        });
-        self.writer
+            let w = writer.abort_handle();
+            if tokio::time::timeout(CLOSE_GRACE, writer).await.is_err() {
+                w.abort();
+            }
+            // Our FIN is out. Keep reading (the driver drops what arrives) until the peer
+            // closes too: a socket closed with unread data sends RST instead of FIN, and a
+            // peer's kernel that gets RST throws away what it had not read yet, our
+            // NOTIFICATION included (ExaBGP, still sending its table, lost it that way).
+            let r = reader.abort_handle();
+            if tokio::time::timeout(CLOSE_GRACE, reader).await.is_err() {
+                r.abort();
+            }
+        })
     }
 }
 

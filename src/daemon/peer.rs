@@ -205,6 +205,13 @@ impl Driver {
             Net::Read(k, ..) | Net::Written(k, _) | Net::Connected(k, ..) => *k,
         };
         let (Some((core, _)), Some(socks)) = (self.speaker.get(&key), self.sockets.get_mut(&key)) else { return };
+        // A connection being closed is still read, to close it cleanly; what it brings is not
+        // for the session any more.
+        if let Net::Read(_, conn, _) = &n
+            && !socks.wires.contains_key(conn)
+        {
+            return;
+        }
         match n {
             Net::Read(_, conn, ReadEvent::Frame(b)) => core.handle_frame(t, conn, &b),
             Net::Read(_, conn, ReadEvent::Invalid(e)) => core.handle_invalid(t, conn, e),
