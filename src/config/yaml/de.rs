@@ -61,8 +61,8 @@ impl<'p, 'a> De<'p, 'a> {
         let s = self.begin()?;
         let kind = match s.start {
             Start::Scalar(Scalar::Null) => return Ok((Shape::Null, s.p)),
-            Start::BlockMap(m) => MapKind::Block(m),
-            Start::FlowMap => MapKind::Flow(s.n),
+            Start::BlockMap(m) => Nest::Block(m),
+            Start::FlowMap => Nest::Flow(s.n),
             _ => {
                 let p = s.skip_rest()?;
                 return Ok((Shape::Other, p));
@@ -85,8 +85,8 @@ impl<'p, 'a> De<'p, 'a> {
         let s = self.begin()?;
         let kind = match s.start {
             Start::Scalar(Scalar::Null) => return Ok(Shape::Null),
-            Start::BlockSeq(m) => SeqKind::Block(m),
-            Start::FlowSeq => SeqKind::Flow(s.n),
+            Start::BlockSeq(m) => Nest::Block(m),
+            Start::FlowSeq => Nest::Flow(s.n),
             _ => {
                 s.skip_rest()?;
                 return Ok(Shape::Other);
@@ -119,14 +119,14 @@ impl<'p, 'a> Started<'p, 'a> {
         match self.start {
             Start::Scalar(_) => {}
             Start::BlockMap(_) | Start::FlowMap => {
-                let kind = if let Start::BlockMap(m) = self.start { MapKind::Block(m) } else { MapKind::Flow(n) };
+                let kind = if let Start::BlockMap(m) = self.start { Nest::Block(m) } else { Nest::Flow(n) };
                 p.enter()?;
                 let mut e = Entries { p: &mut *p, kind, first: true, seen: Seen::default(), pending: false };
                 e.finish()?;
                 p.leave(kind.is_flow(), n, ctx)?;
             }
             Start::BlockSeq(_) | Start::FlowSeq => {
-                let kind = if let Start::BlockSeq(m) = self.start { SeqKind::Block(m) } else { SeqKind::Flow(n) };
+                let kind = if let Start::BlockSeq(m) = self.start { Nest::Block(m) } else { Nest::Flow(n) };
                 p.enter()?;
                 let mut items = Items { p: &mut *p, kind, first: true };
                 items.finish()?;
@@ -138,9 +138,9 @@ impl<'p, 'a> Started<'p, 'a> {
 
     fn visit_map<V: Visitor<'a>>(self, v: V) -> R<V::Value> {
         let kind = match self.start {
-            Start::BlockMap(m) => MapKind::Block(m),
-            Start::FlowMap => MapKind::Flow(self.n),
-            Start::Scalar(Scalar::Null) => MapKind::Empty,
+            Start::BlockMap(m) => Nest::Block(m),
+            Start::FlowMap => Nest::Flow(self.n),
+            Start::Scalar(Scalar::Null) => Nest::Empty,
             _ => return Err(Bail),
         };
         self.p.enter()?;
@@ -153,9 +153,9 @@ impl<'p, 'a> Started<'p, 'a> {
 
     fn visit_seq<V: Visitor<'a>>(self, v: V) -> R<V::Value> {
         let kind = match self.start {
-            Start::BlockSeq(m) => SeqKind::Block(m),
-            Start::FlowSeq => SeqKind::Flow(self.n),
-            Start::Scalar(Scalar::Null) => SeqKind::Empty,
+            Start::BlockSeq(m) => Nest::Block(m),
+            Start::FlowSeq => Nest::Flow(self.n),
+            Start::Scalar(Scalar::Null) => Nest::Empty,
             _ => return Err(Bail),
         };
         self.p.enter()?;
@@ -363,22 +363,24 @@ impl<'a> Seen<'a> {
     }
 }
 
+/// How a mapping or a sequence is laid out: block at an indent, flow at a depth, or empty
+/// (a null in its place, or the end reached).
 #[derive(Clone, Copy)]
-enum MapKind {
+enum Nest {
     Block(usize),
     Flow(isize),
     Empty,
 }
 
-impl MapKind {
+impl Nest {
     fn is_flow(self) -> bool {
-        matches!(self, MapKind::Flow(_))
+        matches!(self, Nest::Flow(_))
     }
 }
 
 struct Entries<'p, 'a> {
     p: &'p mut Parser<'a>,
-    kind: MapKind,
+    kind: Nest,
     first: bool,
     seen: Seen<'a>,
     /// A key was handed out and its value not yet taken.
@@ -392,25 +394,25 @@ impl<'a> Entries<'_, 'a> {
         }
         let first = std::mem::replace(&mut self.first, false);
         let key = match self.kind {
-            MapKind::Empty => return Ok(None),
-            MapKind::Block(m) => {
+            Nest::Empty => return Ok(None),
+            Nest::Block(m) => {
                 if !first {
                     match self.p.peek_line()? {
                         Some((ind, at)) if ind == m => self.p.pos = at,
                         Some((ind, _)) if ind > m => return Err(Bail),
                         _ => {
-                            self.kind = MapKind::Empty;
+                            self.kind = Nest::Empty;
                             return Ok(None);
                         }
                     }
                 }
                 self.p.block_key()?
             }
-            MapKind::Flow(n) => {
+            Nest::Flow(n) => {
                 self.p.flow_ws(n)?;
                 if self.p.byte(self.p.pos) == b'}' {
                     self.p.pos += 1;
-                    self.kind = MapKind::Empty;
+                    self.kind = Nest::Empty;
                     return Ok(None);
                 }
                 if !first {
@@ -433,9 +435,9 @@ impl<'a> Entries<'_, 'a> {
     fn value(&mut self) -> De<'_, 'a> {
         self.pending = false;
         match self.kind {
-            MapKind::Block(m) => De { p: &mut *self.p, n: m as isize, ctx: Ctx::AfterKey },
-            MapKind::Flow(n) => De { p: &mut *self.p, n, ctx: Ctx::Flow },
-            MapKind::Empty => De { p: &mut *self.p, n: isize::MAX, ctx: Ctx::Flow },
+            Nest::Block(m) => De { p: &mut *self.p, n: m as isize, ctx: Ctx::AfterKey },
+            Nest::Flow(n) => De { p: &mut *self.p, n, ctx: Ctx::Flow },
+            Nest::Empty => De { p: &mut *self.p, n: isize::MAX, ctx: Ctx::Flow },
         }
     }
 
@@ -465,22 +467,9 @@ impl<'a> MapAccess<'a> for Entries<'_, 'a> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum SeqKind {
-    Block(usize),
-    Flow(isize),
-    Empty,
-}
-
-impl SeqKind {
-    fn is_flow(self) -> bool {
-        matches!(self, SeqKind::Flow(_))
-    }
-}
-
 struct Items<'p, 'a> {
     p: &'p mut Parser<'a>,
-    kind: SeqKind,
+    kind: Nest,
     first: bool,
 }
 
@@ -489,14 +478,14 @@ impl<'a> Items<'_, 'a> {
     fn next(&mut self) -> R<Option<De<'_, 'a>>> {
         let first = std::mem::replace(&mut self.first, false);
         match self.kind {
-            SeqKind::Empty => Ok(None),
-            SeqKind::Block(m) => {
+            Nest::Empty => Ok(None),
+            Nest::Block(m) => {
                 if !first {
                     match self.p.peek_line()? {
                         Some((ind, at)) if ind == m && self.p.dash(at) => self.p.pos = at,
                         Some((ind, _)) if ind > m => return Err(Bail),
                         _ => {
-                            self.kind = SeqKind::Empty;
+                            self.kind = Nest::Empty;
                             return Ok(None);
                         }
                     }
@@ -504,11 +493,11 @@ impl<'a> Items<'_, 'a> {
                 self.p.pos += 1;
                 Ok(Some(De { p: &mut *self.p, n: m as isize, ctx: Ctx::AfterDash }))
             }
-            SeqKind::Flow(n) => {
+            Nest::Flow(n) => {
                 self.p.flow_ws(n)?;
                 if self.p.byte(self.p.pos) == b']' {
                     self.p.pos += 1;
-                    self.kind = SeqKind::Empty;
+                    self.kind = Nest::Empty;
                     return Ok(None);
                 }
                 if !first {
