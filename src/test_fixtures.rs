@@ -15,3 +15,9 @@ spec:
     - peerAddress: "10.0.5.1/24"
       peerASN: 65005
 "#;
+
+/// `yaml` (a policy such as [`POLICY`]) as kbgp's own kind, where the kbgp extensions of the
+/// neighbors are allowed.
+pub fn kbgp_kind(yaml: &str) -> String {
+    yaml.replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1").replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
+}

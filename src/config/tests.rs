@@ -14,7 +14,7 @@ fn errors(yaml: &str) -> Vec<String> {
     load_str(yaml, "test.yaml").unwrap_err().iter().map(|e| e.to_string()).collect()
 }
 
-use crate::test_fixtures::POLICY;
+use crate::test_fixtures::{POLICY, kbgp_kind};
 
 #[test]
 fn the_seed_manifests_load_as_they_are() {
@@ -112,7 +112,7 @@ fn kbgp_extensions_need_the_kbgp_kind() {
             "rack0-65005: spec.virtualRouters[0].neighbors[0].passive: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy"
         ]
     );
-    let y = y.replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1").replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy");
+    let y = kbgp_kind(&y);
     let l = load_str(&y, "t").unwrap();
     assert!(l.world.policies[0].virtual_routers[0].neighbors[0].passive);
     assert_eq!(l.world.policies[0].kind, PolicyKind::Kbgp);
@@ -269,7 +269,7 @@ fn the_fast_reader_reads_manifests_as_the_careful_one() {
     let taken = [
         seed(),
         POLICY.to_string(),
-        POLICY.replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1").replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy"),
+        kbgp_kind(POLICY),
         service("web", ""),
         format!("{}---\n{}", service("a", ""), service("b", "")),
         kubectl_list,
@@ -328,10 +328,7 @@ fn max_received_routes_action_and_restart() {
     use crate::config::policy::OverLimit;
     use std::time::Duration;
     let kbgp = |extra: &str| {
-        POLICY
-            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
-            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
-            .replace("peerASN: 65005", &format!("peerASN: 65005\n      maxReceivedRoutes: 10{extra}"))
+        kbgp_kind(POLICY).replace("peerASN: 65005", &format!("peerASN: 65005\n      maxReceivedRoutes: 10{extra}"))
     };
     let over = |y: &str| load_str(y, "t").unwrap().world.policies[0].virtual_routers[0].neighbors[0].over_max_received;
     assert_eq!(over(&kbgp("")), OverLimit::Drop);
@@ -361,12 +358,7 @@ fn max_received_routes_action_and_restart() {
 
 #[test]
 fn ttl_security_is_for_directly_connected_ebgp_and_the_kbgp_kind() {
-    let kbgp = |neighbor: &str| {
-        POLICY
-            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
-            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
-            .replace("peerASN: 65005", neighbor)
-    };
+    let kbgp = |neighbor: &str| kbgp_kind(POLICY).replace("peerASN: 65005", neighbor);
     let field = "rack0-65005: spec.virtualRouters[0].neighbors[0].ttlSecurity";
     let ok = load_str(&kbgp("peerASN: 65100\n      ttlSecurity: true"), "t").unwrap();
     assert!(ok.world.policies[0].virtual_routers[0].neighbors[0].ttl_security);

@@ -3,7 +3,7 @@ use crate::config::load_str;
 use crate::rib::{AdvertAttrs, Advertisement};
 use std::sync::Arc;
 
-use crate::test_fixtures::POLICY;
+use crate::test_fixtures::{POLICY, kbgp_kind};
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -188,10 +188,7 @@ fn router_id_needs_an_ipv4_address() {
 
 #[test]
 fn passive_neighbors_need_a_listener() {
-    let pol = POLICY
-        .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
-        .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
-        .replace("peerASN: 65005", "peerASN: 65005\n      passive: true");
+    let pol = kbgp_kind(POLICY).replace("peerASN: 65005", "peerASN: 65005\n      passive: true");
     assert!(matches!(plan("kind-worker", &world(&[&pol, NODE])), Err(PlanError::PassiveWithoutListener { .. })));
 }
 
@@ -392,12 +389,7 @@ fn neighbors_with_one_policy_share_their_routes() {
 
 #[test]
 fn ttl_security_sends_and_requires_255() {
-    let kbgp = |extra: &str| {
-        POLICY
-            .replace("cilium.io/v2alpha1", "kbgp.io/v1alpha1")
-            .replace("CiliumBGPPeeringPolicy", "BGPPeeringPolicy")
-            .replace("peerASN: 65005", &format!("peerASN: 65100{extra}"))
-    };
+    let kbgp = |extra: &str| kbgp_kind(POLICY).replace("peerASN: 65005", &format!("peerASN: 65100{extra}"));
     let p = plan("kind-worker", &world(&[&kbgp("\n      ttlSecurity: true"), NODE])).unwrap();
     let s = &p.peers().next().unwrap().1.settings;
     assert_eq!((s.ttl, s.min_ttl), (Some(255), Some(255)));
