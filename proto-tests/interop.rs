@@ -251,23 +251,23 @@ fn four_octet_ebgp(daemon: &str) {
     assert_eq!(kbgp.metric("kbgp_advertised_routes", &[("afi", "ipv4")]), V4_PER_SERVICE as f64);
 }
 
-fn wrong_peer_asn(daemon: &str) {
-    // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
-    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
-    let mut lab = Lab::new(&format!("{daemon}-badas"));
-    let peer =
-        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
-    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
-    wait_for("kbgp to send NOTIFICATION 2/2", Duration::from_secs(30), || {
-        let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "2"), ("subcode", "2")]);
-        if n >= 1.0 { Ok(()) } else { Err(format!("{n} sent")) }
+/// Waits until kbgp has sent NOTIFICATION `code`/`sub` at least `times` times (its metric).
+fn wait_sent(kbgp: &Kbgp, code: u8, sub: u8, times: f64, timeout: Duration) {
+    let (c, s) = (code.to_string(), sub.to_string());
+    wait_for(&format!("kbgp to send NOTIFICATION {code}/{sub} ({times} times)"), timeout, || {
+        let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", &c), ("subcode", &s)]);
+        if n >= times { Ok(()) } else { Err(format!("{n} sent")) }
     });
-    wait_for(&format!("{daemon} to report the NOTIFICATION"), Duration::from_secs(20), || {
-        match peer.received_notification(2, 2)? {
+}
+
+/// Waits until the daemon shows that it received NOTIFICATION `code`/`sub` from kbgp.
+fn wait_reported(peer: &dyn Peer, daemon: &str, code: u8, sub: u8) {
+    wait_for(&format!("{daemon} to report NOTIFICATION {code}/{sub}"), Duration::from_secs(20), || {
+        match peer.received_notification(code, sub)? {
             Some(true) => Ok(()),
             Some(false) => Err("not in the peer's log/events yet".into()),
-            // GoBGP only counts NOTIFICATIONs received before Established; kbgp's own
-            // counter above gives the code.
+            // GoBGP only counts NOTIFICATIONs received before Established; kbgp's own counter
+            // (see wait_sent) gives the code.
             None => {
                 if peer.notified()? {
                     Ok(())
@@ -277,6 +277,17 @@ fn wrong_peer_asn(daemon: &str) {
             }
         }
     });
+}
+
+fn wrong_peer_asn(daemon: &str) {
+    // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
+    let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
+    let mut lab = Lab::new(&format!("{daemon}-badas"));
+    let peer =
+        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
+    wait_sent(&kbgp, 2, 2, 1.0, Duration::from_secs(30));
+    wait_reported(peer.as_ref(), daemon, 2, 2);
     assert_eq!(kbgp.metric("kbgp_session_up", &[]), 0.0);
     assert!(!peer.established().expect("state"));
 }
@@ -378,15 +389,12 @@ fn md5(daemon: &str) {
     let want = expected(&[5]);
     wait_prefixes(peer.as_ref(), &want, Duration::from_secs(60));
     let me = lab.peer_v4.to_string();
-    let doc = |v: &serde_json::Value| {
-        v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default()
-    };
 
     // Rotated to a password the peer does not have: the session is restarted with it and
     // gets no answer.
     kbgp.reload(&with(Some("kbgp-md5-wrong")));
     let down = wait_for("kbgp to report the wrong password", Duration::from_secs(60), || {
-        let p = doc(&kbgp.cli_json(&["peers"]));
+        let p = kbgp.peer(&me);
         let hint = p["lastError"]["hint"].as_str().unwrap_or_default().to_string();
         if p["state"] != "Established" && hint.contains("check the TCP MD5 password on both sides") {
             Ok(p)
@@ -405,7 +413,7 @@ fn md5(daemon: &str) {
     // The Secret gone: that session stays down, and says which Secret.
     kbgp.reload(&with(None));
     wait_for("kbgp to report the missing Secret", Duration::from_secs(30), || {
-        let p = doc(&kbgp.cli_json(&["peers"]));
+        let p = kbgp.peer(&me);
         let text = p["lastError"]["text"].as_str().unwrap_or_default().to_string();
         if text.contains("authSecretRef bgp-auth: no Secret bgp-auth") { Ok(()) } else { Err(format!("{p}")) }
     });
@@ -452,27 +460,10 @@ fn max_prefix(daemon: &str) {
         "      maxReceivedRoutes: 3\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 3\n";
     let kbgp = Kbgp::start(&lab, &with(limit));
     let ceased = || kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "6"), ("subcode", "1")]);
-    wait_for("kbgp to send Cease 6/1", Duration::from_secs(60), || {
-        let n = ceased();
-        if n >= 1.0 { Ok(()) } else { Err(format!("{n} sent")) }
-    });
-    wait_for(&format!("{daemon} to report Cease 6/1"), Duration::from_secs(20), || {
-        match peer.received_notification(6, 1)? {
-            Some(true) => Ok(()),
-            Some(false) => Err("not in the peer's log/events yet".into()),
-            None => {
-                if peer.notified()? {
-                    Ok(())
-                } else {
-                    Err("peer counted no NOTIFICATION".into())
-                }
-            }
-        }
-    });
-    wait_for("kbgp to connect again after 3 s and cease again", Duration::from_secs(40), || {
-        let n = ceased();
-        if n >= 2.0 { Ok(()) } else { Err(format!("{n} sent")) }
-    });
+    wait_sent(&kbgp, 6, 1, 1.0, Duration::from_secs(60));
+    wait_reported(peer.as_ref(), daemon, 6, 1);
+    // kbgp connects again after 3 s, and ceases again.
+    wait_sent(&kbgp, 6, 1, 2.0, Duration::from_secs(40));
     kbgp.reload(&with("      maxReceivedRoutes: 10\n"));
     wait_prefixes(peer.as_ref(), &expected(&[0]), Duration::from_secs(60));
     wait_for("the peer's five routes, kept", Duration::from_secs(30), || {
@@ -503,10 +494,8 @@ fn hold_timer(daemon: &str) {
     };
     wait_for("the session", Duration::from_secs(60), up(1.0));
     peer.process().signal("STOP");
-    wait_for("kbgp's hold timer to expire", Duration::from_secs(15), || {
-        let n = kbgp.metric("kbgp_notifications_total", &[("direction", "sent"), ("code", "4"), ("subcode", "0")]);
-        if n >= 1.0 { Ok(()) } else { Err(format!("{n} hold timer NOTIFICATIONs sent")) }
-    });
+    // kbgp's hold timer expires.
+    wait_sent(&kbgp, 4, 0, 1.0, Duration::from_secs(15));
     wait_for("the session to be down", Duration::from_secs(5), up(0.0));
     peer.process().signal("CONT");
     wait_for("the session to come back after SIGCONT", Duration::from_secs(90), up(1.0));

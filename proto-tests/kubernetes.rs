@@ -492,8 +492,7 @@ fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
     let kbgp = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &[]);
     let me = lab.peer_v4.to_string();
     let last_error = || {
-        let v = kbgp.cli_json(&["peers"]);
-        let p = v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default();
+        let p = kbgp.peer(&me);
         (
             p["state"].as_str().unwrap_or_default().to_string(),
             p["lastError"]["text"].as_str().unwrap_or_default().to_string(),
@@ -510,8 +509,7 @@ fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
     // Rotated to a password FRR does not have: the session restarts and gets no answer.
     server.apply(SECRETS, &secret("kube-system", "d3JvbmctcHc="));
     wait_for("the session down with the wrong password", Duration::from_secs(60), || {
-        let v = kbgp.cli_json(&["peers"]);
-        let p = v.as_array().and_then(|a| a.iter().find(|p| p["address"] == me.as_str())).cloned().unwrap_or_default();
+        let p = kbgp.peer(&me);
         let hint = p["lastError"]["hint"].as_str().unwrap_or_default();
         if p["state"] != "Established" && hint.contains("check the TCP MD5 password") && !peer.established()? {
             Ok(())

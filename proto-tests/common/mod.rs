@@ -368,6 +368,12 @@ impl Kbgp {
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("kbgp {args:?}: {e}: {}", out.stdout))
     }
 
+    /// `kbgp peers -o json`, the entry of the peer at `address` (null when it is not there).
+    pub fn peer(&self, address: &str) -> serde_json::Value {
+        let v = self.cli_json(&["peers"]);
+        v.as_array().and_then(|a| a.iter().find(|p| p["address"] == address)).cloned().unwrap_or_default()
+    }
+
     pub fn metrics(&self) -> String {
         http_get(&self.ns, &self.metrics_addr, "/metrics").unwrap_or_default()
     }
