@@ -201,18 +201,25 @@ impl Owners {
         }
     }
 
-    fn get_mut(&mut self, ip: &IpAddr) -> Option<&mut Holders> {
-        match ip {
-            IpAddr::V4(a) => self.v4.get_mut(&u32::from(*a)),
-            IpAddr::V6(a) => self.v6.get_mut(&u128::from(*a)),
+    /// Adds Service `i` to the holders of `ip`, in one lookup.
+    fn add(&mut self, ip: IpAddr, i: usize, shared: &mut Vec<Vec<usize>>) {
+        use hashbrown::hash_map::Entry;
+        fn add<K: std::hash::Hash + Eq>(
+            e: Entry<'_, K, Holders, impl std::hash::BuildHasher>,
+            i: usize,
+            shared: &mut Vec<Vec<usize>>,
+        ) {
+            match e {
+                Entry::Occupied(mut e) => e.get_mut().push(i, shared),
+                Entry::Vacant(e) => {
+                    e.insert(Holders::one(i));
+                }
+            }
         }
-    }
-
-    fn insert(&mut self, ip: IpAddr, h: Holders) {
         match ip {
-            IpAddr::V4(a) => self.v4.insert(u32::from(a), h),
-            IpAddr::V6(a) => self.v6.insert(u128::from(a), h),
-        };
+            IpAddr::V4(a) => add(self.v4.entry(u32::from(a)), i, shared),
+            IpAddr::V6(a) => add(self.v6.entry(u128::from(a)), i, shared),
+        }
     }
 
     fn keys(&self) -> impl Iterator<Item = IpAddr> + '_ {
@@ -250,10 +257,7 @@ impl<'a> State<'a> {
 
     /// Records that Service `i` holds `ip`, whatever else holds it.
     fn hold(&mut self, i: usize, ip: IpAddr) {
-        match self.owners.get_mut(&ip) {
-            Some(h) => h.push(i, &mut self.shared),
-            None => self.owners.insert(ip, Holders::one(i)),
-        }
+        self.owners.add(ip, i, &mut self.shared);
         self.held(i, ip);
     }
 

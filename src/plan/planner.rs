@@ -346,6 +346,7 @@ impl Planner {
         let endpoints = local_endpoints(&world, &self.node);
         let mut vrouters = Vec::new();
         let node = world.node(&self.node);
+        let addresses: usize = world.services.iter().map(|s| s.ingress_ips.len()).sum();
         for (vr, vp) in plan.configured(&world) {
             let mut v = VRouter { wanted: Counts::default(), pods: Vec::new(), groups: Vec::new() };
             if let Some(node) = node {
@@ -357,7 +358,7 @@ impl Planner {
             }
             // Room for every address up front (no rehash while a million go in), given back
             // when the virtual router selects far fewer.
-            v.wanted.v4.reserve(world.services.iter().map(|s| s.ingress_ips.len()).sum());
+            v.wanted.v4.reserve(addresses);
             for s in &world.services {
                 let local = endpoints.get(&s.key()).copied().unwrap_or_default();
                 announced(vr, s, local, |p| {
