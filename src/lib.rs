@@ -12,6 +12,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`admin`] | the admin API's documents, its client and the CLI's tables (`kbgp peers`, `routes`, `why`) |
+//! | [`bfd`] | BFD (RFC 5880): the Control packet and one session's state machine, sans-IO |
 //! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
 //! | [`source`] | where the World comes from: static files (with reload) or the Kubernetes API (watchers) |
 //! | [`ipam`] | LB IPAM: addresses for LoadBalancer Services from the pools, deterministic |
@@ -24,6 +25,7 @@
 //! | [`lab`] | tooling: containerlab topologies in network namespaces (`kbgp-lab`) |
 
 pub mod admin;
+pub mod bfd;
 pub mod config;
 pub mod daemon;
 pub mod ipam;
