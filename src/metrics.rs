@@ -26,6 +26,10 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     pub update_errors: IntCounterVec,
     pub update_latency: HistogramVec,
+    pub bfd_state: IntGaugeVec,
+    pub bfd_transitions: IntCounterVec,
+    pub bfd_detection_time: GaugeVec,
+    pub bfd_discarded: IntCounterVec,
     // The World and the plan.
     pub config_reloads: IntCounterVec,
     pub config_error: IntGauge,
@@ -167,6 +171,27 @@ impl Metrics {
                  written to the peer's socket, per session",
                 &["vrouter"],
                 LATENCY_BUCKETS,
+            ),
+            bfd_state: r.gauge(
+                "kbgp_bfd_state",
+                "BFD session state (RFC 5880): 0 AdminDown, 1 Down, 2 Init, 3 Up; only for neighbors with bfd",
+                PEER,
+            ),
+            bfd_transitions: r.counter(
+                "kbgp_bfd_transitions_total",
+                "BFD state changes, by the state entered (Down from Up takes the BGP session down)",
+                &peer_and(&["to"]),
+            ),
+            bfd_detection_time: r.float_gauge(
+                "kbgp_bfd_detection_time_seconds",
+                "BFD detection time in force: the neighbor's Detect Mult times the slower of our receive interval \
+                 and its transmit interval",
+                PEER,
+            ),
+            bfd_discarded: r.counter(
+                "kbgp_bfd_discarded_packets_total",
+                "BFD datagrams received and discarded, by reason (malformed, unknown session, ttl, ...)",
+                &["reason"],
             ),
             config_reloads: r.counter(
                 "kbgp_config_reloads_total",
@@ -361,6 +386,13 @@ impl Metrics {
                 }
             }
             Event::Latency(d) => self.update_latency.with_label_values(&[vrouter]).observe(d.as_secs_f64()),
+            Event::Bfd { to, detection } => {
+                self.bfd_state.with_label_values(l).set(*to as i64);
+                self.bfd_transitions.with_label_values(&[peer, vrouter, to.name()]).inc();
+                if let Some(d) = detection {
+                    self.bfd_detection_time.with_label_values(l).set(d.as_secs_f64());
+                }
+            }
         }
     }
 
@@ -377,6 +409,8 @@ impl Metrics {
         let l = &[peer, vrouter];
         let _ = self.session_state.remove_label_values(l);
         let _ = self.session_up.remove_label_values(l);
+        let _ = self.bfd_state.remove_label_values(l);
+        let _ = self.bfd_detection_time.remove_label_values(l);
         for afi in ["ipv4", "ipv6"] {
             let _ = self.advertised_routes.remove_label_values(&[peer, vrouter, afi]);
             let _ = self.received_routes.remove_label_values(&[peer, vrouter, afi]);

@@ -127,6 +127,36 @@ pub struct Peer {
     /// until its next attempt. Meanwhile it accepts the peer's connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_seconds: Option<u64>,
+    /// The BFD session, for a neighbor with `bfd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<Bfd>,
+}
+
+/// A peer's BFD session (RFC 5880).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bfd {
+    /// AdminDown, Down, Init or Up.
+    pub state: String,
+    pub remote_state: String,
+    /// When the state last changed (Unix seconds).
+    pub since: u64,
+    /// `single-hop` (RFC 5881) or `multihop` (RFC 5883).
+    pub mode: String,
+    /// Why it last went down, until it is Up again.
+    pub diagnostic: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    /// The detection time in force, once the neighbor has been heard.
+    pub detection_time_ms: Option<u64>,
+    /// The transmit interval in force, before jitter.
+    pub transmit_interval_ms: u64,
+    pub up_count: u64,
+    /// Times BFD took the BGP session down.
+    pub down_count: u64,
+    /// While BGP waits for BFD after BFD took it down: seconds left before it tries anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding_bgp_seconds: Option<u64>,
 }
 
 /// One route, advertised to or received from a peer.
@@ -272,6 +302,7 @@ impl Peer {
             last_notification_sent: None,
             last_notification_received: None,
             next_attempt_in_seconds: None,
+            bfd: None,
         }
     }
 }

@@ -170,6 +170,26 @@ pub fn peers(list: &[Peer], now: u64) -> String {
         if p.received_dropped > 0 {
             let _ = writeln!(out, "  {} received routes dropped at maxReceivedRoutes", p.received_dropped);
         }
+        if let Some(b) = &p.bfd {
+            let detection = b.detection_time_ms.map_or("not yet known".to_string(), |d| format!("{d} ms"));
+            let _ = write!(
+                out,
+                "  BFD {} ({}) for {}, peer {}, detection time {detection}, sending every {} ms, down {} times",
+                b.state,
+                b.mode,
+                duration(now.saturating_sub(b.since)),
+                b.remote_state,
+                b.transmit_interval_ms,
+                b.down_count
+            );
+            if b.state != "Up" && b.diagnostic != "no diagnostic" {
+                let _ = write!(out, "; last: {}", b.diagnostic);
+            }
+            out.push('\n');
+            if let Some(s) = b.holding_bgp_seconds {
+                let _ = writeln!(out, "    BGP waits for BFD to be Up again (at most {s} s more)");
+            }
+        }
     }
     out
 }

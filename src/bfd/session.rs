@@ -253,7 +253,8 @@ impl Session {
         }
         if let Some(t) = self.next_tx.filter(|t| *t <= now) {
             // A passive session waits for the neighbor's first packet (§6.8.7).
-            if !(self.cfg.passive && self.remote_discriminator == 0) && !self.remote_demand {
+            let silent = self.remote_demand || (self.cfg.passive && self.remote_discriminator == 0);
+            if !silent {
                 self.out.push_back(self.packet(false));
             }
             let next = t + self.jittered(self.transmit_interval());

@@ -138,6 +138,54 @@ pub struct NeighborSpec {
     /// TTL 255 and the kernel drops the neighbor's packets that arrive with less.
     #[serde(default)]
     pub ttl_security: Option<bool>,
+    /// kbgp extension: BFD (RFC 5880) with this neighbor; present means enabled. When BFD
+    /// goes Down the session ends at once (Cease 6/10) and waits for BFD to be Up again.
+    #[serde(default)]
+    pub bfd: Option<BfdSpec>,
+}
+
+/// BFD with one neighbor, with the field names of MetalLB's BFDProfile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BfdSpec {
+    /// Shortest interval between two packets kbgp wants to receive, milliseconds (10 to
+    /// 60000). Default 300.
+    #[serde(default)]
+    #[schemars(range(min = 10, max = 60000))]
+    pub receive_interval: Option<i64>,
+    /// Shortest interval between two packets kbgp sends, milliseconds (10 to 60000). Default
+    /// 300. While the session is not Up, packets go at most once a second (RFC 5880 §6.8.3).
+    #[serde(default)]
+    #[schemars(range(min = 10, max = 60000))]
+    pub transmit_interval: Option<i64>,
+    /// Packets missed in a row before the neighbor is declared down (2 to 255). Default 3.
+    #[serde(default)]
+    #[schemars(range(min = 2, max = 255))]
+    pub detect_multiplier: Option<i64>,
+    /// Send nothing until the neighbor has sent a packet. Default false.
+    #[serde(default)]
+    pub passive_mode: Option<bool>,
+    /// Multihop BFD (RFC 5883, UDP port 4784) instead of single hop (RFC 5881, port 3784).
+    /// Default: multihop for eBGP with eBGPMultihopTTL above 1, single hop otherwise.
+    #[serde(default)]
+    pub multihop: Option<bool>,
+    /// Multihop only: the lowest TTL accepted from the neighbor (1 to 254). Default 254.
+    /// Single hop always requires 255 (RFC 5881 §5).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 254))]
+    pub minimum_ttl: Option<i64>,
+    /// Not supported (kbgp sends no Echo packets); only `false` is accepted.
+    #[serde(default)]
+    pub echo_mode: Option<bool>,
+}
+
+/// Validated BFD settings of one neighbor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bfd {
+    pub session: crate::bfd::Config,
+    pub multihop: bool,
+    /// Lowest TTL accepted: 255 for single hop.
+    pub min_ttl: u8,
 }
 
 /// Graceful restart settings.
@@ -276,6 +324,8 @@ pub struct Neighbor {
     pub ttl_security: bool,
     /// TCP MD5 (RFC 2385): the Secret holding the password.
     pub auth_secret: Option<String>,
+    /// BFD (RFC 5880).
+    pub bfd: Option<Bfd>,
 }
 
 /// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
@@ -480,6 +530,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             (n.max_received_routes_action.is_some(), "maxReceivedRoutesAction"),
             (n.max_received_routes_restart_seconds.is_some(), "maxReceivedRoutesRestartSeconds"),
             (n.ttl_security.is_some(), "ttlSecurity"),
+            (n.bfd.is_some(), "bfd"),
         ] {
             if set {
                 d.err(
@@ -522,6 +573,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             "is for directly connected neighbors (RFC 5082 §3): it cannot be combined with eBGPMultihopTTL above 1",
         );
     }
+    let bfd = n.bfd.as_ref().and_then(|b| parse_bfd(d, &format!("{path}.bfd"), b, n.ebgp_multihop_ttl));
     if d.errors.len() > before {
         return None;
     }
@@ -541,6 +593,46 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         over_max_received: over_max_received?,
         ttl_security,
         auth_secret,
+        bfd,
+    })
+}
+
+fn parse_bfd(d: &mut Diag, path: &str, b: &BfdSpec, multihop_ttl: Option<i64>) -> Option<Bfd> {
+    let before = d.errors.len();
+    let ms = |d: &mut Diag, field: &str, v: Option<i64>| {
+        v.map_or(Some(300), |v| d.range(&format!("{path}.{field}"), v, 10, 60000))
+            .map(|v| std::time::Duration::from_millis(v as u64))
+    };
+    let rx = ms(d, "receiveInterval", b.receive_interval);
+    let tx = ms(d, "transmitInterval", b.transmit_interval);
+    let mult = b.detect_multiplier.map_or(Some(3), |v| d.range(&format!("{path}.detectMultiplier"), v, 2, 255));
+    let multihop = b.multihop.unwrap_or(multihop_ttl.is_some_and(|t| t > 1));
+    let min_ttl = match (multihop, b.minimum_ttl) {
+        (false, Some(_)) => {
+            d.err(
+                format!("{path}.minimumTtl"),
+                "applies only to multihop BFD: single hop always requires TTL 255 (RFC 5881 §5)",
+            );
+            None
+        }
+        (false, None) => Some(255),
+        (true, v) => v.map_or(Some(254), |v| d.range(&format!("{path}.minimumTtl"), v, 1, 254)),
+    };
+    if b.echo_mode == Some(true) {
+        d.err(format!("{path}.echoMode"), "is not supported: kbgp runs BFD in asynchronous mode without Echo");
+    }
+    if d.errors.len() > before {
+        return None;
+    }
+    Some(Bfd {
+        session: crate::bfd::Config {
+            transmit_interval: tx?,
+            receive_interval: rx?,
+            detect_multiplier: mult? as u8,
+            passive: b.passive_mode.unwrap_or(false),
+        },
+        multihop,
+        min_ttl: min_ttl? as u8,
     })
 }
 

@@ -378,3 +378,44 @@ fn ttl_security_is_for_directly_connected_ebgp_and_the_kbgp_kind() {
         vec![format!("{field}: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy")]
     );
 }
+
+#[test]
+fn bfd_takes_metallb_names_and_defaults_and_names_each_bad_field() {
+    let kbgp = |neighbor: &str| kbgp_kind(POLICY).replace("peerASN: 65005", neighbor);
+    let bfd_of = |y: &str| load_str(&kbgp(y), "t").unwrap().world.policies[0].virtual_routers[0].neighbors[0].bfd;
+    let ms = std::time::Duration::from_millis;
+    let b = bfd_of("peerASN: 65005\n      bfd: {}").unwrap();
+    assert_eq!(
+        (b.session.transmit_interval, b.session.receive_interval, b.session.detect_multiplier),
+        (ms(300), ms(300), 3)
+    );
+    assert_eq!((b.multihop, b.min_ttl, b.session.passive), (false, 255, false));
+    let b = bfd_of("peerASN: 65100\n      eBGPMultihopTTL: 3\n      bfd: {receiveInterval: 100, transmitInterval: 50, detectMultiplier: 5, passiveMode: true}")
+        .unwrap();
+    assert_eq!(
+        (b.session.transmit_interval, b.session.receive_interval, b.session.detect_multiplier),
+        (ms(50), ms(100), 5)
+    );
+    assert_eq!((b.multihop, b.min_ttl, b.session.passive), (true, 254, true), "eBGP multihop: RFC 5883 by default");
+    assert_eq!(bfd_of("peerASN: 65005\n      bfd: {multihop: true, minimumTtl: 250}").unwrap().min_ttl, 250);
+    assert_eq!(bfd_of("peerASN: 65005").map(|_| ()), None, "absent: no BFD");
+    let field = "rack0-65005: spec.virtualRouters[0].neighbors[0].bfd";
+    assert_eq!(
+        errors(&kbgp(
+            "peerASN: 65005\n      bfd: {receiveInterval: 5, detectMultiplier: 1, minimumTtl: 200, echoMode: true}"
+        )),
+        vec![
+            format!("{field}.receiveInterval: must be 10..=60000, got 5"),
+            format!("{field}.detectMultiplier: must be 2..=255, got 1"),
+            format!(
+                "{field}.minimumTtl: applies only to multihop BFD: single hop always requires TTL 255 (RFC 5881 §5)"
+            ),
+            format!("{field}.echoMode: is not supported: kbgp runs BFD in asynchronous mode without Echo"),
+        ]
+    );
+    let cilium = POLICY.replace("peerASN: 65005", "peerASN: 65005\n      bfd: {}");
+    assert_eq!(
+        errors(&cilium),
+        vec![format!("{field}: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy")]
+    );
+}

@@ -26,7 +26,7 @@ pub enum ReadEvent {
 }
 
 /// Sets the IP TTL / hop limit (eBGP: 1 unless multihop).
-fn set_ttl(s: &Socket, addr: &SocketAddr, ttl: u8) -> io::Result<()> {
+pub(super) fn set_ttl(s: &Socket, addr: &SocketAddr, ttl: u8) -> io::Result<()> {
     match addr {
         SocketAddr::V4(_) => s.set_ttl_v4(ttl as u32),
         SocketAddr::V6(_) => s.set_unicast_hops_v6(ttl as u32),
@@ -34,7 +34,12 @@ fn set_ttl(s: &Socket, addr: &SocketAddr, ttl: u8) -> io::Result<()> {
 }
 
 /// An integer socket option.
-fn set_int(fd: std::os::fd::BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+pub(super) fn set_int(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: `fd` is an open socket borrowed for the call; the value is a c_int on the stack
     // and its size is passed with it.

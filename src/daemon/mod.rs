@@ -17,6 +17,7 @@
 //! | `admin.rs` | the admin API on a Unix socket (`kbgp peers`, `routes`, `why`, `reset`, `refresh`) |
 
 pub mod admin;
+pub mod bfd;
 pub mod conn;
 pub mod http;
 pub mod listener;

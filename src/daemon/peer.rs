@@ -11,6 +11,7 @@
 //! planned, so a driver busy with a large transfer skips to the latest state and misses no
 //! change.
 
+use super::bfd;
 use super::conn::{self, CLOSE_GRACE, ReadEvent, Wire, Write};
 use super::local_addr;
 use crate::admin::api::{self, unix_now};
@@ -100,6 +101,8 @@ enum Net {
 struct Sockets {
     wires: HashMap<ConnId, Wire>,
     connecting: Option<(u64, JoinHandle<()>)>,
+    /// Where its BFD packets leave from, once it sends any.
+    bfd: Option<tokio::net::UdpSocket>,
     metrics_token: u64,
 }
 
@@ -113,6 +116,7 @@ struct Driver {
     seed: fn(&str) -> u64,
     /// Writers of closed connections, still writing their last messages (a NOTIFICATION).
     closing: Vec<JoinHandle<()>>,
+    bfd: bfd::Listeners,
 }
 
 fn now() -> Instant {
@@ -130,8 +134,10 @@ pub fn spawn(
     let plans = feed.clone();
     let (reads, mut read_rx) = mpsc::channel(1024);
     let (notes, mut note_rx) = mpsc::unbounded_channel();
+    let (bfd_tx, mut bfd_rx) = mpsc::channel(256);
     let (speaker, sockets, closing) = (Speaker::new(node), HashMap::new(), Vec::new());
-    let mut d = Driver { speaker, sockets, metrics, reads, notes, attempts: 0, seed, closing };
+    let bfd = bfd::Listeners::new(bfd_tx);
+    let mut d = Driver { speaker, sockets, metrics, reads, notes, attempts: 0, seed, closing, bfd };
     let task = tokio::spawn(async move {
         loop {
             let deadline = d.speaker.poll_timeout().map(tokio::time::Instant::from_std);
@@ -149,6 +155,7 @@ pub fn spawn(
                 }
                 Some(n) = read_rx.recv() => d.net(n),
                 Some(n) = note_rx.recv() => d.net(n),
+                Some(b) = bfd_rx.recv() => d.bfd_in(b),
                 _ = async { tokio::time::sleep_until(deadline?).await; Some(()) }, if deadline.is_some() => {
                     for k in d.speaker.handle_timeout(now()) {
                         d.pump(k);
@@ -241,6 +248,16 @@ impl Driver {
         self.pump(key);
     }
 
+    fn bfd_in(&mut self, b: bfd::Datagram) {
+        match self.speaker.handle_bfd(now(), b.from, b.multihop, b.ttl, &b.bytes) {
+            Ok(key) => self.pump(key),
+            Err((reason, detail)) => {
+                self.metrics.bfd_discarded.with_label_values(&[reason]).inc();
+                debug!(from = %b.from, ttl = b.ttl, "BFD packet discarded: {detail}");
+            }
+        }
+    }
+
     fn inbound(&mut self, key: PeerKey, stream: TcpStream) {
         let Some((core, _)) = self.speaker.get(&key) else { return };
         match conn::prepare_accepted(&stream, core.settings().ttl, core.settings().min_ttl) {
@@ -274,6 +291,9 @@ impl Driver {
             match c {
                 Change::Stopped(core) => self.retire(*core),
                 Change::Started(key) => {
+                    if let Some(b) = self.speaker.get(&key).and_then(|(c, _)| c.settings().bfd) {
+                        self.bfd.ensure(b.multihop);
+                    }
                     let token = self.metrics.claim_peer(&key.address.to_string(), &key.local_asn.to_string());
                     self.sockets.insert(key, Sockets { metrics_token: token, ..Sockets::default() });
                 }
@@ -344,6 +364,19 @@ fn drain(
                 if let Some(w) = socks.wires.remove(&conn) {
                     closing.retain(|t| !t.is_finished());
                     closing.push(w.close());
+                }
+            }
+            Io::Bfd(bytes) => {
+                let s = core.settings();
+                let multihop = s.bfd.is_some_and(|b| b.multihop);
+                if socks.bfd.is_none() {
+                    match bfd::sender(s.address, u64::from(core.bfd_discriminator().unwrap_or(0))) {
+                        Ok(sock) => socks.bfd = Some(sock),
+                        Err(e) => debug!(peer = %key.address, vrouter = %key.local_asn, "no BFD socket: {e}"),
+                    }
+                }
+                if let Some(sock) = &socks.bfd {
+                    bfd::send(sock, std::net::SocketAddr::new(s.address, bfd::port(multihop)), &bytes);
                 }
             }
         }

@@ -323,6 +323,7 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> Pe
         auth,
         max_received_routes: n.max_received_routes,
         over_max_received: n.over_max_received,
+        bfd: n.bfd,
     }
 }
 

@@ -84,6 +84,20 @@ pub struct PeerSettings {
     pub auth: Auth,
     /// Past `max_received_routes`: drop, or Cease 6/1 and connect again later (RFC 4486).
     pub over_max_received: crate::config::policy::OverLimit,
+    /// BFD (RFC 5880): its rates change without a new session (see [`PeerSettings::same_session`]).
+    pub bfd: Option<crate::config::policy::Bfd>,
+}
+
+impl PeerSettings {
+    /// Whether `other` can keep this session: equal but for BFD's rates, which a Poll
+    /// Sequence changes in place (RFC 5880 §6.8.3). Turning BFD on or off, or between single
+    /// hop and multihop, needs a new session.
+    pub fn same_session(&self, other: &PeerSettings) -> bool {
+        let shape = |s: &PeerSettings| s.bfd.map(|b| (b.multihop, b.min_ttl));
+        let mut a = self.clone();
+        a.bfd = other.bfd;
+        a == *other && shape(self) == shape(other)
+    }
 }
 
 /// A session's TCP authentication (RFC 2385).

@@ -82,6 +82,7 @@ fn open_sent(now: Instant) -> (Peer, ConnId) {
         auth: Default::default(),
         max_received_routes: 1000,
         over_max_received: Default::default(),
+        bfd: None,
     };
     let mut core = Peer::new(PeerKey { local_asn: 65005, address: peer.into() }, settings, 1);
     core.start(now, None);
@@ -187,7 +188,7 @@ pub fn run(seed: u64, n: u64) -> Tally {
                     }
                 }
                 Io::Close { .. } => closed = true,
-                Io::Connect | Io::CancelConnect => {}
+                Io::Connect | Io::CancelConnect | Io::Bfd(_) => {}
             }
         }
         if fresh.is_some() {

@@ -20,6 +20,7 @@
 use super::config::{Auth, PeerKey, PeerSettings};
 use super::fsm::{ConnId, Fsm, Input, Output, SessionError, State};
 use super::negotiate::Negotiated;
+use crate::bfd;
 use crate::config::policy::OverLimit;
 use crate::rib::adj_rib_in::AdjRibIn;
 use crate::rib::{AdjRibOut, Encoding, ExportCtx, OutTable};
@@ -50,6 +51,8 @@ pub enum Io {
     Send { conn: ConnId, bytes: Bytes },
     /// Close the connection once what was sent on it is written.
     Close { conn: ConnId },
+    /// Send this BFD Control packet to the peer (port 3784, or 4784 for multihop).
+    Bfd(Bytes),
 }
 
 /// What happened, for metrics.
@@ -82,6 +85,11 @@ pub enum Event {
     },
     /// Every change up to a plan seen at some instant is written: the update latency.
     Latency(Duration),
+    /// The BFD session changed state; `detection`: the detection time in force.
+    Bfd {
+        to: crate::bfd::State,
+        detection: Option<Duration>,
+    },
 }
 
 /// One TCP connection as the core knows it.
@@ -127,8 +135,26 @@ pub struct Peer {
     events: VecDeque<Event>,
     /// The oldest plan not yet fully written, and the table version it needs.
     pending_since: Option<(u64, Instant)>,
+    pub(super) bfd: Option<BfdLink>,
     pub(super) stats: Stats,
 }
+
+/// The peer's BFD session and what it did to BGP.
+#[derive(Debug)]
+pub(super) struct BfdLink {
+    pub session: bfd::Session,
+    /// After BFD went Down: BGP stays down until BFD is Up, or until then.
+    pub held_until: Option<Instant>,
+    pub up_count: u64,
+    pub down_count: u64,
+    /// The last time BFD took the BGP session down, and why.
+    pub last_down: Option<(Instant, bfd::Diag)>,
+}
+
+/// How long BGP waits for BFD to come Up again after BFD took it down. A peer that removes
+/// its BFD session with the BGP one (FRR does for a dynamic neighbor of a listen range) only
+/// brings BFD back once BGP is up: past this, BGP tries without it.
+pub const BFD_HOLD: Duration = Duration::from_secs(10);
 
 /// What `kbgp peers` shows beyond the FSM.
 #[derive(Debug, Default)]
@@ -162,8 +188,123 @@ impl Peer {
             io: VecDeque::new(),
             events: VecDeque::new(),
             pending_since: None,
+            bfd: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Starts the BFD session the settings ask for, with `discriminator` (unique on the
+    /// system, non-zero).
+    pub fn attach_bfd(&mut self, now: Instant, discriminator: u32, seed: u64) {
+        let Some(b) = self.settings.bfd else { return };
+        let session = bfd::Session::new(now, b.session, discriminator, seed);
+        self.bfd = Some(BfdLink { session, held_until: None, up_count: 0, down_count: 0, last_down: None });
+        self.drive_bfd(now);
+    }
+
+    /// New BFD rates for the running session (a Poll Sequence, RFC 5880 §6.5).
+    pub fn set_bfd(&mut self, now: Instant, b: Option<crate::config::policy::Bfd>) {
+        self.settings.bfd = b;
+        if let (Some(link), Some(b)) = (self.bfd.as_mut(), b) {
+            link.session.set_config(now, b.session);
+        }
+        self.drive_bfd(now);
+    }
+
+    /// The BFD session's discriminator, when the peer has one.
+    pub fn bfd_discriminator(&self) -> Option<u32> {
+        self.bfd.as_ref().map(|b| b.session.local_discriminator())
+    }
+
+    /// The BFD session, for status.
+    pub fn bfd_session(&self) -> Option<&bfd::Session> {
+        self.bfd.as_ref().map(|b| &b.session)
+    }
+
+    /// A BFD Control packet from the peer's address that arrived with `ttl`, on the
+    /// multihop port or not. Returns why it was discarded, if it was.
+    pub fn handle_bfd(
+        &mut self,
+        now: Instant,
+        multihop: bool,
+        ttl: u8,
+        p: &bfd::Packet,
+    ) -> Result<(), (&'static str, String)> {
+        let (Some(link), Some(cfg)) = (self.bfd.as_mut(), self.settings.bfd) else {
+            return Err(("unknown_session", "no BFD session with this peer".into()));
+        };
+        if multihop != cfg.multihop {
+            let port = if multihop { "multihop" } else { "single-hop" };
+            return Err(("port", format!("arrived on the {port} port")));
+        }
+        if ttl < cfg.min_ttl {
+            return Err(("ttl", format!("TTL {ttl} below {} (RFC 5881 §5, RFC 5883 §5)", cfg.min_ttl)));
+        }
+        link.session.handle_packet(now, p);
+        self.drive_bfd(now);
+        Ok(())
+    }
+
+    /// Sends what the BFD session wants sent and acts on its state changes: Down takes the
+    /// BGP session down (Cease 6/10, RFC 9384) and holds it until BFD is Up again, unless the
+    /// peer said AdminDown, which is no path failure (RFC 5882 §3.2).
+    fn drive_bfd(&mut self, now: Instant) {
+        let Some(link) = self.bfd.as_mut() else { return };
+        while let Some(p) = link.session.poll_transmit() {
+            self.io.push_back(Io::Bfd(Bytes::copy_from_slice(&p.encode())));
+        }
+        let mut changes = Vec::new();
+        while let Some(t) = link.session.poll_event() {
+            changes.push(t);
+        }
+        for t in changes {
+            self.bfd_changed(now, t);
+        }
+    }
+
+    fn bfd_changed(&mut self, now: Instant, t: bfd::Transition) {
+        let Some(link) = self.bfd.as_mut() else { return };
+        let detection = link.session.detection_time();
+        self.events.push_back(Event::Bfd { to: t.to, detection });
+        let ms = detection.map_or(0, |d| d.as_millis());
+        match t.to {
+            bfd::State::Up => {
+                link.up_count += 1;
+                info!(peer = %self.label, vrouter = %self.vrouter, detection_ms = ms, "BFD up");
+                if link.held_until.take().is_some() {
+                    self.fsm.handle(now, Input::Start);
+                    self.drive(now);
+                }
+            }
+            bfd::State::Down if t.from == bfd::State::Up => {
+                if link.session.remote_state() == bfd::State::AdminDown {
+                    info!(peer = %self.label, vrouter = %self.vrouter, "BFD: the peer took its session administratively down; BGP is left alone (RFC 5882 §3.2)");
+                    return;
+                }
+                link.down_count += 1;
+                link.last_down = Some((now, t.diag));
+                link.held_until = Some(now + BFD_HOLD);
+                warn!(
+                    peer = %self.label,
+                    vrouter = %self.vrouter,
+                    diag = %t.diag,
+                    "BFD down: ending the BGP session (Cease 6/10) until BFD is up again"
+                );
+                self.stop(now, Notification::cease(wire::error::cease_sub::BFD_DOWN, ""));
+                self.start(now, Some(now + BFD_HOLD));
+            }
+            _ => debug!(peer = %self.label, vrouter = %self.vrouter, from = %t.from, to = %t.to, "BFD state"),
+        }
+    }
+
+    /// Stops for good: Cease `n` on every connection and BFD AdminDown (RFC 5880 §6.8.16), so
+    /// that the peer does not take the silence that follows for a failure.
+    pub fn retire(&mut self, now: Instant, n: Notification) {
+        self.stop(now, n);
+        if let Some(link) = self.bfd.as_mut() {
+            link.session.admin_down(now);
+        }
+        self.drive_bfd(now);
     }
 
     pub fn key(&self) -> PeerKey {
@@ -270,8 +411,16 @@ impl Peer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.fsm.handle_timeout(now);
-        self.drive(now);
+        if self.fsm.poll_timeout().is_some_and(|t| t <= now) {
+            self.fsm.handle_timeout(now);
+            self.drive(now);
+        }
+        if let Some(link) = self.bfd.as_mut()
+            && link.session.poll_timeout().is_some_and(|t| t <= now)
+        {
+            link.session.handle_timeout(now);
+            self.drive_bfd(now);
+        }
     }
 
     /// The group's table reached `version` with a plan seen at `since`: the update latency
@@ -292,7 +441,8 @@ impl Peer {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fsm.poll_timeout()
+        let bfd = self.bfd.as_ref().and_then(|b| b.session.poll_timeout());
+        [self.fsm.poll_timeout(), bfd].into_iter().flatten().min()
     }
 
     /// The connection of the Established session.

@@ -71,6 +71,26 @@ impl Peer {
                 .fsm()
                 .next_attempt()
                 .map(|t| t.saturating_duration_since(now).as_secs_f64().ceil() as u64),
+            bfd: self.bfd.as_ref().map(|b| {
+                let s = &b.session;
+                let multihop = settings.bfd.is_some_and(|c| c.multihop);
+                api::Bfd {
+                    state: s.state().name().into(),
+                    remote_state: s.remote_state().name().into(),
+                    since: s.since.map_or(unix, |t| unix_of(t, now, unix)),
+                    mode: if multihop { "multihop" } else { "single-hop" }.into(),
+                    diagnostic: s.diag().name().into(),
+                    local_discriminator: s.local_discriminator(),
+                    remote_discriminator: s.remote_discriminator(),
+                    detection_time_ms: s.detection_time().map(|d| d.as_millis() as u64),
+                    transmit_interval_ms: s.transmit_interval().as_millis() as u64,
+                    up_count: b.up_count,
+                    down_count: b.down_count,
+                    holding_bgp_seconds: b
+                        .held_until
+                        .map(|t| t.saturating_duration_since(now).as_secs_f64().ceil() as u64),
+                }
+            }),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct Speaker {
     planner: Planner,
     peers: BTreeMap<PeerKey, Entry>,
     tables: HashMap<GroupKey, OutTable>,
+    /// BFD sessions by their discriminator.
+    bfd: HashMap<u32, PeerKey>,
+    next_discriminator: Option<u32>,
 }
 
 /// What [`Speaker::apply`] did.
@@ -95,7 +98,13 @@ pub enum Change {
 impl Speaker {
     /// The speaker of node `node`.
     pub fn new(node: &str) -> Speaker {
-        Speaker { planner: Planner::new(node), peers: BTreeMap::new(), tables: HashMap::new() }
+        Speaker {
+            planner: Planner::new(node),
+            peers: BTreeMap::new(),
+            tables: HashMap::new(),
+            bfd: HashMap::new(),
+            next_discriminator: None,
+        }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
@@ -167,8 +176,12 @@ impl Speaker {
         }
         let groups: HashSet<&GroupKey> = wanted.values().map(|p| &p.group).collect();
         for (key, p) in &wanted {
-            let at = match self.peers.get(key) {
+            let at = match self.peers.get_mut(key) {
                 Some(e) if e.core.settings() == &p.settings => continue,
+                Some(e) if e.core.settings().same_session(&p.settings) => {
+                    e.core.set_bfd(now, p.settings.bfd);
+                    continue;
+                }
                 Some(_) => {
                     info!(
                         peer = %key.address,
@@ -183,6 +196,11 @@ impl Speaker {
                 None => None,
             };
             let mut core = Peer::new(*key, p.settings.clone(), seed(&key.to_string()));
+            if p.settings.bfd.is_some() {
+                let d = self.discriminator(&seed);
+                core.attach_bfd(now, d, seed(&format!("bfd {key}")));
+                self.bfd.insert(d, *key);
+            }
             core.start(now, at);
             self.peers.insert(*key, Entry { core, group: p.group.clone() });
             changes.push(Change::Started(*key));
@@ -199,8 +217,65 @@ impl Speaker {
     /// Stops and takes out one peer.
     fn stop(&mut self, key: &PeerKey, now: Instant, n: Notification) -> Option<Peer> {
         let mut e = self.peers.remove(key)?;
-        e.core.stop(now, n);
+        if let Some(d) = e.core.bfd_discriminator() {
+            self.bfd.remove(&d);
+        }
+        e.core.retire(now, n);
         Some(e.core)
+    }
+
+    /// A BFD discriminator no session uses: random-looking, non-zero (RFC 5880 §6.3).
+    fn discriminator(&mut self, seed: impl Fn(&str) -> u64) -> u32 {
+        let mut d = *self.next_discriminator.get_or_insert_with(|| (seed("bfd discriminators") as u32 >> 1) | 1);
+        while d == 0 || self.bfd.contains_key(&d) {
+            d = d.wrapping_add(1);
+        }
+        self.next_discriminator = Some(d.wrapping_add(1));
+        d
+    }
+
+    /// A BFD datagram from `from`, on the multihop port or not, that arrived with `ttl`:
+    /// handed to its session (by Your Discriminator, or by address for a first packet,
+    /// RFC 5880 §6.3). Returns the peer it went to, or why it was discarded: a short reason
+    /// for the metric and the detail.
+    pub fn handle_bfd(
+        &mut self,
+        now: Instant,
+        from: std::net::IpAddr,
+        multihop: bool,
+        ttl: u8,
+        datagram: &[u8],
+    ) -> Result<PeerKey, (&'static str, String)> {
+        let p = crate::bfd::Packet::decode(datagram).map_err(|e| ("malformed", e.to_string()))?;
+        let from = from.to_canonical();
+        let unknown = |why: String| ("unknown_session", why);
+        let key = if p.your_discriminator != 0 {
+            let key = *self
+                .bfd
+                .get(&p.your_discriminator)
+                .ok_or_else(|| unknown(format!("no session has discriminator {}", p.your_discriminator)))?;
+            if key.address != from {
+                return Err(unknown(format!(
+                    "discriminator {} is the session with {}",
+                    p.your_discriminator, key.address
+                )));
+            }
+            key
+        } else {
+            let bfd = |e: &&Entry| e.core.settings().bfd.is_some_and(|b| b.multihop == multihop);
+            let mut candidates = self.peers.iter().filter(|(k, e)| k.address == from && bfd(e));
+            // Two virtual routers peering with one address: the session not yet paired, or
+            // the one this neighbor's session is paired with.
+            let pick = candidates.clone().find(|(_, e)| {
+                e.core
+                    .bfd_session()
+                    .is_some_and(|s| s.remote_discriminator() == 0 || s.remote_discriminator() == p.my_discriminator)
+            });
+            *pick.or_else(|| candidates.next()).ok_or_else(|| unknown(format!("no BFD session with {from}")))?.0
+        };
+        let e = self.peers.get_mut(&key).ok_or_else(|| unknown(format!("no peer {key}")))?;
+        e.core.handle_bfd(now, multihop, ttl, &p)?;
+        Ok(key)
     }
 
     /// Stops every peer with `n` and hands their cores back.
@@ -313,5 +388,84 @@ mod tests {
         assert!(matches!(&c[..], [Change::Stopped(_)]));
         assert!(s.get(&key).is_none());
         assert_eq!(s.tables.len(), 0, "a group no peer uses is dropped");
+    }
+
+    fn bfd_world(bfd: &str) -> Arc<World> {
+        let w = world("", 1);
+        let mut w2 = (*w).clone();
+        let mut p = (*w2.policies[0]).clone();
+        p.virtual_routers[0].neighbors[0].bfd = (!bfd.is_empty()).then(|| {
+            let y = crate::test_fixtures::kbgp_kind(crate::test_fixtures::POLICY)
+                .replace("      peerASN: 65005\n", &format!("      peerASN: 65005\n      bfd: {bfd}\n"));
+            load_str(&y, "t").unwrap().world.policies[0].virtual_routers[0].neighbors[0].bfd.unwrap()
+        });
+        w2.policies[0] = Arc::new(p);
+        Arc::new(w2)
+    }
+
+    fn bfd_packet(my: u32, your: u32) -> [u8; 24] {
+        crate::bfd::Packet {
+            diag: crate::bfd::Diag::NONE,
+            state: if your == 0 { crate::bfd::State::Down } else { crate::bfd::State::Init },
+            poll: false,
+            final_: false,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: my,
+            your_discriminator: your,
+            desired_min_tx: 1_000_000,
+            required_min_rx: 300_000,
+            required_min_echo_rx: 0,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn bfd_datagrams_reach_their_session_by_discriminator_or_address() {
+        let mut s = Speaker::new("n1");
+        let now = Instant::now();
+        apply(&mut s, bfd_world("{}"), now);
+        let key = s.keys().next().unwrap();
+        let disc = s.get(&key).unwrap().0.bfd_discriminator().unwrap();
+        assert_ne!(disc, 0);
+        let rr = key.address;
+        let other: std::net::IpAddr = "10.0.5.99".parse().unwrap();
+        assert_eq!(s.handle_bfd(now, rr, false, 255, &bfd_packet(77, 0)), Ok(key), "a first packet, by address");
+        assert_eq!(s.get(&key).unwrap().0.bfd_session().unwrap().state(), crate::bfd::State::Init);
+        assert_eq!(s.handle_bfd(now, rr, false, 255, &bfd_packet(77, disc)), Ok(key), "then by discriminator");
+        assert_eq!(s.get(&key).unwrap().0.bfd_session().unwrap().state(), crate::bfd::State::Up);
+        #[track_caller]
+        fn reason(r: Result<PeerKey, (&'static str, String)>) -> &'static str {
+            r.map_err(|e| e.0).unwrap_err()
+        }
+        assert_eq!(reason(s.handle_bfd(now, other, false, 255, &bfd_packet(77, 0))), "unknown_session");
+        assert_eq!(reason(s.handle_bfd(now, other, false, 255, &bfd_packet(77, disc))), "unknown_session");
+        assert_eq!(reason(s.handle_bfd(now, rr, false, 255, &bfd_packet(77, disc + 1000))), "unknown_session");
+        assert_eq!(reason(s.handle_bfd(now, rr, false, 255, &[0x20; 10])), "malformed");
+        assert_eq!(reason(s.handle_bfd(now, rr, true, 255, &bfd_packet(77, 0))), "unknown_session", "not multihop");
+        // The IPv4-mapped form a dual-stack socket reports is the same address.
+        let mapped = std::net::IpAddr::V6(match rr {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped(),
+            v6 => panic!("{v6}"),
+        });
+        assert_eq!(s.handle_bfd(now, mapped, false, 255, &bfd_packet(77, disc)), Ok(key));
+    }
+
+    #[test]
+    fn new_bfd_rates_keep_the_session_and_bfd_on_or_off_restarts_it() {
+        let mut s = Speaker::new("n1");
+        let now = Instant::now();
+        apply(&mut s, bfd_world("{}"), now);
+        let key = s.keys().next().unwrap();
+        let disc = s.get(&key).unwrap().0.bfd_discriminator();
+        assert!(apply(&mut s, bfd_world("{transmitInterval: 100}"), now).is_empty(), "a Poll Sequence, no reset");
+        let core = s.get(&key).unwrap().0;
+        assert_eq!(core.bfd_discriminator(), disc);
+        assert_eq!(core.bfd_session().unwrap().config().transmit_interval, std::time::Duration::from_millis(100));
+        let c = apply(&mut s, bfd_world(""), now);
+        assert_eq!(c.len(), 2, "BFD off: a new session");
+        assert!(s.bfd.is_empty(), "the discriminator is free again");
+        assert!(s.get(&key).unwrap().0.bfd_session().is_none());
     }
 }

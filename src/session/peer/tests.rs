@@ -26,6 +26,7 @@ fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
         auth: Default::default(),
         max_received_routes: 100_000,
         over_max_received: Default::default(),
+        bfd: None,
     }
 }
 
@@ -72,6 +73,8 @@ struct Scripted {
     got: Vec<Message>,
     room: bool,
     closed: bool,
+    /// BFD packets kbgp sent, not yet delivered.
+    bfd_out: Vec<bfd::Packet>,
 }
 
 impl Scripted {
@@ -81,7 +84,16 @@ impl Scripted {
 
     fn with(table: OutTable, settings: PeerSettings) -> Scripted {
         let kbgp = Peer::new(PeerKey { local_asn: 65005, address: RR.parse().unwrap() }, settings, 7);
-        let mut s = Scripted { now: Instant::now(), kbgp, table, conn: None, got: vec![], room: true, closed: false };
+        let mut s = Scripted {
+            now: Instant::now(),
+            kbgp,
+            table,
+            conn: None,
+            got: vec![],
+            room: true,
+            closed: false,
+            bfd_out: vec![],
+        };
         s.kbgp.start(s.now, None);
         s.drain();
         s
@@ -130,6 +142,7 @@ impl Scripted {
                 match io {
                     Io::Send { bytes, .. } => self.record(&bytes),
                     Io::Close { .. } => self.closed = true,
+                    Io::Bfd(b) => self.bfd_out.push(bfd::Packet::decode(&b).unwrap()),
                     Io::Connect | Io::CancelConnect => {}
                 }
             }
@@ -541,7 +554,7 @@ impl Pair {
                     }
                     Io::Send { bytes, .. } => self.deliver_to_b(&bytes),
                     Io::Close { .. } => self.cut(),
-                    Io::CancelConnect => {}
+                    Io::CancelConnect | Io::Bfd(_) => {}
                 }
             }
             // Two pairs on one table share their chunks.
@@ -554,7 +567,7 @@ impl Pair {
                 match io {
                     Io::Send { bytes, .. } => self.deliver_to_a(&bytes),
                     Io::Close { .. } => self.cut(),
-                    Io::Connect | Io::CancelConnect => {}
+                    Io::Connect | Io::CancelConnect | Io::Bfd(_) => {}
                 }
             }
             if let Some((_, b)) = self.b.poll_updates(self.now, &mut self.tb, 64 * 1024, false) {
@@ -647,4 +660,115 @@ fn two_peers_of_one_group_drain_one_table_at_their_own_pace() {
     assert_eq!(t.slots(), 501, "the tombstone's slot is free for the next route");
     t.upsert(v4(901), &Arc::new(AdvertAttrs::default()));
     assert_eq!(t.slots(), 501);
+}
+
+fn with_bfd() -> PeerSettings {
+    let bfd = crate::config::policy::Bfd { session: bfd::Config::default(), multihop: false, min_ttl: 255 };
+    PeerSettings { bfd: Some(bfd), ..settings(KBGP, RR, false) }
+}
+
+/// kbgp's core with BFD and an Established session, and the peer's BFD session, both Up.
+fn bfd_up() -> (Scripted, bfd::Session) {
+    let mut s = Scripted::with(table(1), with_bfd());
+    s.kbgp.attach_bfd(s.now, 11, 1);
+    s.establish();
+    let mut remote = bfd::Session::new(s.now, bfd::Config::default(), 22, 2);
+    run_bfd(&mut s, &mut remote, Duration::from_secs(4), false);
+    assert_eq!(s.kbgp.bfd_session().unwrap().state(), bfd::State::Up);
+    assert_eq!(remote.state(), bfd::State::Up);
+    s.take();
+    s.events();
+    (s, remote)
+}
+
+/// Runs both for `d` in 10 ms steps, BFD packets crossing unless `cut`.
+fn run_bfd(s: &mut Scripted, remote: &mut bfd::Session, d: Duration, cut: bool) {
+    let end = s.now + d;
+    while s.now < end {
+        s.advance(Duration::from_millis(10));
+        remote.handle_timeout(s.now);
+        for p in std::mem::take(&mut s.bfd_out) {
+            if !cut {
+                remote.handle_packet(s.now, &p);
+            }
+        }
+        while let Some(p) = remote.poll_transmit() {
+            if !cut {
+                s.kbgp.handle_bfd(s.now, false, 255, &p).unwrap();
+            }
+        }
+        s.drain();
+    }
+}
+
+fn notification(msgs: &[Message]) -> Option<(u8, u8)> {
+    msgs.iter().find_map(|m| match m {
+        Message::Notification(n) => Some((n.code, n.subcode)),
+        _ => None,
+    })
+}
+
+#[test]
+fn bfd_down_ends_the_session_with_cease_6_10_and_holds_it_until_bfd_is_up() {
+    let (mut s, mut remote) = bfd_up();
+    let cut = s.now;
+    run_bfd(&mut s, &mut remote, Duration::from_millis(1200), true);
+    let got = s.take();
+    assert_eq!(notification(&got), Some((6, 10)), "Cease, BFD Down (RFC 9384)");
+    assert!(s.closed && s.kbgp.state() != State::Established);
+    let down = s.kbgp.bfd_session().unwrap().since.unwrap();
+    assert!(down - cut <= Duration::from_millis(910), "detected {:?} after the cut", down - cut);
+    let ev = s.events();
+    assert!(ev.contains(&Event::Bfd { to: bfd::State::Down, detection: Some(Duration::from_millis(900)) }));
+    // Held: no connection while BFD is Down, until BFD_HOLD at most.
+    run_bfd(&mut s, &mut remote, Duration::from_secs(3), true);
+    assert_eq!(attempts(&s.events()), 0, "BGP waits for BFD");
+    assert_eq!(s.kbgp.fsm().next_attempt(), Some(down + BFD_HOLD));
+    let status = s.kbgp.status(s.now, 1000, &s.table).bfd.unwrap();
+    assert_eq!((status.state.as_str(), status.down_count), ("Down", 1));
+    assert_eq!(status.holding_bgp_seconds, Some(7));
+    // The path is back: BFD Up, and BGP connects at once.
+    run_bfd(&mut s, &mut remote, Duration::from_secs(3), false);
+    assert_eq!(s.kbgp.bfd_session().unwrap().state(), bfd::State::Up);
+    assert_eq!(attempts(&s.events()), 1, "connecting as soon as BFD is Up");
+    assert_eq!(s.kbgp.status(s.now, 1000, &s.table).bfd.unwrap().holding_bgp_seconds, None);
+}
+
+#[test]
+fn bfd_that_never_comes_back_releases_bgp_after_the_hold() {
+    let (mut s, mut remote) = bfd_up();
+    run_bfd(&mut s, &mut remote, BFD_HOLD + Duration::from_secs(2), true);
+    assert_eq!(attempts(&s.events()), 1, "tries BGP without BFD after BFD_HOLD");
+}
+
+#[test]
+fn the_peers_admin_down_is_no_path_failure() {
+    let (mut s, mut remote) = bfd_up();
+    remote.admin_down(s.now);
+    run_bfd(&mut s, &mut remote, Duration::from_secs(2), false);
+    assert_eq!(s.kbgp.bfd_session().unwrap().state(), bfd::State::Down);
+    assert_eq!(s.kbgp.state(), State::Established, "RFC 5882 §3.2: BGP stays");
+    assert_eq!(notification(&s.take()), None);
+}
+
+#[test]
+fn bfd_packets_below_ttl_255_or_on_the_wrong_port_are_discarded() {
+    let (mut s, mut remote) = bfd_up();
+    remote.handle_timeout(s.now + Duration::from_secs(1));
+    let p = remote.poll_transmit().unwrap();
+    assert_eq!(s.kbgp.handle_bfd(s.now, false, 254, &p).unwrap_err().0, "ttl");
+    assert_eq!(s.kbgp.handle_bfd(s.now, true, 255, &p).unwrap_err().0, "port");
+    assert!(s.kbgp.handle_bfd(s.now, false, 255, &p).is_ok());
+}
+
+#[test]
+fn retiring_the_peer_says_admin_down() {
+    let (mut s, mut remote) = bfd_up();
+    s.kbgp.retire(s.now, Notification::cease(wire::error::cease_sub::PEER_DECONFIGURED, ""));
+    s.drain();
+    let last = s.bfd_out.pop().unwrap();
+    assert_eq!((last.state, last.diag), (bfd::State::AdminDown, bfd::Diag::ADMINISTRATIVELY_DOWN));
+    remote.handle_packet(s.now, &last);
+    assert_eq!((remote.state(), remote.remote_state()), (bfd::State::Down, bfd::State::AdminDown));
+    assert_eq!(notification(&s.take()), Some((6, 3)));
 }
