@@ -89,8 +89,11 @@ fn n(v: &Value) -> u64 {
 #[test]
 fn every_admin_command_against_frr() {
     let mut lab = Lab::new("admin");
-    let frr =
-        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let frr = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     // The second neighbor's address resolves, but to a MAC nobody has: connects time out.
     let dead = dead_peer(&lab).to_string();
     common::sh(&[

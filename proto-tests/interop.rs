@@ -134,7 +134,7 @@ fn setup(daemon: &str, tag: &str, conf: &Conf) -> (Lab, Box<dyn Peer>, Kbgp) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false, password: None },
+        &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false, password: None, bfd: None },
     );
     let kbgp = Kbgp::start(&lab, &yaml(&lab, conf));
     (lab, peer, kbgp)
@@ -203,8 +203,11 @@ fn check_attributes(peer: &dyn Peer, lab: &Lab, routes: &BTreeMap<IpNet, SeenRou
 fn routes(daemon: &str) {
     let mut lab = Lab::new(&format!("{daemon}-routes"));
     lab.capture(daemon);
-    let peer =
-        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let all: Vec<usize> = (0..SERVICES).collect();
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None, passive: false };
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
@@ -283,8 +286,11 @@ fn wrong_peer_asn(daemon: &str) {
     // kbgp expects AS 65099; the daemon is AS 65005 and expects kbgp as 65005.
     let conf = Conf { local_asn: 65005, peer_asn: 65099, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-badas"));
-    let peer =
-        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     wait_sent(&kbgp, 2, 2, 1.0, Duration::from_secs(30));
     wait_reported(peer.as_ref(), daemon, 2, 2);
@@ -311,7 +317,7 @@ fn kbgp_kind(yaml: &str, extra: &str) -> String {
 fn gtsm(daemon: &str) {
     const GTSM: &str = "      ttlSecurity: true\n";
     let conf = Conf { local_asn: 65200, peer_asn: 65100, services: vec![3], timers: None, passive: false };
-    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None };
+    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None, bfd: None };
     // `kbgp_side`: whether kbgp's own state is checked too. When only the peer enforces GTSM
     // it may let the first segments of an accepted connection through (FRR sets IP_MINTTL on
     // the accepted socket after accept(), so kbgp's OPEN can slip in): kbgp may then count the
@@ -370,7 +376,7 @@ fn md5(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT) },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None },
     );
     let with = |password: Option<&str>| {
         let mut y = yaml(&lab, &conf)
@@ -426,7 +432,7 @@ fn md5(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT) },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None },
     );
     let y = |pw: &str| {
         yaml(&lab, &conf).replace("      passive: true\n", "      passive: true\n      authSecretRef: bgp-auth\n")
@@ -453,8 +459,11 @@ fn md5(daemon: &str) {
 fn max_prefix(daemon: &str) {
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: vec![0], timers: None, passive: false };
     let mut lab = Lab::new(&format!("{daemon}-maxpfx"));
-    let peer =
-        common::peer::start(daemon, &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        daemon,
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let with = |extra: &str| kbgp_kind(&yaml(&lab, &conf), extra);
     let limit =
         "      maxReceivedRoutes: 3\n      maxReceivedRoutesAction: Cease\n      maxReceivedRoutesRestartSeconds: 3\n";

@@ -94,8 +94,11 @@ struct Setup {
 
 fn setup(tag: &str) -> Setup {
     let mut lab = Lab::new(tag);
-    let peer =
-        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);
@@ -217,8 +220,11 @@ fn lease_holder(s: &ListWatchServer) -> Option<String> {
 #[test]
 fn lb_ipam_assigns_honours_requests_reports_conflicts_and_releases() {
     let mut lab = Lab::new("k8s-ipam");
-    let peer =
-        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     seed_objects(&server, &lab);
@@ -372,8 +378,11 @@ fn real_cluster_read_only() {
 #[test]
 fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     let mut lab = Lab::new("k8s-status");
-    let peer =
-        common::peer::start("frr", &mut lab, &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None });
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+    );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);
@@ -472,7 +481,7 @@ fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
     let peer = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some("rack0-pw") },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some("rack0-pw"), bfd: None },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);

@@ -184,7 +184,7 @@ impl Metrics {
             ),
             bfd_detection_time: r.float_gauge(
                 "kbgp_bfd_detection_time_seconds",
-                "BFD detection time in force: the neighbor's Detect Mult times the slower of our receive interval \
+                "BFD detection time in force (updated as it changes): the neighbor's Detect Mult times the slower of our receive interval \
                  and its transmit interval",
                 PEER,
             ),
@@ -386,13 +386,11 @@ impl Metrics {
                 }
             }
             Event::Latency(d) => self.update_latency.with_label_values(&[vrouter]).observe(d.as_secs_f64()),
-            Event::Bfd { to, detection } => {
+            Event::Bfd(to) => {
                 self.bfd_state.with_label_values(l).set(*to as i64);
                 self.bfd_transitions.with_label_values(&[peer, vrouter, to.name()]).inc();
-                if let Some(d) = detection {
-                    self.bfd_detection_time.with_label_values(l).set(d.as_secs_f64());
-                }
             }
+            Event::BfdDetection(d) => self.bfd_detection_time.with_label_values(l).set(d.as_secs_f64()),
         }
     }
 

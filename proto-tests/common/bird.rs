@@ -1,6 +1,6 @@
 //! BIRD 2 as kbgp's peer. BIRD has no JSON output: `show route all` is parsed.
 
-use super::peer::{PEER_V4, PEER_V6, Peer, PeerSpec, SeenRoute, origin_name, sorted};
+use super::peer::{Hops, PEER_V4, PEER_V6, Peer, PeerSpec, SeenRoute, origin_name, sorted};
 use super::{Lab, Proc, adopt, require, sh, sh_lenient};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -33,10 +33,23 @@ impl Bird {
         if let Some(pw) = spec.password {
             mode.push_str(&format!("  password \"{pw}\";\n"));
         }
+        let bfd = if let Some(hops) = spec.bfd {
+            // BIRD runs iBGP as multihop unless told `direct`, and BFD follows.
+            mode.push_str("  bfd on;\n");
+            match (hops, spec.ibgp()) {
+                (Hops::Single, true) => mode.push_str("  direct;\n"),
+                (Hops::Multi, false) => mode.push_str("  multihop;\n"),
+                _ => {}
+            }
+            "protocol bfd {\n  interface \"eth0\" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };\n  \
+             multihop { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };\n}\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "log \"{d}/bird.log\" all;\nrouter id {peer};\nprotocol device {{ }}\n\
              protocol direct {{ ipv4; ipv6; interface \"eth0\"; }}\n\
-             protocol static static4 {{ ipv4;\n{s4}}}\nprotocol static static6 {{ ipv6;\n{s6}}}\n\
+             protocol static static4 {{ ipv4;\n{s4}}}\nprotocol static static6 {{ ipv6;\n{s6}}}\n{bfd}\
              protocol bgp peer1 {{\n  local {peer} as {asn};\n  neighbor {kbgp} as {kasn};\n{mode}\
              connect delay time 1; connect retry time 1; error wait time 1, 5;\n  debug {{ states, events }};\n\
              ipv4 {{ import all; export where source = RTS_STATIC; }};\n\

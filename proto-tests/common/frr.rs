@@ -17,6 +17,8 @@ pub struct Frr {
 }
 
 const BGPD: &str = "/usr/lib/frr/bgpd";
+const ZEBRA: &str = "/usr/lib/frr/zebra";
+const BFDD: &str = "/usr/lib/frr/bfdd";
 
 impl Frr {
     pub fn start(lab: &mut Lab, spec: &PeerSpec) -> Frr {
@@ -30,6 +32,9 @@ impl Frr {
         let mut gtsm = if spec.gtsm { format!(" neighbor {kbgp} ttl-security hops 1\n") } else { String::new() };
         if let Some(pw) = spec.password {
             gtsm.push_str(&format!(" neighbor {kbgp} password {pw}\n"));
+        }
+        if spec.bfd.is_some() {
+            gtsm.push_str(&format!(" neighbor {kbgp} bfd\n neighbor {kbgp} bfd profile kbgp\n"));
         }
         let nets4: String = PEER_V4.iter().map(|p| format!("  network {p}\n")).collect();
         let nets6: String = PEER_V6.iter().map(|p| format!("  network {p}\n")).collect();
@@ -45,20 +50,66 @@ impl Frr {
         );
         fs::write(dir.join("bgpd.conf"), conf).expect("bgpd.conf");
         sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
+        let zserv = dir.join("zserv.api");
+        let mut procs = Vec::new();
+        if spec.bfd.is_some() {
+            // BFD in FRR is bfdd, reached through zebra: both run beside bgpd, on the lab's
+            // own zserv socket.
+            require(ZEBRA);
+            require(BFDD);
+            fs::write(dir.join("zebra.conf"), format!("hostname peer\nlog file {d}/zebra.log informational\n"))
+                .expect("zebra.conf");
+            fs::write(
+                dir.join("bfdd.conf"),
+                format!(
+                    "hostname peer\nlog file {d}/bfdd.log debugging\nlog timestamp precision 3\ndebug bfd peer\n\
+                     bfd\n profile kbgp\n  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n \
+                     exit\n!\nexit\n"
+                ),
+            )
+            .expect("bfdd.conf");
+            sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
+            let bfdctl = dir.join("bfdd.sock");
+            for (name, bin, extra) in
+                [("zebra", ZEBRA, vec![]), ("bfdd", BFDD, vec!["--bfdctl".to_string(), bfdctl.display().to_string()])]
+            {
+                let conf = dir.join(format!("{name}.conf"));
+                let pid = dir.join(format!("{name}.pid"));
+                let mut args: Vec<String> = ["ip", "netns", "exec", &lab.peer_ns, bin, "-d", "-u", "frr", "-g", "frr"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                for a in [
+                    "-f",
+                    conf.to_str().expect("utf8"),
+                    "-i",
+                    pid.to_str().expect("utf8"),
+                    "-z",
+                    zserv.to_str().expect("utf8"),
+                    "--vty_socket",
+                    dir.to_str().expect("utf8"),
+                    "-P",
+                    "0",
+                ] {
+                    args.push(a.to_string());
+                }
+                args.extend(extra);
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                sh(&a);
+                procs.push(adopt(name, &pid));
+                if name == "zebra" {
+                    super::wait_for("zebra's zserv socket", std::time::Duration::from_secs(10), || {
+                        if zserv.exists() { Ok(()) } else { Err("not yet".into()) }
+                    });
+                }
+            }
+        }
         let conf = dir.join("bgpd.conf");
         let pid = dir.join("bgpd.pid");
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.peer_ns,
-            BGPD,
-            "-d",
-            "-u",
-            "frr",
-            "-g",
-            "frr",
-            "-Z",
+        let zebra_arg = if spec.bfd.is_some() { vec!["-z", zserv.to_str().expect("utf8")] } else { vec!["-Z"] };
+        let mut args = vec!["ip", "netns", "exec", &lab.peer_ns, BGPD, "-d", "-u", "frr", "-g", "frr"];
+        args.extend(zebra_arg);
+        args.extend([
             "-f",
             conf.to_str().expect("utf8"),
             "-i",
@@ -68,6 +119,7 @@ impl Frr {
             "-P",
             "0",
         ]);
+        sh(&args);
         let proc_ = adopt("bgpd", &pid);
         // bgpd -d returns before it listens: a kbgp started at once would be refused once and
         // keep that as its last error.
@@ -75,6 +127,7 @@ impl Frr {
             let ss = sh_lenient(&["ip", "netns", "exec", &lab.peer_ns, "ss", "-ltnH", "sport = :179"]);
             if ss.contains(":179") { Ok(()) } else { Err("not listening yet".into()) }
         });
+        lab.procs.extend(procs);
         Frr { dir, ns: lab.peer_ns.clone(), kbgp: IpAddr::V4(kbgp), proc_ }
     }
 

@@ -150,10 +150,36 @@ pub struct Lab {
     pub peer_v6: Ipv6Addr,
     pub kbgp_v6: Ipv6Addr,
     pub procs: Vec<Proc>,
+    /// With [`Lab::switched`]: the namespace of the bridge between the two.
+    pub switch_ns: Option<String>,
 }
 
 impl Lab {
     pub fn new(tag: &str) -> Lab {
+        Lab::build(tag, false)
+    }
+
+    /// As [`Lab::new`], with a bridge (in a third namespace) between kbgp and the peer
+    /// instead of one veth pair, so that the path can fail silently: [`Lab::cut`] takes
+    /// kbgp's port off the bridge, and both ends keep their carrier, as behind a failed
+    /// switch (no interface goes down for a daemon to notice).
+    pub fn switched(tag: &str) -> Lab {
+        Lab::build(tag, true)
+    }
+
+    /// Frames stop crossing the switch, both ways.
+    pub fn cut(&self) {
+        let sw = self.switch_ns.as_ref().expect("a switched lab");
+        sh(&["ip", "-n", sw, "link", "set", &format!("k{}", self.id), "nomaster"]);
+    }
+
+    /// Frames cross the switch again.
+    pub fn mend(&self) {
+        let sw = self.switch_ns.as_ref().expect("a switched lab");
+        sh(&["ip", "-n", sw, "link", "set", &format!("k{}", self.id), "master", "br0"]);
+    }
+
+    fn build(tag: &str, switched: bool) -> Lab {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         // Unique across concurrent test binaries too: pid-derived high bits.
         let id = ((std::process::id() % 200) * 64 + n) % 12_000 + 1;
@@ -168,6 +194,7 @@ impl Lab {
             peer_v6: format!("fd77:{id:x}::1").parse().expect("v6"),
             kbgp_v6: format!("fd77:{id:x}::2").parse().expect("v6"),
             procs: Vec::new(),
+            switch_ns: switched.then(|| format!("sw-{id}")),
         };
         let _ = fs::remove_dir_all(&lab.dir);
         fs::create_dir_all(&lab.dir).expect("lab dir");
@@ -178,7 +205,21 @@ impl Lab {
         }
         let (va, vb) = (format!("kv{id}a"), format!("kv{id}b"));
         let _ = Command::new("ip").args(["link", "del", &va]).output();
-        sh(&["ip", "link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        if let Some(sw) = &lab.switch_ns {
+            // peer eth0 <-> p<id> [br0] k<id> <-> kbgp eth0
+            let _ = Command::new("ip").args(["netns", "del", sw]).output();
+            sh(&["ip", "netns", "add", sw]);
+            sh(&["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
+            sh(&["ip", "-n", sw, "link", "set", "br0", "up"]);
+            for (end, port) in [(&va, format!("p{id}")), (&vb, format!("k{id}"))] {
+                sh(&["ip", "link", "add", end, "type", "veth", "peer", "name", &port]);
+                sh(&["ip", "link", "set", &port, "netns", sw]);
+                sh(&["ip", "-n", sw, "link", "set", &port, "master", "br0"]);
+                sh(&["ip", "-n", sw, "link", "set", &port, "up"]);
+            }
+        } else {
+            sh(&["ip", "link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        }
         sh(&["ip", "link", "set", &va, "netns", &lab.peer_ns]);
         sh(&["ip", "link", "set", &vb, "netns", &lab.kbgp_ns]);
         for (ns, dev, v4, v6) in
@@ -222,7 +263,7 @@ impl Drop for Lab {
         }
         std::thread::sleep(Duration::from_millis(200));
         self.procs.clear();
-        for ns in [&self.kbgp_ns, &self.peer_ns] {
+        for ns in [&self.kbgp_ns, &self.peer_ns].into_iter().chain(&self.switch_ns) {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
         if std::thread::panicking() || std::env::var_os("KBGP_KEEP_LABS").is_some() {

@@ -29,6 +29,16 @@ pub struct PeerSpec {
     pub gtsm: bool,
     /// TCP MD5 (RFC 2385) password towards kbgp.
     pub password: Option<&'static str>,
+    /// BFD towards kbgp at 300 ms × 3: FRR `neighbor bfd` (with zebra and bfdd), BIRD
+    /// `bfd on` (with `protocol bfd`).
+    pub bfd: Option<Hops>,
+}
+
+/// Single-hop (RFC 5881) or multihop (RFC 5883) BFD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hops {
+    Single,
+    Multi,
 }
 
 impl PeerSpec {

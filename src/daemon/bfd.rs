@@ -156,8 +156,10 @@ fn recv_with_ttl(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketA
     }
 }
 
-/// The sending socket of one session: TTL 255, a fixed source port in 49152–65535.
-pub fn sender(peer: IpAddr, seed: u64) -> io::Result<UdpSocket> {
+/// The sending socket of one session: TTL 255, a fixed source port in 49152–65535. A plain
+/// non-blocking socket: sends never wait (tokio's `try_send_to` would refuse until its
+/// reactor had seen the socket writable once, losing the first packets).
+pub fn sender(peer: IpAddr, seed: u64) -> io::Result<std::net::UdpSocket> {
     let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
     let start = seed % span;
     let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free source port in 49152-65535");
@@ -169,7 +171,7 @@ pub fn sender(peer: IpAddr, seed: u64) -> io::Result<UdpSocket> {
         set_ttl(&s, &local, 255)?;
         s.set_nonblocking(true)?;
         match s.bind(&local.into()) {
-            Ok(()) => return UdpSocket::from_std(s.into()),
+            Ok(()) => return Ok(s.into()),
             Err(e) => last = e,
         }
     }
@@ -178,8 +180,8 @@ pub fn sender(peer: IpAddr, seed: u64) -> io::Result<UdpSocket> {
 
 /// Sends one packet; a full socket buffer or an unreachable network loses it, as a lost
 /// packet on the path would.
-pub fn send(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) {
-    if let Err(e) = sock.try_send_to(bytes, to) {
+pub fn send(sock: &std::net::UdpSocket, to: SocketAddr, bytes: &[u8]) {
+    if let Err(e) = sock.send_to(bytes, to) {
         debug!(%to, "BFD send: {e}");
     }
 }

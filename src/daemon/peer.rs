@@ -102,7 +102,7 @@ struct Sockets {
     wires: HashMap<ConnId, Wire>,
     connecting: Option<(u64, JoinHandle<()>)>,
     /// Where its BFD packets leave from, once it sends any.
-    bfd: Option<tokio::net::UdpSocket>,
+    bfd: Option<std::net::UdpSocket>,
     metrics_token: u64,
 }
 

@@ -85,11 +85,10 @@ pub enum Event {
     },
     /// Every change up to a plan seen at some instant is written: the update latency.
     Latency(Duration),
-    /// The BFD session changed state; `detection`: the detection time in force.
-    Bfd {
-        to: crate::bfd::State,
-        detection: Option<Duration>,
-    },
+    /// The BFD session changed state.
+    Bfd(crate::bfd::State),
+    /// The BFD detection time in force changed (the neighbor's rates, or a Poll Sequence).
+    BfdDetection(Duration),
 }
 
 /// One TCP connection as the core knows it.
@@ -149,6 +148,8 @@ pub(super) struct BfdLink {
     pub down_count: u64,
     /// The last time BFD took the BGP session down, and why.
     pub last_down: Option<(Instant, bfd::Diag)>,
+    /// The detection time last reported in an event.
+    pub reported_detection: Option<Duration>,
 }
 
 /// How long BGP waits for BFD to come Up again after BFD took it down. A peer that removes
@@ -198,7 +199,14 @@ impl Peer {
     pub fn attach_bfd(&mut self, now: Instant, discriminator: u32, seed: u64) {
         let Some(b) = self.settings.bfd else { return };
         let session = bfd::Session::new(now, b.session, discriminator, seed);
-        self.bfd = Some(BfdLink { session, held_until: None, up_count: 0, down_count: 0, last_down: None });
+        self.bfd = Some(BfdLink {
+            session,
+            held_until: None,
+            up_count: 0,
+            down_count: 0,
+            last_down: None,
+            reported_detection: None,
+        });
         self.drive_bfd(now);
     }
 
@@ -257,6 +265,11 @@ impl Peer {
         while let Some(t) = link.session.poll_event() {
             changes.push(t);
         }
+        let detection = link.session.detection_time();
+        if detection.is_some() && detection != link.reported_detection {
+            link.reported_detection = detection;
+            self.events.extend(detection.map(Event::BfdDetection));
+        }
         for t in changes {
             self.bfd_changed(now, t);
         }
@@ -264,9 +277,8 @@ impl Peer {
 
     fn bfd_changed(&mut self, now: Instant, t: bfd::Transition) {
         let Some(link) = self.bfd.as_mut() else { return };
-        let detection = link.session.detection_time();
-        self.events.push_back(Event::Bfd { to: t.to, detection });
-        let ms = detection.map_or(0, |d| d.as_millis());
+        self.events.push_back(Event::Bfd(t.to));
+        let ms = link.session.detection_time().map_or(0, |d| d.as_millis());
         match t.to {
             bfd::State::Up => {
                 link.up_count += 1;
