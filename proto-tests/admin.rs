@@ -92,7 +92,7 @@ fn every_admin_command_against_frr() {
     let frr = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     // The second neighbor's address resolves, but to a MAC nobody has: connects time out.
     let dead = dead_peer(&lab).to_string();

@@ -4,14 +4,26 @@
 //! BFD (RFC 5880/5881): FRR (`bfdd`, through zebra) and BIRD (`protocol bfd`) peer with kbgp
 //! across a bridge; the bridge stops forwarding (both interfaces keep their carrier, so only
 //! BFD can notice), and the peer must drop kbgp's routes within the detection time + 200 ms.
-//! The figures are printed (`BFD <daemon>: ...`) and recorded in docs/resilience.md.
+//! Graceful restart (RFC 4724, RFC 8538): a client behind the peer (FRR with zebra, BIRD
+//! with `protocol kernel`, both graceful restart helpers) opens a connection every 50 ms to
+//! the seed's Service address, served in kbgp's namespace, while kbgp is killed with -9 and
+//! started again, then stopped with SIGTERM and started again: no request may fail, and the
+//! peer's table must never lose kbgp's routes.
+//!
+//! The figures are printed (`BFD <daemon>: ...`, `GR <daemon>: ...`) and recorded in
+//! docs/resilience.md.
 
 mod common;
 
 use common::peer::{Hops, PeerSpec};
-use common::{Kbgp, Lab, wait_for};
+use common::{Kbgp, Lab, sh, spawn_in_netns, wait_for};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The seed's Service address, and two more.
@@ -74,7 +86,7 @@ fn kbgp_bfd(kbgp: &Kbgp, lab: &Lab) -> serde_json::Value {
 /// BFD is, and bring everything back once the path returns.
 fn bfd_link_cut(daemon: &str, hops: Hops) {
     let mut lab = Lab::switched(&format!("{daemon}-bfd"));
-    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: Some(hops) };
+    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: Some(hops), router: false };
     let peer = common::peer::start(daemon, &mut lab, &spec);
     let (mode, multihop) = match hops {
         Hops::Single => ("single-hop", ""),
@@ -149,6 +161,152 @@ fn bfd_link_cut(daemon: &str, hops: Hops) {
     eprintln!("BFD {daemon} ({mode}): path back: routes at the peer again after {} ms", ms(mended.elapsed()));
     let b = kbgp_bfd(&kbgp, &lab);
     assert_eq!((b["state"].as_str(), b["upCount"].as_u64(), b["downCount"].as_u64()), (Some("Up"), Some(2), Some(1)));
+}
+
+/// The seed's Service, served on port 80 of [`SERVICE_IPS`][0] in `ns` (the address on lo) by
+/// a thread, until `stop`.
+fn serve(ns: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    sh(&["ip", "-n", ns, "addr", "add", &format!("{}/32", SERVICE_IPS[0]), "dev", "lo"]);
+    let l = common::in_netns(ns, || TcpListener::bind((SERVICE_IPS[0], 80)).expect("bind the Service address"));
+    l.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut b = [0u8; 256];
+                    let _ = c.read(&mut b);
+                    let _ = c.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    })
+}
+
+/// A client in `ns` that opens a new connection to the Service every 50 ms until `stop`;
+/// returns (sent, failures with when and why).
+fn client(ns: &str, stop: Arc<AtomicBool>) -> JoinHandle<(usize, Vec<(Duration, String)>)> {
+    spawn_in_netns(ns, move || {
+        let to: SocketAddr = format!("{}:80", SERVICE_IPS[0]).parse().expect("address");
+        let start = Instant::now();
+        let (mut sent, mut failed) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            sent += 1;
+            let r = (|| -> Result<(), String> {
+                let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+                c.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+                let mut body = String::new();
+                c.read_to_string(&mut body).map_err(|e| e.to_string())?;
+                if body.ends_with("ok") { Ok(()) } else { Err(format!("answer {body:?}")) }
+            })();
+            if let Err(e) = r {
+                failed.push((start.elapsed(), e));
+            }
+            std::thread::sleep(Duration::from_millis(50).saturating_sub(t.elapsed()));
+        }
+        (sent, failed)
+    })
+}
+
+/// kbgp's routes as the peer sees them, polled while `busy` runs; fails the test the moment
+/// they are not all there.
+fn never_missing<T>(peer: &dyn common::peer::Peer, what: &str, mut busy: impl FnMut() -> Option<T>) -> T {
+    let want = service_routes();
+    loop {
+        let got = peer.prefixes().expect("the peer's table");
+        assert_eq!(got, want, "{what}: the peer lost kbgp's routes");
+        if let Some(v) = busy() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// kbgp restarts twice (kill -9, then SIGTERM) behind a client that must not notice.
+fn graceful_restart(daemon: &str) {
+    let mut lab = Lab::new(&format!("{daemon}-gr"));
+    lab.add_client();
+    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: true };
+    let peer = common::peer::start(daemon, &mut lab, &spec);
+    let yaml = config(&lab, "      gracefulRestart: {enabled: true, restartTimeSeconds: 120}\n");
+    let stop_server = Arc::new(AtomicBool::new(false));
+    let server = serve(&lab.kbgp_ns, stop_server.clone());
+    let mut kbgp = Kbgp::start(&lab, &yaml);
+    let me = lab.peer_v4.to_string();
+    let established = |k: &Kbgp| k.peer(&me)["state"] == "Established";
+    wait_for("the Service route in the peer's kernel", Duration::from_secs(60), || {
+        let r = sh(&["ip", "-n", &lab.peer_ns, "route", "show", &format!("{}/32", SERVICE_IPS[0])]);
+        if r.contains(&format!("via {}", lab.kbgp_v4)) { Ok(()) } else { Err(r) }
+    });
+    let stop_client = Arc::new(AtomicBool::new(false));
+    let cl = client(lab.client_ns.as_deref().expect("client"), stop_client.clone());
+    std::thread::sleep(Duration::from_secs(2));
+
+    for (signal, how) in [("KILL", "kill -9"), ("TERM", "SIGTERM")] {
+        let t = Instant::now();
+        kbgp.proc.signal(signal);
+        never_missing(peer.as_ref(), how, || (!kbgp.proc.alive()).then_some(()));
+        // The peer holds the routes as stale while no kbgp runs.
+        let dead = Instant::now();
+        never_missing(peer.as_ref(), how, || (dead.elapsed() > Duration::from_secs(2)).then_some(()));
+        let restarted = Instant::now();
+        kbgp = Kbgp::start(&lab, &yaml);
+        never_missing(peer.as_ref(), how, || established(&kbgp).then_some(()));
+        let up = common::metric_value(&kbgp.metrics(), "kbgp_session_up", &[]);
+        eprintln!(
+            "GR {daemon}: {how}: kbgp down {} ms, Established again {} ms after its start",
+            ms(restarted - t),
+            ms(restarted.elapsed())
+        );
+        assert_eq!(up, 1.0, "kbgp_session_up");
+        let log = std::fs::read_to_string(lab.path("kbgp.log")).unwrap_or_default();
+        assert!(log.contains("restarting: the previous kbgp was alive"), "kbgp knew it restarted ({how})");
+        // Past the End-of-RIB the peer keeps the routes as fresh, not stale.
+        never_missing(peer.as_ref(), how, || (restarted.elapsed() > Duration::from_secs(4)).then_some(()));
+    }
+    stop_client.store(true, Ordering::Relaxed);
+    let (sent, failed) = cl.join().expect("client");
+    eprintln!("GR {daemon}: {sent} requests every 50 ms through kill -9 and SIGTERM restarts, {} failed", failed.len());
+    assert!(sent > 150, "only {sent} requests");
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
+
+    // --on-shutdown withdraw: the peer drops the routes at once (Hard Reset, or a plain Cease).
+    kbgp.proc.signal("KILL");
+    let _ = kbgp.proc.wait_exit(Duration::from_secs(5));
+    let kbgp = Kbgp::start_with(&lab, &yaml, &["--on-shutdown", "withdraw"]);
+    wait_for(
+        "the session",
+        Duration::from_secs(60),
+        || {
+            if established(&kbgp) { Ok(()) } else { Err("not yet".into()) }
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    kbgp.proc.signal("TERM");
+    wait_for("the routes withdrawn at the peer", Duration::from_secs(5), || {
+        let got = peer.prefixes()?;
+        if got.is_empty() { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+    eprintln!("GR {daemon}: --on-shutdown withdraw: routes gone at the peer {} ms after SIGTERM", ms(t.elapsed()));
+    assert!(!std::fs::exists(lab.path("state/alive")).unwrap_or(true), "a withdrawing stop leaves no restart state");
+    stop_server.store(true, Ordering::Relaxed);
+    let _ = server.join();
+}
+
+mod graceful_restart {
+    #[test]
+    fn frr() {
+        super::graceful_restart("frr")
+    }
+    #[test]
+    fn bird() {
+        super::graceful_restart("bird")
+    }
 }
 
 mod bfd {

@@ -134,7 +134,14 @@ fn setup(daemon: &str, tag: &str, conf: &Conf) -> (Lab, Box<dyn Peer>, Kbgp) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: conf.peer_asn, kbgp_asn: conf.local_asn, gtsm: false, password: None, bfd: None },
+        &PeerSpec {
+            asn: conf.peer_asn,
+            kbgp_asn: conf.local_asn,
+            gtsm: false,
+            password: None,
+            bfd: None,
+            router: false,
+        },
     );
     let kbgp = Kbgp::start(&lab, &yaml(&lab, conf));
     (lab, peer, kbgp)
@@ -206,7 +213,7 @@ fn routes(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let all: Vec<usize> = (0..SERVICES).collect();
     let conf = Conf { local_asn: 65005, peer_asn: 65005, services: all.clone(), timers: None, passive: false };
@@ -289,7 +296,7 @@ fn wrong_peer_asn(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let kbgp = Kbgp::start(&lab, &yaml(&lab, &conf));
     wait_sent(&kbgp, 2, 2, 1.0, Duration::from_secs(30));
@@ -317,7 +324,7 @@ fn kbgp_kind(yaml: &str, extra: &str) -> String {
 fn gtsm(daemon: &str) {
     const GTSM: &str = "      ttlSecurity: true\n";
     let conf = Conf { local_asn: 65200, peer_asn: 65100, services: vec![3], timers: None, passive: false };
-    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None, bfd: None };
+    let ebgp = PeerSpec { asn: 65100, kbgp_asn: 65200, gtsm: true, password: None, bfd: None, router: false };
     // `kbgp_side`: whether kbgp's own state is checked too. When only the peer enforces GTSM
     // it may let the first segments of an accepted connection through (FRR sets IP_MINTTL on
     // the accepted socket after accept(), so kbgp's OPEN can slip in): kbgp may then count the
@@ -376,7 +383,7 @@ fn md5(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None, router: false },
     );
     let with = |password: Option<&str>| {
         let mut y = yaml(&lab, &conf)
@@ -432,7 +439,7 @@ fn md5(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some(RIGHT), bfd: None, router: false },
     );
     let y = |pw: &str| {
         yaml(&lab, &conf).replace("      passive: true\n", "      passive: true\n      authSecretRef: bgp-auth\n")
@@ -462,7 +469,7 @@ fn max_prefix(daemon: &str) {
     let peer = common::peer::start(
         daemon,
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let with = |extra: &str| kbgp_kind(&yaml(&lab, &conf), extra);
     let limit =

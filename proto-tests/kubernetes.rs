@@ -97,7 +97,7 @@ fn setup(tag: &str) -> Setup {
     let peer = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
@@ -223,7 +223,7 @@ fn lb_ipam_assigns_honours_requests_reports_conflicts_and_releases() {
     let peer = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
@@ -381,7 +381,7 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     let peer = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);
@@ -481,7 +481,7 @@ fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
     let peer = common::peer::start(
         "frr",
         &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some("rack0-pw"), bfd: None },
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: Some("rack0-pw"), bfd: None, router: false },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
     server.set_missing(KBGP_POLICIES);

@@ -55,6 +55,15 @@ enum Cmd {
         /// passwords, key `password`), as Cilium's --bgp-secrets-namespace.
         #[arg(long, default_value = "kube-system")]
         bgp_secrets_namespace: String,
+        /// On SIGTERM / SIGINT: `keep` the routes at peers with graceful restart while kbgp
+        /// restarts (Cease with the N bit of RFC 8538, or no NOTIFICATION), or `withdraw`
+        /// them (Hard Reset, Cease 6/9). Without graceful restart a peer always drops them.
+        #[arg(long, value_parser = ["keep", "withdraw"], default_value = "keep")]
+        on_shutdown: String,
+        /// Where kbgp keeps the file that tells it, at start, that it restarted (for the
+        /// Restart State bit of graceful restart); `none` to keep nothing.
+        #[arg(long, default_value = "/run/kbgp")]
+        state_dir: PathBuf,
         /// Kubernetes mode: take part in the LB IPAM controller (one replica leads, elected by
         /// a Lease, and writes Services' status.loadBalancer.ingress and pools' status).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -318,6 +327,8 @@ fn main() -> ExitCode {
             node_status,
             node_status_interval,
             service_events,
+            on_shutdown,
+            state_dir,
         } => {
             init_logs(&cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -347,6 +358,12 @@ fn main() -> ExitCode {
                     interval: Duration::from_secs(node_status_interval.max(1)),
                     service_events,
                 },
+                on_shutdown: if on_shutdown == "withdraw" {
+                    kbgp::session::peer::Shutdown::Withdraw
+                } else {
+                    kbgp::session::peer::Shutdown::Keep
+                },
+                state_dir: (state_dir != std::path::Path::new("none")).then_some(state_dir),
             };
             match rt.block_on(kbgp::daemon::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

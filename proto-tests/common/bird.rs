@@ -37,7 +37,7 @@ impl Bird {
             // BIRD runs iBGP as multihop unless told `direct`, and BFD follows.
             mode.push_str("  bfd on;\n");
             match (hops, spec.ibgp()) {
-                (Hops::Single, true) => mode.push_str("  direct;\n"),
+                (Hops::Single, true) if !spec.router => mode.push_str("  direct;\n"),
                 (Hops::Multi, false) => mode.push_str("  multihop;\n"),
                 _ => {}
             }
@@ -46,10 +46,21 @@ impl Bird {
         } else {
             ""
         };
+        // A router: kbgp's routes into the kernel, kbgp on the link (next hops resolved
+        // directly), and graceful restart helper (BIRD's default, `aware`, said outright).
+        let kernel = if spec.router {
+            if spec.ibgp() {
+                mode.push_str("  direct;\n");
+            }
+            mode.push_str("  graceful restart aware;\n");
+            "protocol kernel { ipv4 { export where source = RTS_BGP; }; }\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "log \"{d}/bird.log\" all;\nrouter id {peer};\nprotocol device {{ }}\n\
              protocol direct {{ ipv4; ipv6; interface \"eth0\"; }}\n\
-             protocol static static4 {{ ipv4;\n{s4}}}\nprotocol static static6 {{ ipv6;\n{s6}}}\n{bfd}\
+             protocol static static4 {{ ipv4;\n{s4}}}\nprotocol static static6 {{ ipv6;\n{s6}}}\n{bfd}{kernel}\
              protocol bgp peer1 {{\n  local {peer} as {asn};\n  neighbor {kbgp} as {kasn};\n{mode}\
              connect delay time 1; connect retry time 1; error wait time 1, 5;\n  debug {{ states, events }};\n\
              ipv4 {{ import all; export where source = RTS_STATIC; }};\n\

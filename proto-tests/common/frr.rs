@@ -33,6 +33,10 @@ impl Frr {
         if let Some(pw) = spec.password {
             gtsm.push_str(&format!(" neighbor {kbgp} password {pw}\n"));
         }
+        if spec.router {
+            // Helper mode is FRR's default; graceful restart said outright.
+            gtsm.push_str(" bgp graceful-restart\n");
+        }
         if spec.bfd.is_some() {
             gtsm.push_str(&format!(" neighbor {kbgp} bfd\n neighbor {kbgp} bfd profile kbgp\n"));
         }
@@ -52,11 +56,14 @@ impl Frr {
         sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
         let zserv = dir.join("zserv.api");
         let mut procs = Vec::new();
-        if spec.bfd.is_some() {
+        let zebra = spec.bfd.is_some() || spec.router;
+        if zebra {
             // BFD in FRR is bfdd, reached through zebra: both run beside bgpd, on the lab's
             // own zserv socket.
             require(ZEBRA);
-            require(BFDD);
+            if spec.bfd.is_some() {
+                require(BFDD);
+            }
             fs::write(dir.join("zebra.conf"), format!("hostname peer\nlog file {d}/zebra.log informational\n"))
                 .expect("zebra.conf");
             fs::write(
@@ -70,9 +77,9 @@ impl Frr {
             .expect("bfdd.conf");
             sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
             let bfdctl = dir.join("bfdd.sock");
-            for (name, bin, extra) in
-                [("zebra", ZEBRA, vec![]), ("bfdd", BFDD, vec!["--bfdctl".to_string(), bfdctl.display().to_string()])]
-            {
+            let daemons =
+                [("zebra", ZEBRA, vec![]), ("bfdd", BFDD, vec!["--bfdctl".to_string(), bfdctl.display().to_string()])];
+            for (name, bin, extra) in daemons.into_iter().filter(|d| d.0 == "zebra" || spec.bfd.is_some()) {
                 let conf = dir.join(format!("{name}.conf"));
                 let pid = dir.join(format!("{name}.pid"));
                 let mut args: Vec<String> = ["ip", "netns", "exec", &lab.peer_ns, bin, "-d", "-u", "frr", "-g", "frr"]
@@ -106,7 +113,7 @@ impl Frr {
         }
         let conf = dir.join("bgpd.conf");
         let pid = dir.join("bgpd.pid");
-        let zebra_arg = if spec.bfd.is_some() { vec!["-z", zserv.to_str().expect("utf8")] } else { vec!["-Z"] };
+        let zebra_arg = if zebra { vec!["-z", zserv.to_str().expect("utf8")] } else { vec!["-Z"] };
         let mut args = vec!["ip", "netns", "exec", &lab.peer_ns, BGPD, "-d", "-u", "frr", "-g", "frr"];
         args.extend(zebra_arg);
         args.extend([

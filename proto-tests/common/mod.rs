@@ -152,6 +152,8 @@ pub struct Lab {
     pub procs: Vec<Proc>,
     /// With [`Lab::switched`]: the namespace of the bridge between the two.
     pub switch_ns: Option<String>,
+    /// With [`Lab::add_client`]: a namespace behind the peer, which routes for it.
+    pub client_ns: Option<String>,
 }
 
 impl Lab {
@@ -165,6 +167,34 @@ impl Lab {
     /// switch (no interface goes down for a daemon to notice).
     pub fn switched(tag: &str) -> Lab {
         Lab::build(tag, true)
+    }
+
+    /// A client namespace behind the peer, the peer as its router: client `eth0` is
+    /// 10.<a+100>.<b>.2/24, the peer's `eth1` .1; the peer forwards, and kbgp's namespace
+    /// routes everything back through the peer. Returns the client's address.
+    pub fn add_client(&mut self) -> Ipv4Addr {
+        let o = self.peer_v4.octets();
+        let (router, client) = (Ipv4Addr::new(10, o[1] + 100, o[2], 1), Ipv4Addr::new(10, o[1] + 100, o[2], 2));
+        let cl = format!("cl-{}", self.id);
+        let _ = Command::new("ip").args(["netns", "del", &cl]).output();
+        sh(&["ip", "netns", "add", &cl]);
+        sh(&["ip", "-n", &cl, "link", "set", "lo", "up"]);
+        let (a, b) = (format!("kc{}a", self.id), format!("kc{}b", self.id));
+        let _ = Command::new("ip").args(["link", "del", &a]).output();
+        sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        sh(&["ip", "link", "set", &a, "netns", &self.peer_ns]);
+        sh(&["ip", "link", "set", &b, "netns", &cl]);
+        sh(&["ip", "-n", &self.peer_ns, "link", "set", &a, "name", "eth1"]);
+        sh(&["ip", "-n", &cl, "link", "set", &b, "name", "eth0"]);
+        sh(&["ip", "-n", &self.peer_ns, "addr", "add", &format!("{router}/24"), "dev", "eth1"]);
+        sh(&["ip", "-n", &cl, "addr", "add", &format!("{client}/24"), "dev", "eth0"]);
+        sh(&["ip", "-n", &self.peer_ns, "link", "set", "eth1", "up"]);
+        sh(&["ip", "-n", &cl, "link", "set", "eth0", "up"]);
+        sh(&["ip", "-n", &cl, "route", "add", "default", "via", &router.to_string()]);
+        sh(&["ip", "netns", "exec", &self.peer_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        sh(&["ip", "-n", &self.kbgp_ns, "route", "add", "default", "via", &self.peer_v4.to_string()]);
+        self.client_ns = Some(cl);
+        client
     }
 
     /// Frames stop crossing the switch, both ways.
@@ -195,6 +225,7 @@ impl Lab {
             kbgp_v6: format!("fd77:{id:x}::2").parse().expect("v6"),
             procs: Vec::new(),
             switch_ns: switched.then(|| format!("sw-{id}")),
+            client_ns: None,
         };
         let _ = fs::remove_dir_all(&lab.dir);
         fs::create_dir_all(&lab.dir).expect("lab dir");
@@ -263,7 +294,7 @@ impl Drop for Lab {
         }
         std::thread::sleep(Duration::from_millis(200));
         self.procs.clear();
-        for ns in [&self.kbgp_ns, &self.peer_ns].into_iter().chain(&self.switch_ns) {
+        for ns in [&self.kbgp_ns, &self.peer_ns].into_iter().chain(&self.switch_ns).chain(&self.client_ns) {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
         if std::thread::panicking() || std::env::var_os("KBGP_KEEP_LABS").is_some() {
@@ -286,6 +317,21 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread")
+}
+
+/// Starts `f` on a thread that has entered namespace `ns`, and returns at once.
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
 }
 
 /// GET http://addr/path from inside `ns`; the body, or an error text.
@@ -342,6 +388,11 @@ impl Kbgp {
             "--admin-socket",
             admin.to_str().expect("utf8"),
         ];
+        // The restart state of this lab's kbgp, not the host's /run/kbgp.
+        let state = lab.path("state");
+        if !extra.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.to_str().expect("utf8")]);
+        }
         args.extend_from_slice(extra);
         let proc = spawn_in(&lab.kbgp_ns, "kbgp", &args, &lab.path("kbgp.log"), &[("RUST_LOG", "info,kbgp=debug")]);
         let k = Kbgp { ns: lab.kbgp_ns.clone(), config, proc, metrics_addr: METRICS.to_string(), admin };

@@ -32,6 +32,9 @@ pub struct PeerSpec {
     /// BFD towards kbgp at 300 ms × 3: FRR `neighbor bfd` (with zebra and bfdd), BIRD
     /// `bfd on` (with `protocol bfd`).
     pub bfd: Option<Hops>,
+    /// The peer is a router: kbgp's routes go into its kernel (FRR with zebra, BIRD with
+    /// `protocol kernel`), forwarding is on, and it is a graceful restart helper.
+    pub router: bool,
 }
 
 /// Single-hop (RFC 5881) or multihop (RFC 5883) BFD.

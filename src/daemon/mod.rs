@@ -24,6 +24,7 @@ pub mod listener;
 pub mod local_addr;
 pub mod node_status;
 pub mod peer;
+pub mod restart_state;
 
 use crate::config::World;
 use crate::ipam;
@@ -61,6 +62,11 @@ pub struct RunOptions {
     pub admin_socket: Option<PathBuf>,
     /// Kubernetes mode: the BGPNodeStatus writer and Service Events.
     pub node_status: node_status::Options,
+    /// What SIGTERM / SIGINT do to the routes at the peers.
+    pub on_shutdown: crate::session::peer::Shutdown,
+    /// Where the restart state lives (see [`restart_state`]); `None`: kbgp never says it
+    /// restarted.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The message of the Cease sent on SIGTERM / SIGINT.
@@ -135,6 +141,8 @@ struct Daemon {
     routing: listener::Routing,
     plan: Arc<Plan>,
     view: admin::SharedView,
+    on_shutdown: crate::session::peer::Shutdown,
+    restart_state: Option<restart_state::RestartState>,
 }
 
 impl Daemon {
@@ -226,7 +234,8 @@ impl Daemon {
 
     async fn shutdown(mut self) {
         let n = Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE);
-        let _ = self.driver.send(peer::Cmd::Shutdown(n)).await;
+        let mode = self.on_shutdown;
+        let _ = self.driver.send(peer::Cmd::Shutdown(n, mode)).await;
         if let Some(t) = self.driver_task.take() {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
@@ -235,6 +244,9 @@ impl Daemon {
         }
         for (_, l) in self.listeners.drain() {
             l.task.abort();
+        }
+        if let Some(s) = self.restart_state.take() {
+            s.finish(mode == crate::session::peer::Shutdown::Keep);
         }
     }
 }
@@ -266,8 +278,22 @@ impl Signals {
 }
 
 impl Daemon {
-    fn new(metrics: Arc<Metrics>, view: admin::SharedView, node: &str) -> Daemon {
-        let (driver, feed, task) = peer::spawn(node, metrics.clone(), seed);
+    fn new(metrics: Arc<Metrics>, view: admin::SharedView, node: &str, opts: &RunOptions) -> Daemon {
+        let restarted = opts.state_dir.as_deref().and_then(restart_state::previous);
+        if let Some(ago) = restarted {
+            info!(
+                "restarting: the previous kbgp was alive {} s ago; neighbors with graceful restart get the Restart State bit",
+                ago.as_secs()
+            );
+        }
+        let restart_state = opts.state_dir.as_deref().and_then(|dir| match restart_state::RestartState::start(dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(dir = %dir.display(), "--state-dir: {e}; a restart will not be announced with the Restart State bit");
+                None
+            }
+        });
+        let (driver, feed, task) = peer::spawn(node, metrics.clone(), seed, restarted);
         Daemon {
             metrics,
             node: node.to_string(),
@@ -279,6 +305,8 @@ impl Daemon {
             routing: Default::default(),
             plan: Arc::new(Plan::default()),
             view,
+            on_shutdown: opts.on_shutdown,
+            restart_state,
         }
     }
 }
@@ -338,7 +366,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone(), view, &node);
+    let mut d = Daemon::new(metrics.clone(), view, &node, &opts);
     took(&metrics, &alloc);
     // The allocation is one entry per address: not kept (kbgp why makes its own).
     drop(alloc);
@@ -419,7 +447,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let reporter = (ns.node_status || ns.service_events)
         .then(|| node_status::start(client, node.clone(), view.clone(), metrics.clone(), ns.clone()));
     let mut sig = Signals::new()?;
-    let mut d = Daemon::new(metrics.clone(), view, &node);
+    let mut d = Daemon::new(metrics.clone(), view, &node, &opts);
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {

@@ -17,7 +17,7 @@ use super::local_addr;
 use crate::admin::api::{self, unix_now};
 use crate::config::World;
 use crate::metrics::Metrics;
-use crate::session::peer::{Io, Peer};
+use crate::session::peer::{Io, Peer, Shutdown};
 use crate::session::speaker::{Change, Speaker};
 use crate::session::{ConnId, PeerKey};
 use crate::wire::error::cease_sub;
@@ -62,8 +62,9 @@ pub enum Cmd {
     Peer(PeerKey, PeerCmd),
     /// A connection a listener accepted from this peer's address.
     Inbound(PeerKey, TcpStream),
-    /// Send this Cease to every peer, then end.
-    Shutdown(Notification),
+    /// Shut down: every peer ends as the mode says (with this Cease where one is sent), then
+    /// the driver ends.
+    Shutdown(Notification, Shutdown),
 }
 
 /// Worlds on their way to the driver: only the newest is kept, with when the oldest change
@@ -124,10 +125,12 @@ fn now() -> Instant {
 }
 
 /// Starts the driver; it ends after [`Cmd::Shutdown`] once every peer's Cease is written.
+/// `restarted`: how long ago the previous kbgp was alive, when this one is a restart.
 pub fn spawn(
     node: &str,
     metrics: Arc<Metrics>,
     seed: fn(&str) -> u64,
+    restarted: Option<std::time::Duration>,
 ) -> (mpsc::Sender<Cmd>, Arc<Feed>, JoinHandle<()>) {
     let (cmd_tx, mut cmds) = mpsc::channel(64);
     let feed = Arc::new(Feed::default());
@@ -135,7 +138,10 @@ pub fn spawn(
     let (reads, mut read_rx) = mpsc::channel(1024);
     let (notes, mut note_rx) = mpsc::unbounded_channel();
     let (bfd_tx, mut bfd_rx) = mpsc::channel(256);
-    let (speaker, sockets, closing) = (Speaker::new(node), HashMap::new(), Vec::new());
+    let (mut speaker, sockets, closing) = (Speaker::new(node), HashMap::new(), Vec::new());
+    if let Some(ago) = restarted {
+        speaker.set_restarted(ago);
+    }
     let bfd = bfd::Listeners::new(bfd_tx);
     let mut d = Driver { speaker, sockets, metrics, reads, notes, attempts: 0, seed, closing, bfd };
     let task = tokio::spawn(async move {
@@ -145,8 +151,11 @@ pub fn spawn(
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Peer(key, c)) => d.ask(key, c),
                     Some(Cmd::Inbound(key, stream)) => d.inbound(key, stream),
-                    Some(Cmd::Shutdown(n)) => return d.shutdown(n).await,
-                    None => return d.shutdown(Notification::cease(cease_sub::PEER_DECONFIGURED, "")).await,
+                    Some(Cmd::Shutdown(n, mode)) => return d.shutdown(n, mode).await,
+                    None => {
+                        let n = Notification::cease(cease_sub::PEER_DECONFIGURED, "");
+                        return d.shutdown(n, Shutdown::Withdraw).await;
+                    }
                 },
                 _ = plans.notify.notified() => {
                     if let Some((world, since)) = plans.take() {
@@ -323,9 +332,10 @@ impl Driver {
         self.metrics.forget_peer(&key.address.to_string(), &key.local_asn.to_string(), socks.metrics_token);
     }
 
-    /// Every peer gets `n`; returns once the NOTIFICATIONs are written (or [`CLOSE_GRACE`]).
-    async fn shutdown(mut self, n: Notification) {
-        for core in self.speaker.stop_all(now(), n) {
+    /// Every peer ends as `mode` says; returns once the NOTIFICATIONs are written (or
+    /// [`CLOSE_GRACE`]).
+    async fn shutdown(mut self, n: Notification, mode: Shutdown) {
+        for core in self.speaker.shutdown(now(), n, mode) {
             self.retire(core);
         }
         let _ = tokio::time::timeout(CLOSE_GRACE, futures::future::join_all(self.closing)).await;

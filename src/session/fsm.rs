@@ -77,6 +77,10 @@ pub enum Input {
     StartAt(Instant),
     /// ManualStop: send this Cease on every open connection and stay Idle.
     Stop(Notification),
+    /// Stop without a NOTIFICATION: close every connection and stay Idle. A peer that
+    /// negotiated graceful restart keeps the routes as stale (RFC 4724 §4.2); `n` is only
+    /// the reason recorded.
+    Abandon(Notification),
     /// The outgoing connection attempt failed (refused, unreachable, timed out).
     ConnectFailed(String),
     /// A TCP connection is up: ours (`inbound: false`) or accepted from the peer.
@@ -259,6 +263,9 @@ pub struct Fsm {
     reported: State,
     last_error: Option<SessionError>,
     out: VecDeque<Output>,
+    /// The Restart State (R) bit of our OPENs (RFC 4724 §3): set after kbgp restarted, until
+    /// a session is Established.
+    restarting: bool,
 }
 
 impl Fsm {
@@ -276,7 +283,17 @@ impl Fsm {
             reported: State::Idle,
             last_error: None,
             out: VecDeque::new(),
+            restarting: false,
         }
+    }
+
+    /// Says in the next OPENs that kbgp has restarted (RFC 4724 §3, the R bit).
+    pub fn set_restarting(&mut self, restarting: bool) {
+        self.restarting = restarting;
+    }
+
+    pub fn restarting(&self) -> bool {
+        self.restarting
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -346,7 +363,8 @@ impl Fsm {
                     }
                 }
             }
-            Input::Stop(n) => self.stop(n),
+            Input::Stop(n) => self.stop(n, true),
+            Input::Abandon(n) => self.stop(n, false),
             Input::ConnectFailed(why) => {
                 if self.enabled && self.conns.is_empty() && self.base == State::Connect {
                     self.last_error = Some(SessionError::ConnectFailed(why));
@@ -436,11 +454,13 @@ impl Fsm {
         self.retry_at = Some(now + self.cfg.connect_retry);
     }
 
-    fn stop(&mut self, n: Notification) {
+    fn stop(&mut self, n: Notification, notify: bool) {
         self.enabled = false;
         let conns = std::mem::take(&mut self.conns);
         for c in &conns {
-            self.send(c.id, Message::Notification(n.clone()));
+            if notify {
+                self.send(c.id, Message::Notification(n.clone()));
+            }
             self.out.push_back(Output::Close { conn: c.id });
         }
         if conns.iter().any(|c| c.state() == State::Established) {
@@ -472,7 +492,7 @@ impl Fsm {
             keepalive_at: None,
         });
         self.retry_at = None;
-        self.send(id, Message::Open(our_open(&self.cfg)));
+        self.send(id, Message::Open(our_open(&self.cfg, self.restarting)));
     }
 
     fn message(&mut self, now: Instant, id: ConnId, msg: Message) {
@@ -551,6 +571,7 @@ impl Fsm {
             self.out.push_back(Output::Close { conn: o });
             self.remove(o);
         }
+        self.restarting = false;
         self.out.push_back(Output::Established { conn: id, negotiated });
     }
 

@@ -76,7 +76,8 @@ impl Negotiated {
 }
 
 /// The OPEN we send.
-pub fn our_open(cfg: &SessionConfig) -> Open {
+/// Our OPEN; `restarting`: the Restart State bit (RFC 4724 §3).
+pub fn our_open(cfg: &SessionConfig, restarting: bool) -> Open {
     let mut caps: Vec<Capability> = cfg.families.iter().map(|f| Capability::Multiprotocol(*f)).collect();
     caps.push(Capability::RouteRefresh);
     caps.push(Capability::EnhancedRouteRefresh);
@@ -88,7 +89,7 @@ pub fn our_open(cfg: &SessionConfig) -> Open {
         // F bit set: the routes kbgp announces stay usable while it restarts (the node keeps
         // serving them), which is what lets a peer keep them as stale.
         caps.push(Capability::GracefulRestart(GracefulRestart {
-            restart_state: false,
+            restart_state: restarting,
             notification: true,
             restart_time: restart_time.min(4095),
             families: cfg.families.iter().map(|f| (*f, true)).collect(),
@@ -204,7 +205,7 @@ mod tests {
 
     #[test]
     fn our_open_offers_what_we_support() {
-        let o = our_open(&SessionConfig::new(4200000001, 65010, Ipv4Addr::new(1, 1, 1, 1)));
+        let o = our_open(&SessionConfig::new(4200000001, 65010, Ipv4Addr::new(1, 1, 1, 1)), false);
         assert_eq!(o.my_as, 23456);
         assert_eq!(o.asn(), 4200000001);
         assert_eq!(o.mp_families(), vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
@@ -221,7 +222,7 @@ mod tests {
         );
         let mut c = cfg();
         c.graceful_restart = Some(120);
-        let o = our_open(&c);
+        let o = our_open(&c, false);
         let gr = o.capabilities.iter().find_map(|x| match x {
             Capability::GracefulRestart(g) => Some(g.clone()),
             _ => None,

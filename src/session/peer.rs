@@ -40,6 +40,19 @@ pub const RESET_MESSAGE: &str = "reset by kbgp reset";
 /// (listen range) neighbor and then neither lists nor feeds the new session.
 pub const RESET_DELAY: Duration = Duration::from_secs(2);
 
+/// What a peer's session does when kbgp shuts down (`--on-shutdown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Shutdown {
+    /// Keep the routes at the peer while kbgp restarts: with graceful restart negotiated,
+    /// the Cease under RFC 8538 when both sides set the N bit, else no NOTIFICATION at all
+    /// (RFC 4724 §4.2). Without graceful restart, a plain Cease.
+    #[default]
+    Keep,
+    /// The peer drops the routes at once: Hard Reset (Cease 6/9, RFC 8538 §3) when the N
+    /// bit was negotiated, else a plain Cease.
+    Withdraw,
+}
+
 /// What the driver must do with sockets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Io {
@@ -219,6 +232,12 @@ impl Peer {
         self.drive_bfd(now);
     }
 
+    /// Sets the Restart State bit in the next OPENs (RFC 4724 §3): kbgp has restarted and the
+    /// peer may still hold its routes as stale.
+    pub fn set_restarting(&mut self, restarting: bool) {
+        self.fsm.set_restarting(restarting);
+    }
+
     /// The BFD session's discriminator, when the peer has one.
     pub fn bfd_discriminator(&self) -> Option<u32> {
         self.bfd.as_ref().map(|b| b.session.local_discriminator())
@@ -313,6 +332,42 @@ impl Peer {
     /// that the peer does not take the silence that follows for a failure.
     pub fn retire(&mut self, now: Instant, n: Notification) {
         self.stop(now, n);
+        self.bfd_admin_down(now);
+    }
+
+    /// kbgp shuts down: ends the session as `mode` says, given what was negotiated; returns
+    /// what the peer was told, for the log.
+    pub fn shutdown(&mut self, now: Instant, n: Notification, mode: Shutdown) -> &'static str {
+        let peer_gr = self.session.as_ref().and_then(|s| s.negotiated.peer_graceful_restart.as_ref());
+        // A peer that sent the capability at all is a helper (RFC 4724 §3), even without
+        // families or a restart time of its own.
+        let gr = self.settings.session.graceful_restart.is_some() && peer_gr.is_some();
+        let n_bit = gr && peer_gr.is_some_and(|g| g.notification);
+        let said = match (mode, gr, n_bit) {
+            (Shutdown::Keep, true, true) => {
+                self.stop(now, n);
+                "Cease with graceful restart (N bit, RFC 8538): the peer keeps the routes as stale"
+            }
+            (Shutdown::Keep, true, false) => {
+                self.io.push_back(Io::CancelConnect);
+                self.fsm.handle(now, Input::Abandon(n));
+                self.drive(now);
+                "connection closed without NOTIFICATION (RFC 4724 §4.2): the peer keeps the routes as stale"
+            }
+            (Shutdown::Withdraw, _, true) => {
+                self.stop(now, Notification::hard_reset(&n));
+                "Hard Reset (Cease 6/9, RFC 8538): the peer drops the routes"
+            }
+            _ => {
+                self.stop(now, n);
+                "Cease: the peer drops the routes"
+            }
+        };
+        self.bfd_admin_down(now);
+        said
+    }
+
+    fn bfd_admin_down(&mut self, now: Instant) {
         if let Some(link) = self.bfd.as_mut() {
             link.session.admin_down(now);
         }

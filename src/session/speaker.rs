@@ -33,6 +33,8 @@ pub struct Speaker {
     tables: HashMap<GroupKey, OutTable>,
     /// BFD sessions by their discriminator.
     bfd: HashMap<u32, PeerKey>,
+    /// Until the first plan: how long ago the previous kbgp on this node was last alive.
+    restarted: Option<std::time::Duration>,
     next_discriminator: Option<u32>,
 }
 
@@ -103,8 +105,16 @@ impl Speaker {
             peers: BTreeMap::new(),
             tables: HashMap::new(),
             bfd: HashMap::new(),
+            restarted: None,
             next_discriminator: None,
         }
+    }
+
+    /// kbgp restarted: the previous one was alive `ago`. The first plan's sessions with
+    /// graceful restart whose restart time has not passed since then set the Restart State
+    /// bit (RFC 4724 §3).
+    pub fn set_restarted(&mut self, ago: std::time::Duration) {
+        self.restarted = Some(ago);
     }
 
     pub fn keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
@@ -175,6 +185,7 @@ impl Speaker {
             );
         }
         let groups: HashSet<&GroupKey> = wanted.values().map(|p| &p.group).collect();
+        let restarted = self.restarted.take();
         for (key, p) in &wanted {
             let at = match self.peers.get_mut(key) {
                 Some(e) if e.core.settings() == &p.settings => continue,
@@ -200,6 +211,10 @@ impl Speaker {
                 let d = self.discriminator(&seed);
                 core.attach_bfd(now, d, seed(&format!("bfd {key}")));
                 self.bfd.insert(d, *key);
+            }
+            let within = |rt: u16| restarted.is_some_and(|ago| ago < std::time::Duration::from_secs(rt.into()));
+            if p.settings.session.graceful_restart.is_some_and(within) {
+                core.set_restarting(true);
             }
             core.start(now, at);
             self.peers.insert(*key, Entry { core, group: p.group.clone() });
@@ -278,10 +293,19 @@ impl Speaker {
         Ok(key)
     }
 
-    /// Stops every peer with `n` and hands their cores back.
-    pub fn stop_all(&mut self, now: Instant, n: Notification) -> Vec<Peer> {
-        let keys: Vec<PeerKey> = self.keys().collect();
-        keys.iter().filter_map(|k| self.stop(k, now, n.clone())).collect()
+    /// kbgp shuts down: every peer ends as `mode` says (with `n` where a NOTIFICATION goes);
+    /// hands their cores back.
+    pub fn shutdown(&mut self, now: Instant, n: Notification, mode: super::peer::Shutdown) -> Vec<Peer> {
+        let peers = std::mem::take(&mut self.peers);
+        self.bfd.clear();
+        peers
+            .into_iter()
+            .map(|(k, mut e)| {
+                let said = e.core.shutdown(now, n.clone(), mode);
+                info!(peer = %k.address, vrouter = %k.local_asn, "shutdown: {said}");
+                e.core
+            })
+            .collect()
     }
 }
 

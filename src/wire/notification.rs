@@ -41,6 +41,15 @@ impl Notification {
 
     /// A Cease; for subcodes 2 and 4 the message goes in as an RFC 9003 Shutdown Communication,
     /// cut at a character boundary to fit 255 octets.
+    /// Cease 6/9, Hard Reset (RFC 8538 §3), carrying `inner`'s code, subcode and data: the
+    /// peer flushes the routes even though graceful restart with the N bit was negotiated.
+    pub fn hard_reset(inner: &Notification) -> Notification {
+        let mut data = BytesMut::with_capacity(2 + inner.data.len());
+        data.extend_from_slice(&[inner.code, inner.subcode]);
+        data.extend_from_slice(&inner.data);
+        Notification { code: super::error::code::CEASE, subcode: cease_sub::HARD_RESET, data: data.freeze() }
+    }
+
     pub fn cease(subcode: u8, message: &str) -> Notification {
         let mut data = BytesMut::new();
         if (subcode == cease_sub::ADMINISTRATIVE_SHUTDOWN || subcode == cease_sub::ADMINISTRATIVE_RESET)

@@ -106,6 +106,11 @@ impl Scripted {
 
     /// As [`Scripted::establish`], the peer offering enhanced route refresh or not.
     fn establish_offering(&mut self, enhanced_refresh: bool) {
+        self.establish_with(enhanced_refresh, None);
+    }
+
+    /// As [`Scripted::establish`], the peer offering this graceful restart capability.
+    fn establish_with(&mut self, enhanced_refresh: bool, gr: Option<crate::wire::capability::GracefulRestart>) {
         let local = SocketAddr::new(KBGP.parse().unwrap(), 40179);
         self.conn = Some(self.kbgp.connected(self.now, false, local, Some("fd00::11".parse().unwrap())));
         self.closed = false;
@@ -119,6 +124,7 @@ impl Scripted {
         if enhanced_refresh {
             caps.push(Capability::EnhancedRouteRefresh);
         }
+        caps.extend(gr.map(Capability::GracefulRestart));
         self.peer_sends(&Message::Open(Open::new(65005, 90, RR.parse().unwrap(), caps)));
         self.peer_sends(&Message::Keepalive);
         assert_eq!(self.kbgp.state(), State::Established);
@@ -773,4 +779,80 @@ fn retiring_the_peer_says_admin_down() {
     remote.handle_packet(s.now, &last);
     assert_eq!((remote.state(), remote.remote_state()), (bfd::State::Down, bfd::State::AdminDown));
     assert_eq!(notification(&s.take()), Some((6, 3)));
+}
+
+fn with_gr() -> PeerSettings {
+    let mut s = settings(KBGP, RR, false);
+    s.session.graceful_restart = Some(120);
+    s
+}
+
+fn peer_gr(notification: bool) -> Option<crate::wire::capability::GracefulRestart> {
+    Some(crate::wire::capability::GracefulRestart {
+        restart_state: false,
+        notification,
+        restart_time: 120,
+        families: vec![(Family::IPV4_UNICAST, true)],
+    })
+}
+
+/// What kbgp sends when it shuts down in `mode`, with graceful restart on its side or not,
+/// and the peer's capability: the NOTIFICATION (code, subcode, data), if any.
+fn shutdown_says(
+    ours: bool,
+    theirs: Option<crate::wire::capability::GracefulRestart>,
+    mode: Shutdown,
+) -> Option<(u8, u8, Vec<u8>)> {
+    let mut s = Scripted::with(table(1), if ours { with_gr() } else { settings(KBGP, RR, false) });
+    s.establish_with(true, theirs);
+    s.take();
+    let n = Notification::cease(wire::error::cease_sub::ADMINISTRATIVE_SHUTDOWN, "bye");
+    s.kbgp.shutdown(s.now, n, mode);
+    s.drain();
+    assert!(s.closed, "the connection is closed in every case");
+    assert_ne!(s.kbgp.state(), State::Established);
+    s.take().into_iter().find_map(|m| match m {
+        Message::Notification(n) => Some((n.code, n.subcode, n.data.to_vec())),
+        _ => None,
+    })
+}
+
+#[test]
+fn shutdown_keeps_the_routes_at_a_graceful_restart_peer_or_withdraws_them() {
+    let cease = Some((6, 2, [&[3u8][..], b"bye"].concat()));
+    // Both with the N bit (RFC 8538): the Cease itself is the graceful restart.
+    assert_eq!(shutdown_says(true, peer_gr(true), Shutdown::Keep), cease);
+    // A helper without the N bit keeps the routes only if no NOTIFICATION comes (RFC 4724 §4.2).
+    assert_eq!(shutdown_says(true, peer_gr(false), Shutdown::Keep), None);
+    // Withdraw: Hard Reset carrying the Cease, so that an N-bit peer flushes.
+    assert_eq!(
+        shutdown_says(true, peer_gr(true), Shutdown::Withdraw),
+        Some((6, 9, [&[6u8, 2, 3][..], b"bye"].concat()))
+    );
+    assert_eq!(shutdown_says(true, peer_gr(false), Shutdown::Withdraw), cease, "no N bit: the Cease flushes");
+    // kbgp without graceful restart, or the peer without it: a plain Cease in either mode.
+    assert_eq!(shutdown_says(false, peer_gr(true), Shutdown::Keep), cease);
+    assert_eq!(shutdown_says(true, None, Shutdown::Keep), cease);
+}
+
+#[test]
+fn after_a_restart_the_first_open_sets_the_restart_state_bit_and_later_ones_do_not() {
+    let open_r = |s: &mut Scripted| {
+        s.take().into_iter().find_map(|m| match m {
+            Message::Open(o) => o.capabilities.iter().find_map(|c| match c {
+                Capability::GracefulRestart(g) => Some(g.restart_state),
+                _ => None,
+            }),
+            _ => None,
+        })
+    };
+    let mut s = Scripted::with(table(1), with_gr());
+    s.kbgp.set_restarting(true);
+    s.establish_with(true, peer_gr(true));
+    assert_eq!(open_r(&mut s), Some(true), "R: kbgp restarted");
+    s.kbgp.reset(s.now, false, &s.table).unwrap();
+    s.drain();
+    s.take();
+    s.establish_with(true, peer_gr(true));
+    assert_eq!(open_r(&mut s), Some(false), "a later session of the same run is no restart");
 }
