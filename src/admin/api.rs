@@ -130,6 +130,12 @@ pub struct Peer {
     /// The BFD session, for a neighbor with `bfd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<Bfd>,
+    /// Received routes kept as stale while the peer restarts (graceful restart helper).
+    #[serde(default)]
+    pub received_stale: usize,
+    /// While the peer restarts: what kbgp does with its routes, and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_restarting: Option<String>,
 }
 
 /// A peer's BFD session (RFC 5880).
@@ -303,6 +309,8 @@ impl Peer {
             last_notification_received: None,
             next_attempt_in_seconds: None,
             bfd: None,
+            received_stale: 0,
+            peer_restarting: None,
         }
     }
 }

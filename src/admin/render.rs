@@ -170,6 +170,9 @@ pub fn peers(list: &[Peer], now: u64) -> String {
         if p.received_dropped > 0 {
             let _ = writeln!(out, "  {} received routes dropped at maxReceivedRoutes", p.received_dropped);
         }
+        if let Some(r) = &p.peer_restarting {
+            let _ = writeln!(out, "  graceful restart: {r} ({} stale routes)", p.received_stale);
+        }
         if let Some(b) = &p.bfd {
             let detection = b.detection_time_ms.map_or("not yet known".to_string(), |d| format!("{d} ms"));
             let _ = write!(

@@ -197,6 +197,12 @@ pub struct GracefulRestartSpec {
     /// Restart Time offered, seconds (1 to 4095). Default 120.
     #[serde(default)]
     pub restart_time_seconds: Option<i64>,
+    /// kbgp extension: also offer long-lived graceful restart (RFC 9494): after the restart
+    /// time a peer keeps kbgp's routes this many more seconds (1 to 16777215), as
+    /// least-preferred LLGR_STALE routes. Absent: not offered.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 16777215))]
+    pub long_lived_stale_time_seconds: Option<i64>,
 }
 
 /// An address family: ipv4 or ipv6, unicast.
@@ -315,6 +321,8 @@ pub struct Neighbor {
     pub keepalive: u16,
     /// Restart time when graceful restart is enabled.
     pub graceful_restart: Option<u16>,
+    /// Long-lived stale time (RFC 9494), with graceful restart.
+    pub long_lived_stale_time: Option<u32>,
     pub families: Vec<Family>,
     pub path_attributes: Vec<PathAttributeRule>,
     pub passive: bool,
@@ -490,6 +498,19 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             .map(|v| v as u16),
         _ => None,
     };
+    let long_lived_stale_time = match &n.graceful_restart {
+        Some(g) if g.long_lived_stale_time_seconds.is_some() && !g.enabled => {
+            d.err(
+                format!("{path}.gracefulRestart.longLivedStaleTimeSeconds"),
+                "needs gracefulRestart.enabled: true (RFC 9494 §3)",
+            );
+            None
+        }
+        Some(g) => g.long_lived_stale_time_seconds.and_then(|v| {
+            d.range(&format!("{path}.gracefulRestart.longLivedStaleTimeSeconds"), v, 1, 16_777_215).map(|v| v as u32)
+        }),
+        None => None,
+    };
     let auth_secret = match n.auth_secret_ref.as_deref() {
         Some("") => {
             d.err(format!("{path}.authSecretRef"), "must name a Secret");
@@ -531,6 +552,10 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
             (n.max_received_routes_restart_seconds.is_some(), "maxReceivedRoutesRestartSeconds"),
             (n.ttl_security.is_some(), "ttlSecurity"),
             (n.bfd.is_some(), "bfd"),
+            (
+                n.graceful_restart.as_ref().is_some_and(|g| g.long_lived_stale_time_seconds.is_some()),
+                "gracefulRestart.longLivedStaleTimeSeconds",
+            ),
         ] {
             if set {
                 d.err(
@@ -586,6 +611,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         hold_time: hold? as u16,
         keepalive: keepalive? as u16,
         graceful_restart,
+        long_lived_stale_time,
         families,
         path_attributes,
         passive: n.passive.unwrap_or(false),

@@ -419,3 +419,27 @@ fn bfd_takes_metallb_names_and_defaults_and_names_each_bad_field() {
         vec![format!("{field}: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy")]
     );
 }
+
+#[test]
+fn long_lived_graceful_restart_is_a_kbgp_extension_that_needs_graceful_restart() {
+    let gr = |g: &str| format!("peerASN: 65005\n      gracefulRestart: {g}");
+    let kbgp = |g: &str| kbgp_kind(POLICY).replace("peerASN: 65005", &gr(g));
+    let n = load_str(&kbgp("{enabled: true, longLivedStaleTimeSeconds: 86400}"), "t").unwrap().world.policies[0]
+        .virtual_routers[0]
+        .neighbors[0]
+        .clone();
+    assert_eq!((n.graceful_restart, n.long_lived_stale_time), (Some(120), Some(86400)));
+    let field = "rack0-65005: spec.virtualRouters[0].neighbors[0].gracefulRestart.longLivedStaleTimeSeconds";
+    assert_eq!(
+        errors(&kbgp("{enabled: false, longLivedStaleTimeSeconds: 60}")),
+        vec![format!("{field}: needs gracefulRestart.enabled: true (RFC 9494 §3)")]
+    );
+    assert_eq!(
+        errors(&kbgp("{enabled: true, longLivedStaleTimeSeconds: 16777216}")),
+        vec![format!("{field}: must be 1..=16777215, got 16777216")]
+    );
+    assert_eq!(
+        errors(&POLICY.replace("peerASN: 65005", &gr("{enabled: true, longLivedStaleTimeSeconds: 60}"))),
+        vec![format!("{field}: is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy")]
+    );
+}

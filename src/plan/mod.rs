@@ -312,6 +312,7 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> Pe
     s.passive = n.passive;
     s.families = n.families.clone();
     s.graceful_restart = n.graceful_restart;
+    s.long_lived_stale_time = n.long_lived_stale_time;
     let ebgp = local_asn != n.peer_asn;
     PeerSettings {
         session: s,

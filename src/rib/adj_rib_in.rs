@@ -5,6 +5,10 @@
 //! never stored. Attribute sets are interned, so a million routes with a handful of distinct
 //! attribute sets cost a handful of copies.
 //!
+//! While the peer restarts (graceful restart helper, RFC 4724 §4.2) its routes stay, marked
+//! stale; a route the new session announces or withdraws is no longer stale, and what is
+//! still stale at End-of-RIB (or when a timer runs out) is swept.
+//!
 //! Routes are ignored (and any older version removed) when they loop back to us:
 //! ORIGINATOR_ID equal to our router id (RFC 4456 §8; route reflectors send clients their own
 //! routes back) or, on eBGP, our AS in the AS_PATH (RFC 4271 §9.1.2).
@@ -49,6 +53,8 @@ pub struct AdjRibIn {
     ebgp: bool,
     /// Total dropped because of `max_routes` since the session came up.
     pub dropped: u64,
+    /// Routes kept from a session that ended, not yet refreshed by the next one.
+    stale: HashSet<(Family, Nlri)>,
 }
 
 impl AdjRibIn {
@@ -62,7 +68,50 @@ impl AdjRibIn {
             local_as,
             ebgp,
             dropped: 0,
+            stale: HashSet::new(),
         }
+    }
+
+    /// Routes kept as stale.
+    pub fn stale_count(&self) -> usize {
+        self.stale.len()
+    }
+
+    /// The session ended and the peer restarts: the routes of `families` are kept, as stale;
+    /// the others are dropped. Returns how many are kept.
+    pub fn mark_stale(&mut self, families: &[Family]) -> usize {
+        let gone: Vec<(Family, Nlri)> = self.routes.keys().filter(|k| !families.contains(&k.0)).copied().collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        self.stale = self.routes.keys().copied().collect();
+        self.dropped = 0;
+        self.stale.len()
+    }
+
+    /// Drops the routes still stale, of one family or all; returns how many.
+    pub fn sweep_stale(&mut self, family: Option<Family>) -> usize {
+        let gone: Vec<(Family, Nlri)> =
+            self.stale.iter().filter(|k| family.is_none_or(|f| k.0 == f)).copied().collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        gone.len()
+    }
+
+    /// Long-lived graceful restart begins (RFC 9494 §4.3): stale routes carrying NO_LLGR go.
+    pub fn sweep_no_llgr(&mut self) -> usize {
+        const NO_LLGR: u32 = 0xFFFF_0007;
+        let gone: Vec<(Family, Nlri)> = self
+            .stale
+            .iter()
+            .filter(|k| self.routes.get(*k).is_some_and(|a| a.path.communities.iter().any(|c| c.0 == NO_LLGR)))
+            .copied()
+            .collect();
+        for k in &gone {
+            self.remove(k);
+        }
+        gone.len()
     }
 
     pub fn len(&self) -> usize {
@@ -88,6 +137,7 @@ impl AdjRibIn {
 
     /// Forgets everything (the session went down).
     pub fn clear(&mut self) {
+        self.stale.clear();
         self.routes.clear();
         self.interned.clear();
         self.counts.clear();
@@ -104,6 +154,9 @@ impl AdjRibIn {
     }
 
     fn remove(&mut self, key: &(Family, Nlri)) -> bool {
+        if !self.stale.is_empty() {
+            self.stale.remove(key);
+        }
         let Some(old) = self.routes.remove(key) else { return false };
         if let Some(c) = self.counts.get_mut(&key.0) {
             *c = c.saturating_sub(1);
@@ -187,6 +240,9 @@ impl AdjRibIn {
     }
 
     fn insert(&mut self, key: (Family, Nlri), attrs: Arc<ReceivedAttrs>) {
+        if !self.stale.is_empty() {
+            self.stale.remove(&key);
+        }
         *self.counts.entry(key.0).or_default() += 1;
         self.routes.insert(key, attrs);
     }
@@ -288,6 +344,28 @@ mod tests {
         });
         let a = r.apply(&u);
         assert_eq!((a.withdrawn, a.treated_as_withdraw, a.added), (1, 1, 0));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn stale_routes_are_kept_until_refreshed_or_swept() {
+        let mut r = rib(100);
+        r.apply(&upd(&["10.1.0.0/24", "10.1.1.0/24", "10.1.2.0/24"], base()));
+        assert_eq!(r.mark_stale(&[Family::IPV4_UNICAST]), 3);
+        // The new session announces one again and withdraws another: neither is stale now.
+        r.apply(&upd(&["10.1.0.0/24"], base()));
+        r.apply(&Update { withdrawn: vec![Nlri::new("10.1.1.0/24".parse().unwrap())], ..Default::default() });
+        assert_eq!((r.len(), r.stale_count()), (2, 1));
+        assert_eq!(r.sweep_stale(Some(Family::IPV6_UNICAST)), 0);
+        assert_eq!(r.sweep_stale(Some(Family::IPV4_UNICAST)), 1, "End-of-RIB: what was not sent again goes");
+        assert_eq!((r.len(), r.stale_count(), r.count(Family::IPV4_UNICAST)), (1, 0, 1));
+        // Families not kept go at once; NO_LLGR routes go when long-lived stale begins.
+        let mut b = base();
+        b.communities = vec![crate::wire::attribute::Community(0xFFFF_0007)];
+        r.apply(&upd(&["10.9.0.0/24"], b));
+        assert_eq!(r.mark_stale(&[Family::IPV4_UNICAST]), 2);
+        assert_eq!(r.sweep_no_llgr(), 1);
+        assert_eq!(r.mark_stale(&[Family::IPV6_UNICAST]), 0);
         assert!(r.is_empty());
     }
 }

@@ -30,6 +30,9 @@ pub struct SessionConfig {
     pub add_path_receive: Vec<Family>,
     /// Offer graceful restart (RFC 4724, with the N bit of RFC 8538) with this restart time.
     pub graceful_restart: Option<u16>,
+    /// With graceful restart: offer long-lived graceful restart (RFC 9494) with this stale
+    /// time, seconds.
+    pub long_lived_stale_time: Option<u32>,
 }
 
 impl SessionConfig {
@@ -48,6 +51,7 @@ impl SessionConfig {
             extended_message: true,
             add_path_receive: Vec::new(),
             graceful_restart: None,
+            long_lived_stale_time: None,
         }
     }
 

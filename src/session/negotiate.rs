@@ -30,6 +30,8 @@ pub struct Negotiated {
     pub extended_next_hop: Vec<Family>,
     /// The peer's graceful restart capability, if it sent one.
     pub peer_graceful_restart: Option<GracefulRestart>,
+    /// The peer's long-lived graceful restart families (RFC 9494), if it sent the capability.
+    pub peer_long_lived: Vec<crate::wire::capability::LongLived>,
     pub ebgp: bool,
     /// Everything the peer offered, for display.
     pub peer_capabilities: Vec<Capability>,
@@ -71,6 +73,9 @@ impl Negotiated {
         if self.peer_graceful_restart.is_some() {
             v.push("peer-graceful-restart");
         }
+        if !self.peer_long_lived.is_empty() {
+            v.push("peer-long-lived-graceful-restart");
+        }
         v
     }
 }
@@ -94,6 +99,14 @@ pub fn our_open(cfg: &SessionConfig, restarting: bool) -> Open {
             restart_time: restart_time.min(4095),
             families: cfg.families.iter().map(|f| (*f, true)).collect(),
         }));
+        if let Some(stale_time) = cfg.long_lived_stale_time {
+            caps.push(Capability::LongLivedGracefulRestart(
+                cfg.families
+                    .iter()
+                    .map(|f| crate::wire::capability::LongLived { family: *f, forwarding: true, stale_time })
+                    .collect(),
+            ));
+        }
     } else {
         // No families and no restart time: kbgp keeps no forwarding state across a restart,
         // but receives End-of-RIB (RFC 4724 §3). It is also what makes FRR send its EoR, and
@@ -170,6 +183,15 @@ pub fn negotiate(cfg: &SessionConfig, peer: &Open) -> Result<Negotiated, DecodeE
         Capability::GracefulRestart(g) => Some(g.clone()),
         _ => None,
     });
+    // RFC 9494 §3: without the graceful restart capability, LLGR is ignored.
+    let peer_long_lived = peer
+        .capabilities
+        .iter()
+        .find_map(|c| match c {
+            Capability::LongLivedGracefulRestart(v) if peer_graceful_restart.is_some() => Some(v.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
 
     Ok(Negotiated {
         peer_as,
@@ -186,6 +208,7 @@ pub fn negotiate(cfg: &SessionConfig, peer: &Open) -> Result<Negotiated, DecodeE
         add_path_tx: Vec::new(),
         extended_next_hop,
         peer_graceful_restart,
+        peer_long_lived,
         ebgp,
         peer_capabilities: peer.capabilities.clone(),
     })

@@ -148,7 +148,44 @@ pub struct Peer {
     /// The oldest plan not yet fully written, and the table version it needs.
     pending_since: Option<(u64, Instant)>,
     pub(super) bfd: Option<BfdLink>,
+    /// The peer restarts and its routes are kept as stale (RFC 4724 §4.2, RFC 9494).
+    pub(super) helper: Option<Helper>,
     pub(super) stats: Stats,
+}
+
+/// Graceful restart helper state: which families are stale, and until when.
+#[derive(Debug, Clone)]
+pub(super) struct Helper {
+    pub families: Vec<Family>,
+    /// Restart Time running: the peer must be back by then.
+    pub restart_until: Option<Instant>,
+    /// Back: the End-of-RIB must come by then.
+    pub eor_until: Option<Instant>,
+    /// Long-lived stale phase (RFC 9494 §4.2) until then.
+    pub long_lived_until: Option<Instant>,
+    /// The peer's long-lived stale time, when it offered LLGR for every stale family.
+    pub long_lived: Option<Duration>,
+}
+
+/// After a restarted peer is back, how long its stale routes wait for its End-of-RIB (FRR's
+/// and BIRD's stale-path default).
+pub const STALE_PATH_TIME: Duration = Duration::from_secs(360);
+
+impl Helper {
+    fn deadline(&self) -> Option<Instant> {
+        [self.restart_until, self.eor_until, self.long_lived_until].into_iter().flatten().min()
+    }
+
+    /// What `kbgp peers` says about it.
+    pub fn describe(&self, now: Instant) -> String {
+        let left = |t: Instant| t.saturating_duration_since(now).as_secs();
+        match (self.restart_until, self.eor_until, self.long_lived_until) {
+            (Some(t), ..) => format!("the peer is restarting: its routes are kept as stale for {} s more", left(t)),
+            (_, Some(t), _) => format!("the peer is back: stale routes wait {} s more for its End-of-RIB", left(t)),
+            (_, _, Some(t)) => format!("long-lived stale (RFC 9494): the peer's routes are kept {} s more", left(t)),
+            _ => "stale routes held".into(),
+        }
+    }
 }
 
 /// The peer's BFD session and what it did to BGP.
@@ -203,6 +240,7 @@ impl Peer {
             events: VecDeque::new(),
             pending_since: None,
             bfd: None,
+            helper: None,
             stats: Stats::default(),
         }
     }
@@ -488,6 +526,72 @@ impl Peer {
             link.session.handle_timeout(now);
             self.drive_bfd(now);
         }
+        if self.helper.as_ref().and_then(Helper::deadline).is_some_and(|t| t <= now) {
+            self.helper_timeout(now);
+        }
+    }
+
+    /// A graceful restart timer ran out (RFC 4724 §4.2, RFC 9494 §4.2).
+    fn helper_timeout(&mut self, now: Instant) {
+        let Some(h) = self.helper.as_mut() else { return };
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(h.restart_until)
+            && let Some(llst) = h.long_lived
+        {
+            h.restart_until = None;
+            h.long_lived_until = Some(now + llst);
+            let gone = self.rib_in.sweep_no_llgr();
+            info!(
+                peer = %self.label,
+                vrouter = %self.vrouter,
+                stale = self.rib_in.stale_count(),
+                no_llgr = gone,
+                "the peer's restart time passed: its routes are kept as long-lived stale for {} s (RFC 9494)",
+                llst.as_secs()
+            );
+        } else if due(h.restart_until) || due(h.eor_until) || due(h.long_lived_until) {
+            let gone = self.rib_in.sweep_stale(None);
+            info!(peer = %self.label, vrouter = %self.vrouter, routes = gone, "graceful restart timer ran out: stale routes dropped");
+            self.helper = None;
+        }
+        self.routes_changed();
+    }
+
+    /// Whether the session that ended this way leaves the peer's routes in place as stale
+    /// (RFC 4724 §4.2; with the N bit both ways, also after a NOTIFICATION other than Hard
+    /// Reset, RFC 8538 §4). Our own stops (reconfiguration, reset, BFD Down) flush.
+    fn peer_restarts(&self, now: Instant, reason: &SessionError) -> Option<Helper> {
+        let s = self.session.as_ref()?;
+        let g = s.negotiated.peer_graceful_restart.as_ref()?;
+        let n_bit = g.notification && self.settings.session.graceful_restart.is_some();
+        let hard =
+            |n: &Notification| n.code == wire::error::code::CEASE && n.subcode == wire::error::cease_sub::HARD_RESET;
+        let graceful = match reason {
+            SessionError::ConnectionClosed => true,
+            SessionError::HoldTimerExpired => n_bit,
+            SessionError::NotificationSent { notification, .. } => n_bit && !hard(notification),
+            SessionError::NotificationReceived(n) => n_bit && !hard(n),
+            _ => false,
+        };
+        let families: Vec<Family> =
+            g.families.iter().map(|(f, _)| *f).filter(|f| s.negotiated.families.contains(f)).collect();
+        let llgr: Vec<&crate::wire::capability::LongLived> =
+            s.negotiated.peer_long_lived.iter().filter(|l| families.contains(&l.family)).collect();
+        let long_lived = (!llgr.is_empty() && llgr.len() == families.len())
+            .then(|| Duration::from_secs(llgr.iter().map(|l| u64::from(l.stale_time)).min().unwrap_or(0)))
+            .filter(|d| !d.is_zero());
+        if !graceful || families.is_empty() || (g.restart_time == 0 && long_lived.is_none()) {
+            return None;
+        }
+        let restart = Duration::from_secs(g.restart_time.into());
+        Some(Helper {
+            families,
+            // A restart time of 0 with LLGR: straight to the long-lived phase (RFC 9494 §4.2).
+            restart_until: Some(now + restart),
+            eor_until: None,
+            long_lived_until: None,
+            long_lived,
+        })
     }
 
     /// The group's table reached `version` with a plan seen at `since`: the update latency
@@ -509,7 +613,8 @@ impl Peer {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let bfd = self.bfd.as_ref().and_then(|b| b.session.poll_timeout());
-        [self.fsm.poll_timeout(), bfd].into_iter().flatten().min()
+        let helper = self.helper.as_ref().and_then(Helper::deadline);
+        [self.fsm.poll_timeout(), bfd, helper].into_iter().flatten().min()
     }
 
     /// The connection of the Established session.
@@ -730,8 +835,8 @@ impl Peer {
                     self.conns.retain(|c| c.id != conn);
                     self.io.push_back(Io::Close { conn });
                 }
-                Output::Established { conn, negotiated } => self.established(conn, *negotiated),
-                Output::Down { reason } => self.down(reason),
+                Output::Established { conn, negotiated } => self.established(now, conn, *negotiated),
+                Output::Down { reason } => self.down(now, reason),
                 Output::StateChanged { from, to } => {
                     self.stats.state_since = Some(now);
                     if to == State::Established {
@@ -808,7 +913,7 @@ impl Peer {
         self.stats.last_error = Some((now, e));
     }
 
-    fn established(&mut self, conn: ConnId, negotiated: Negotiated) {
+    fn established(&mut self, now: Instant, conn: ConnId, negotiated: Negotiated) {
         let Some(c) = self.conns.iter().find(|c| c.id == conn).copied() else { return };
         let (v4, v6) = match (c.local.ip(), c.companion) {
             (IpAddr::V4(a), Some(IpAddr::V6(b))) => (Some(a), Some(b)),
@@ -837,8 +942,13 @@ impl Peer {
         );
         self.stats.last_logged = None;
         self.stats.limit_logged = false;
+        if self.helper.is_some() {
+            self.peer_back(now, &negotiated);
+        }
         let s = &self.settings.session;
-        self.rib_in = AdjRibIn::new(self.settings.max_received_routes, s.router_id, s.local_as, negotiated.ebgp);
+        if self.helper.is_none() {
+            self.rib_in = AdjRibIn::new(self.settings.max_received_routes, s.router_id, s.local_as, negotiated.ebgp);
+        }
         self.rib_out.reset();
         self.session = Some(Session {
             conn,
@@ -855,19 +965,59 @@ impl Peer {
         self.events.push_back(Event::Up);
     }
 
-    fn down(&mut self, reason: SessionError) {
+    fn down(&mut self, now: Instant, reason: SessionError) {
         if matches!(reason, SessionError::Stopped(_)) {
             info!(peer = %self.label, vrouter = %self.vrouter, "session down: {reason}");
         } else {
             warn!(peer = %self.label, vrouter = %self.vrouter, "session down: {reason}");
         }
+        let helper = self.peer_restarts(now, &reason);
         self.stats.last_logged = Some(reason.to_string());
         self.session = None;
         self.pending_since = None;
-        self.rib_in.clear();
+        match helper {
+            Some(h) => {
+                let kept = self.rib_in.mark_stale(&h.families);
+                info!(
+                    peer = %self.label,
+                    vrouter = %self.vrouter,
+                    routes = kept,
+                    restart_time = ?h.restart_until.map(|t| t.saturating_duration_since(now).as_secs()),
+                    "the peer restarts (graceful restart): its routes are kept as stale"
+                );
+                self.helper = Some(h);
+            }
+            None => {
+                self.helper = None;
+                self.rib_in.clear();
+            }
+        }
         self.rib_out.reset();
         self.events.push_back(Event::Down);
         self.routes_changed();
+    }
+
+    /// The restarted peer is back (RFC 4724 §4.2): families it no longer keeps forwarding
+    /// state for lose their stale routes now; the others wait for its End-of-RIB.
+    fn peer_back(&mut self, now: Instant, negotiated: &Negotiated) {
+        let Some(mut h) = self.helper.take() else { return };
+        let kept: Vec<Family> = negotiated
+            .peer_graceful_restart
+            .iter()
+            .flat_map(|g| g.families.iter().filter(|(_, fwd)| *fwd).map(|(f, _)| *f))
+            .collect();
+        for f in h.families.iter().filter(|f| !kept.contains(f)) {
+            let gone = self.rib_in.sweep_stale(Some(*f));
+            debug!(peer = %self.label, vrouter = %self.vrouter, family = %f, routes = gone, "no forwarding state kept: stale routes dropped");
+        }
+        h.families.retain(|f| kept.contains(f));
+        if h.families.is_empty() || self.rib_in.stale_count() == 0 {
+            return;
+        }
+        h.restart_until = None;
+        h.long_lived_until = None;
+        h.eor_until = Some(now + STALE_PATH_TIME);
+        self.helper = Some(h);
     }
 
     /// Takes in one UPDATE; the family that went past `maxReceivedRoutes`, when the
@@ -899,6 +1049,15 @@ impl Peer {
         }
         if let Some(f) = u.end_of_rib() {
             debug!(peer = %self.label, vrouter = %self.vrouter, family = %f, "End-of-RIB received");
+            if let Some(h) = self.helper.as_mut().filter(|h| h.eor_until.is_some() && h.families.contains(&f)) {
+                h.families.retain(|x| *x != f);
+                let gone = self.rib_in.sweep_stale(Some(f));
+                if h.families.is_empty() {
+                    self.helper = None;
+                }
+                info!(peer = %self.label, vrouter = %self.vrouter, family = %f, routes = gone, "End-of-RIB after the peer's restart: stale routes dropped");
+                self.routes_changed();
+            }
         }
         if a.added + a.withdrawn + a.replaced + a.treated_as_withdraw > 0 {
             self.routes_changed();

@@ -71,6 +71,8 @@ impl Peer {
                 .fsm()
                 .next_attempt()
                 .map(|t| t.saturating_duration_since(now).as_secs_f64().ceil() as u64),
+            received_stale: self.rib_in().stale_count(),
+            peer_restarting: self.helper.as_ref().map(|h| h.describe(now)),
             bfd: self.bfd.as_ref().map(|b| {
                 let s = &b.session;
                 let multihop = settings.bfd.is_some_and(|c| c.multihop);

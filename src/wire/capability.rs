@@ -27,6 +27,7 @@ pub mod code {
     pub const FOUR_OCTET_AS: u8 = 65;
     pub const ADD_PATH: u8 = 69;
     pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
+    pub const LONG_LIVED_GRACEFUL_RESTART: u8 = 71;
 }
 
 /// ADD-PATH Send/Receive field (RFC 7911 §4).
@@ -89,6 +90,22 @@ pub struct GracefulRestart {
     pub families: Vec<(Family, bool)>,
 }
 
+/// One family of the Long-Lived Graceful Restart capability (RFC 9494 §3).
+/// ```text
+/// +--------------------------------------------------+
+/// | AFI (16 bits) | SAFI (8 bits) | Flags (8 bits: F - - - - - - -) |
+/// | Long-lived Stale Time (24 bits, seconds)                         |  ... repeated
+/// +--------------------------------------------------+
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LongLived {
+    pub family: Family,
+    /// F: forwarding state kept across the restart.
+    pub forwarding: bool,
+    /// Seconds, 0..=16777215.
+    pub stale_time: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Capability {
     /// RFC 4760 §8: AFI (2), Reserved (1), SAFI (1).
@@ -106,7 +123,9 @@ pub enum Capability {
     AddPath(Vec<(Family, AddPathMode)>),
     /// RFC 7313 §3, empty value.
     EnhancedRouteRefresh,
-    /// Any capability kbgp does not interpret (e.g. FQDN, LLGR, the pre-standard route refresh 128).
+    /// RFC 9494 §3: Long-Lived Graceful Restart, per family.
+    LongLivedGracefulRestart(Vec<LongLived>),
+    /// Any capability kbgp does not interpret (e.g. FQDN, the pre-standard route refresh 128).
     Unknown {
         code: u8,
         value: Bytes,
@@ -128,6 +147,7 @@ impl Capability {
             Capability::FourOctetAs(_) => code::FOUR_OCTET_AS,
             Capability::AddPath(_) => code::ADD_PATH,
             Capability::EnhancedRouteRefresh => code::ENHANCED_ROUTE_REFRESH,
+            Capability::LongLivedGracefulRestart(_) => code::LONG_LIVED_GRACEFUL_RESTART,
             Capability::Unknown { code, .. } => *code,
         }
     }
@@ -216,6 +236,20 @@ impl Capability {
                     families,
                 })
             }
+            code::LONG_LIVED_GRACEFUL_RESTART => {
+                if !v.len().is_multiple_of(7) {
+                    return Err(malformed(code, "family list not a multiple of 7 octets"));
+                }
+                Capability::LongLivedGracefulRestart(
+                    v.chunks_exact(7)
+                        .map(|c| LongLived {
+                            family: Family::new(Afi::from_u16(u16::from_be_bytes([c[0], c[1]])), Safi::from_u8(c[2])),
+                            forwarding: c[3] & 0x80 != 0,
+                            stale_time: u32::from_be_bytes([0, c[4], c[5], c[6]]),
+                        })
+                        .collect(),
+                )
+            }
             _ => Capability::Unknown { code, value: Bytes::copy_from_slice(v) },
         })
     }
@@ -260,6 +294,14 @@ impl Capability {
                     out.put_u16(f.afi.to_u16());
                     out.put_u8(f.safi.to_u8());
                     out.put_u8(m.to_u8());
+                }
+            }
+            Capability::LongLivedGracefulRestart(t) => {
+                for l in t {
+                    out.put_u16(l.family.afi.to_u16());
+                    out.put_u8(l.family.safi.to_u8());
+                    out.put_u8(if l.forwarding { 0x80 } else { 0 });
+                    out.extend_from_slice(&l.stale_time.min(0xff_ffff).to_be_bytes()[1..]);
                 }
             }
             Capability::Unknown { value, .. } => out.extend_from_slice(value),
@@ -323,6 +365,14 @@ mod tests {
             &[64, 6, 0xc0, 120, 0, 1, 1, 0x80],
         );
         round_trip(Capability::Unknown { code: 73, value: Bytes::from_static(b"\x02ab") }, &[73, 3, 2, b'a', b'b']);
+        round_trip(
+            Capability::LongLivedGracefulRestart(vec![LongLived {
+                family: Family::IPV4_UNICAST,
+                forwarding: true,
+                stale_time: 86400,
+            }]),
+            &[71, 7, 0, 1, 1, 0x80, 0x01, 0x51, 0x80],
+        );
     }
 
     #[test]

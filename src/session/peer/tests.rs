@@ -856,3 +856,123 @@ fn after_a_restart_the_first_open_sets_the_restart_state_bit_and_later_ones_do_n
     s.establish_with(true, peer_gr(true));
     assert_eq!(open_r(&mut s), Some(false), "a later session of the same run is no restart");
 }
+
+/// The End-of-RIB of IPv4 unicast: an empty UPDATE.
+const EOR_V4: [u8; 23] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 23, 2, 0, 0, 0,
+    0,
+];
+
+fn restarting_peer(forwarding: bool) -> Option<crate::wire::capability::GracefulRestart> {
+    Some(crate::wire::capability::GracefulRestart {
+        restart_state: false,
+        notification: true,
+        restart_time: 120,
+        families: vec![(Family::IPV4_UNICAST, forwarding)],
+    })
+}
+
+/// A session with a graceful-restart peer that sent routes 10.1.0-2.0/24.
+fn helper_session(ours: bool, theirs: Option<crate::wire::capability::GracefulRestart>) -> Scripted {
+    let mut s = Scripted::with(table(1), if ours { with_gr() } else { settings(KBGP, RR, false) });
+    s.establish_with(true, theirs);
+    s.peer_sends_raw(&raw_update(0..3));
+    assert_eq!(s.kbgp.rib_in().count(Family::IPV4_UNICAST), 3);
+    s
+}
+
+#[test]
+fn a_restarting_peers_routes_stay_stale_until_its_end_of_rib() {
+    let mut s = helper_session(false, restarting_peer(true));
+    let conn = s.conn.unwrap();
+    s.kbgp.handle_closed(s.now, conn);
+    assert_eq!((s.kbgp.rib_in().len(), s.kbgp.rib_in().stale_count()), (3, 3), "kept, stale");
+    let st = s.kbgp.status(s.now, 1000, &s.table);
+    assert_eq!(st.received_stale, 3);
+    assert!(st.peer_restarting.unwrap().contains("kept as stale for 120 s"));
+    s.advance(Duration::from_secs(100));
+    assert_eq!(s.kbgp.rib_in().len(), 3, "within the restart time");
+    // Back, with forwarding state kept: one route again, then End-of-RIB.
+    s.establish_with(true, restarting_peer(true));
+    assert_eq!(s.kbgp.rib_in().stale_count(), 3, "stale until End-of-RIB");
+    s.peer_sends_raw(&raw_update(1..2));
+    assert_eq!(s.kbgp.rib_in().stale_count(), 2);
+    s.peer_sends_raw(&EOR_V4);
+    assert_eq!((s.kbgp.rib_in().len(), s.kbgp.rib_in().stale_count()), (1, 0), "what was not sent again is gone");
+    assert!(s.kbgp.status(s.now, 1000, &s.table).peer_restarting.is_none());
+}
+
+#[test]
+fn stale_routes_go_when_the_restart_time_passes_or_forwarding_was_lost() {
+    let mut s = helper_session(false, restarting_peer(true));
+    let conn = s.conn.unwrap();
+    s.kbgp.handle_closed(s.now, conn);
+    s.advance(Duration::from_secs(121));
+    assert!(s.kbgp.rib_in().is_empty(), "the peer did not come back in its restart time");
+    let mut s = helper_session(false, restarting_peer(true));
+    let conn = s.conn.unwrap();
+    s.kbgp.handle_closed(s.now, conn);
+    s.establish_with(true, restarting_peer(false));
+    assert!(s.kbgp.rib_in().is_empty(), "back without the F bit: nothing kept");
+}
+
+#[test]
+fn after_a_notification_routes_stay_only_with_the_n_bit_both_ways_and_no_hard_reset() {
+    let notify = |s: &mut Scripted, sub: u8| {
+        s.peer_sends(&Message::Notification(Notification::cease(sub, "")));
+        s.kbgp.rib_in().len()
+    };
+    let mut s = helper_session(false, restarting_peer(true));
+    assert_eq!(notify(&mut s, 2), 0, "kbgp without graceful restart offered no N bit: flushed");
+    let mut s = helper_session(true, restarting_peer(true));
+    assert_eq!(notify(&mut s, 2), 3, "N bit both ways: a Cease is a restart (RFC 8538)");
+    let mut s = helper_session(true, restarting_peer(true));
+    assert_eq!(notify(&mut s, wire::error::cease_sub::HARD_RESET), 0, "Hard Reset flushes");
+    let mut s = helper_session(true, None);
+    let conn = s.conn.unwrap();
+    s.kbgp.handle_closed(s.now, conn);
+    assert_eq!(s.kbgp.rib_in().len(), 0, "a peer without the capability is no restarting peer");
+}
+
+#[test]
+fn long_lived_graceful_restart_keeps_routes_past_the_restart_time() {
+    let mut s = Scripted::with(table(1), settings(KBGP, RR, false));
+    // The peer offers LLGR: its OPEN carries capability 71 with a 1000 s stale time.
+    let mut gr = restarting_peer(true).unwrap();
+    gr.restart_time = 30;
+    let local = SocketAddr::new(KBGP.parse().unwrap(), 40179);
+    s.conn = Some(s.kbgp.connected(s.now, false, local, None));
+    let caps = vec![
+        Capability::Multiprotocol(Family::IPV4_UNICAST),
+        Capability::FourOctetAs(65005),
+        Capability::GracefulRestart(gr),
+        Capability::LongLivedGracefulRestart(vec![crate::wire::capability::LongLived {
+            family: Family::IPV4_UNICAST,
+            forwarding: true,
+            stale_time: 1000,
+        }]),
+    ];
+    s.peer_sends(&Message::Open(Open::new(65005, 90, RR.parse().unwrap(), caps)));
+    s.peer_sends(&Message::Keepalive);
+    assert_eq!(s.kbgp.state(), State::Established);
+    s.peer_sends_raw(&raw_update(0..2));
+    let conn = s.conn.unwrap();
+    s.kbgp.handle_closed(s.now, conn);
+    s.advance(Duration::from_secs(31));
+    assert_eq!(s.kbgp.rib_in().len(), 2, "past the restart time: long-lived stale");
+    assert!(s.kbgp.status(s.now, 1000, &s.table).peer_restarting.unwrap().contains("long-lived"));
+    s.advance(Duration::from_secs(1000));
+    assert!(s.kbgp.rib_in().is_empty(), "the long-lived stale time ran out");
+}
+
+#[test]
+fn kbgp_offers_long_lived_graceful_restart_when_configured() {
+    let mut cfg = with_gr().session;
+    cfg.long_lived_stale_time = Some(86400);
+    let o = crate::session::negotiate::our_open(&cfg, false);
+    let llgr = o.capabilities.iter().find_map(|c| match c {
+        Capability::LongLivedGracefulRestart(v) => Some(v.clone()),
+        _ => None,
+    });
+    assert_eq!(llgr.unwrap().iter().map(|l| (l.stale_time, l.forwarding)).collect::<Vec<_>>(), vec![(86400, true); 2]);
+}
