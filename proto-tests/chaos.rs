@@ -298,6 +298,100 @@ fn graceful_restart(daemon: &str) {
     let _ = server.join();
 }
 
+/// kbgp's resident memory, KiB.
+fn rss_kib(kbgp: &Kbgp) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{}/status", kbgp.proc.pid)).expect("kbgp's /proc status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// The peer (BIRD, graceful restart on) dies and comes back: kbgp, as helper, keeps its
+/// routes as stale meanwhile (RFC 4724 §4.2), its own routes return to the peer, and the
+/// stale ones are replaced.
+#[test]
+fn a_restarting_peer_keeps_its_routes_stale_at_kbgp() {
+    let mut lab = Lab::new("bird-peer-restart");
+    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: true };
+    let peer = common::peer::start("bird", &mut lab, &spec);
+    let kbgp = Kbgp::start(&lab, &config(&lab, ""));
+    let me = lab.peer_v4.to_string();
+    let received = |k: &Kbgp| {
+        let p = k.peer(&me);
+        (p["received"]["ipv4"].as_u64().unwrap_or(0) + p["received"]["ipv6"].as_u64().unwrap_or(0), p)
+    };
+    let all = (common::peer::PEER_V4.len() + common::peer::PEER_V6.len()) as u64;
+    wait_for("the peer's routes at kbgp", Duration::from_secs(60), || match received(&kbgp) {
+        (n, _) if n == all => Ok(()),
+        (_, p) => Err(format!("{p}")),
+    });
+    peer.process().signal("KILL");
+    let p = wait_for("kbgp to hold the peer's routes as stale", Duration::from_secs(30), || match received(&kbgp) {
+        (n, p) if n == all && p["receivedStale"] == all && p["state"] != "Established" => Ok(p),
+        (_, p) => Err(format!("{p}")),
+    });
+    assert!(p["peerRestarting"].as_str().unwrap_or_default().contains("kept as stale"), "{p}");
+    let text = kbgp.cli(&["peers"]).stdout;
+    assert!(text.contains("graceful restart: the peer is restarting") && text.contains("stale routes"), "{text}");
+    drop(peer);
+    let peer = common::peer::start("bird", &mut lab, &spec);
+    wait_for("kbgp's routes at the restarted peer", Duration::from_secs(60), || {
+        let got = peer.prefixes()?;
+        if got == service_routes() { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+    wait_for("fresh routes from the restarted peer", Duration::from_secs(30), || match received(&kbgp) {
+        (n, p) if n == all && p["receivedStale"] == 0 && p.get("peerRestarting").is_none() => Ok(()),
+        (_, p) => Err(format!("{p}")),
+    });
+}
+
+/// 100 flaps in a row (kbgp's TCP connection killed each time the session is up): kbgp
+/// comes back every time with the whole table at the peer, and its memory stays flat.
+#[test]
+fn a_hundred_flaps_leave_kbgp_correct_and_its_memory_flat() {
+    let mut lab = Lab::new("frr-flaps");
+    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false };
+    let peer = common::peer::start("frr", &mut lab, &spec);
+    // A flapping session backs off up to the connect retry time (dampening); 1 s keeps the
+    // hundred flaps short.
+    let yaml = config(&lab, "").replace("connectRetryTimeSeconds: 5", "connectRetryTimeSeconds: 1");
+    let kbgp = Kbgp::start(&lab, &yaml);
+    let me = lab.peer_v4.to_string();
+    let count = |k: &Kbgp| k.metric("kbgp_session_established_total", &[]);
+    let up_again = |k: &Kbgp, n: f64| {
+        wait_for("the session up again", Duration::from_secs(30), || {
+            let p = k.peer(&me);
+            if p["state"] == "Established" && count(k) >= n { Ok(()) } else { Err(format!("{p}")) }
+        })
+    };
+    up_again(&kbgp, 1.0);
+    let started = Instant::now();
+    let mut rss = Vec::new();
+    for i in 1..=100 {
+        let peer_port = format!("dst {} dport = :179", lab.peer_v4);
+        let args: Vec<&str> =
+            ["ip", "netns", "exec", &lab.kbgp_ns, "ss", "-K"].into_iter().chain(peer_port.split(' ')).collect();
+        sh(&args);
+        up_again(&kbgp, 1.0 + i as f64);
+        if i == 10 || i == 100 {
+            rss.push(rss_kib(&kbgp));
+        }
+    }
+    wait_for("every route at the peer after the flaps", Duration::from_secs(30), || {
+        let got = peer.prefixes()?;
+        if got == service_routes() { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+    assert_eq!(count(&kbgp), 101.0, "one Established per flap");
+    eprintln!(
+        "flaps: 100 in {} s; kbgp RSS {} KiB after 10, {} KiB after 100",
+        started.elapsed().as_secs(),
+        rss[0],
+        rss[1]
+    );
+    assert!(rss[1] <= rss[0] + 1024, "RSS grew from {} to {} KiB over 90 flaps", rss[0], rss[1]);
+}
+
 mod graceful_restart {
     #[test]
     fn frr() {

@@ -47,12 +47,12 @@ impl Bird {
             ""
         };
         // A router: kbgp's routes into the kernel, kbgp on the link (next hops resolved
-        // directly), and graceful restart helper (BIRD's default, `aware`, said outright).
+        // directly), and graceful restart on (helper, and restarting itself).
         let kernel = if spec.router {
             if spec.ibgp() {
                 mode.push_str("  direct;\n");
             }
-            mode.push_str("  graceful restart aware;\n");
+            mode.push_str("  graceful restart on;\n");
             "protocol kernel { ipv4 { export where source = RTS_BGP; }; }\n"
         } else {
             ""
