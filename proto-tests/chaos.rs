@@ -84,7 +84,11 @@ fn kbgp_bfd(kbgp: &Kbgp, lab: &Lab) -> serde_json::Value {
 /// The link goes silent: the peer must drop kbgp's routes within the detection time + 200 ms,
 /// kbgp must see BFD Down as fast and end the session with Cease 6/10, keep BGP down while
 /// BFD is, and bring everything back once the path returns.
+/// The BFD tests measure sub-second times: one at a time.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bfd_link_cut(daemon: &str, hops: Hops) {
+    let _one_at_a_time = TIMED.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::switched(&format!("{daemon}-bfd"));
     let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: Some(hops), router: false };
     let peer = common::peer::start(daemon, &mut lab, &spec);
