@@ -15,6 +15,7 @@
 //! | [`bfd`] | BFD (RFC 5880): the Control packet and one session's state machine, sans-IO |
 //! | [`config`] | the object model read from files (and later the API server), defaults, validation with field paths |
 //! | [`source`] | where the World comes from: static files (with reload) or the Kubernetes API (watchers) |
+//! | [`health`] | local health checks' verdicts (rise, fall, stalled checker), sans-IO: what gates the control-plane VIP |
 //! | [`ipam`] | LB IPAM: addresses for LoadBalancer Services from the pools, deterministic |
 //! | [`plan`] | this node's peers and export groups, and a planner that keeps their routes up to date from each World, and why |
 //! | [`rib`] | the shared table of each export group, the per-peer Adj-RIB-Out over it (cursor, UPDATE packing), bounded Adj-RIB-In |
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod bfd;
 pub mod config;
 pub mod daemon;
+pub mod health;
 pub mod ipam;
 pub mod lab;
 pub mod metrics;
