@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct Frr {
     dir: PathBuf,
@@ -53,19 +53,20 @@ impl Frr {
             kasn = spec.kbgp_asn,
         );
         fs::write(dir.join("bgpd.conf"), conf).expect("bgpd.conf");
-        sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
         let zserv = dir.join("zserv.api");
-        let mut procs = Vec::new();
+        let zserv_arg = zserv.to_str().expect("utf8");
+        // BFD in FRR is bfdd, reached through zebra; routes reach the kernel through zebra
+        // too. Both run beside bgpd on the lab's own zserv socket; without them bgpd runs
+        // alone (-Z).
         let zebra = spec.bfd.is_some() || spec.router;
+        let mut procs = Vec::new();
         if zebra {
-            // BFD in FRR is bfdd, reached through zebra: both run beside bgpd, on the lab's
-            // own zserv socket.
             require(ZEBRA);
-            if spec.bfd.is_some() {
-                require(BFDD);
-            }
             fs::write(dir.join("zebra.conf"), format!("hostname peer\nlog file {d}/zebra.log informational\n"))
                 .expect("zebra.conf");
+        }
+        if spec.bfd.is_some() {
+            require(BFDD);
             fs::write(
                 dir.join("bfdd.conf"),
                 format!(
@@ -75,59 +76,21 @@ impl Frr {
                 ),
             )
             .expect("bfdd.conf");
-            sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
-            let bfdctl = dir.join("bfdd.sock");
-            let daemons =
-                [("zebra", ZEBRA, vec![]), ("bfdd", BFDD, vec!["--bfdctl".to_string(), bfdctl.display().to_string()])];
-            for (name, bin, extra) in daemons.into_iter().filter(|d| d.0 == "zebra" || spec.bfd.is_some()) {
-                let conf = dir.join(format!("{name}.conf"));
-                let pid = dir.join(format!("{name}.pid"));
-                let mut args: Vec<String> = ["ip", "netns", "exec", &lab.peer_ns, bin, "-d", "-u", "frr", "-g", "frr"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                for a in [
-                    "-f",
-                    conf.to_str().expect("utf8"),
-                    "-i",
-                    pid.to_str().expect("utf8"),
-                    "-z",
-                    zserv.to_str().expect("utf8"),
-                    "--vty_socket",
-                    dir.to_str().expect("utf8"),
-                    "-P",
-                    "0",
-                ] {
-                    args.push(a.to_string());
-                }
-                args.extend(extra);
-                let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                sh(&a);
-                procs.push(adopt(name, &pid));
-                if name == "zebra" {
-                    super::wait_for("zebra's zserv socket", std::time::Duration::from_secs(10), || {
-                        if zserv.exists() { Ok(()) } else { Err("not yet".into()) }
-                    });
-                }
-            }
         }
-        let conf = dir.join("bgpd.conf");
-        let pid = dir.join("bgpd.pid");
-        let zebra_arg = if zebra { vec!["-z", zserv.to_str().expect("utf8")] } else { vec!["-Z"] };
-        let mut args = vec!["ip", "netns", "exec", &lab.peer_ns, BGPD, "-d", "-u", "frr", "-g", "frr"];
-        args.extend(zebra_arg);
-        args.extend([
-            "-f",
-            conf.to_str().expect("utf8"),
-            "-i",
-            pid.to_str().expect("utf8"),
-            "--vty_socket",
-            dir.to_str().expect("utf8"),
-            "-P",
-            "0",
-        ]);
-        sh(&args);
-        let proc_ = adopt("bgpd", &pid);
+        sh(&["chown", "-R", "frr:frr", dir.to_str().expect("utf8")]);
+        if zebra {
+            procs.push(start_daemon(&lab.peer_ns, &dir, "zebra", ZEBRA, &["-z", zserv_arg]));
+            super::wait_for("zebra's zserv socket", std::time::Duration::from_secs(10), || {
+                if zserv.exists() { Ok(()) } else { Err("not yet".into()) }
+            });
+        }
+        if spec.bfd.is_some() {
+            let bfdctl = dir.join("bfdd.sock");
+            let args = ["-z", zserv_arg, "--bfdctl", bfdctl.to_str().expect("utf8")];
+            procs.push(start_daemon(&lab.peer_ns, &dir, "bfdd", BFDD, &args));
+        }
+        let zebra_args: &[&str] = if zebra { &["-z", zserv_arg] } else { &["-Z"] };
+        let proc_ = start_daemon(&lab.peer_ns, &dir, "bgpd", BGPD, zebra_args);
         // bgpd -d returns before it listens: a kbgp started at once would be refused once and
         // keep that as its last error.
         super::wait_for("bgpd to listen on port 179", std::time::Duration::from_secs(20), || {
@@ -176,6 +139,19 @@ impl Frr {
     fn log(&self) -> String {
         fs::read_to_string(self.dir.join("bgpd.log")).unwrap_or_default()
     }
+}
+
+/// Starts FRR daemon `name` (`bin`) in `ns` as user frr, with `<name>.conf` and `<name>.pid`
+/// in `dir`, its vty socket there and no TCP vty, plus `extra`.
+fn start_daemon(ns: &str, dir: &Path, name: &str, bin: &str, extra: &[&str]) -> Proc {
+    let conf = dir.join(format!("{name}.conf"));
+    let pid = dir.join(format!("{name}.pid"));
+    let mut args = vec!["ip", "netns", "exec", ns, bin, "-d", "-u", "frr", "-g", "frr"];
+    args.extend(["-f", conf.to_str().expect("utf8"), "-i", pid.to_str().expect("utf8")]);
+    args.extend(["--vty_socket", dir.to_str().expect("utf8"), "-P", "0"]);
+    args.extend_from_slice(extra);
+    sh(&args);
+    adopt(name, &pid)
 }
 
 fn json_objects(text: &str) -> Vec<Value> {

@@ -307,16 +307,7 @@ impl Drop for Lab {
 
 /// Runs `f` on a thread that has entered namespace `ns` (sockets it opens live there).
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
+    spawn_in_netns(ns, f).join().expect("netns thread")
 }
 
 /// Starts `f` on a thread that has entered namespace `ns`, and returns at once.

@@ -163,10 +163,10 @@ pub fn sender(peer: IpAddr, seed: u64) -> io::Result<std::net::UdpSocket> {
     let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
     let start = seed % span;
     let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free source port in 49152-65535");
+    let any: IpAddr = if peer.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
     for i in 0..64 {
         let port = *SOURCE_PORTS.start() + ((start + i * 257) % span) as u16;
-        let local: IpAddr = if peer.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
-        let local = SocketAddr::new(local, port);
+        let local = SocketAddr::new(any, port);
         let s = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
         set_ttl(&s, &local, 255)?;
         s.set_nonblocking(true)?;

@@ -387,9 +387,7 @@ impl Peer {
                 "Cease with graceful restart (N bit, RFC 8538): the peer keeps the routes as stale"
             }
             (Shutdown::Keep, true, false) => {
-                self.io.push_back(Io::CancelConnect);
-                self.fsm.handle(now, Input::Abandon(n));
-                self.drive(now);
+                self.end(now, Input::Abandon(n));
                 "connection closed without NOTIFICATION (RFC 4724 §4.2): the peer keeps the routes as stale"
             }
             (Shutdown::Withdraw, _, true) => {
@@ -461,8 +459,13 @@ impl Peer {
 
     /// Sends `n` on every connection and stays stopped.
     pub fn stop(&mut self, now: Instant, n: Notification) {
+        self.end(now, Input::Stop(n));
+    }
+
+    /// Gives up any connection attempt and stops the FSM with `stop` (Stop or Abandon).
+    fn end(&mut self, now: Instant, stop: Input) {
         self.io.push_back(Io::CancelConnect);
-        self.fsm.handle(now, Input::Stop(n));
+        self.fsm.handle(now, stop);
         self.drive(now);
     }
 
