@@ -4,6 +4,7 @@
 use super::node_status::BGPNodeStatus;
 use super::policy::BGPPeeringPolicy;
 use super::pool::LoadBalancerIPPool;
+use super::vip::VirtualIP;
 use kube::CustomResourceExt;
 
 const HEADER: &str = "# Generated from the Rust types by `kbgp crds --out deploy/crds`. Do not edit.\n";
@@ -15,6 +16,7 @@ pub fn crds() -> Vec<(&'static str, String)> {
         ("kbgp.io_bgppeeringpolicies.yaml", y(BGPPeeringPolicy::crd())),
         ("kbgp.io_loadbalancerippools.yaml", y(LoadBalancerIPPool::crd())),
         ("kbgp.io_bgpnodestatuses.yaml", y(BGPNodeStatus::crd())),
+        ("kbgp.io_virtualips.yaml", y(VirtualIP::crd())),
     ]
 }
 

@@ -13,6 +13,7 @@ use super::k8s::{
 use super::meta::ObjectMeta;
 use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
 use super::pool::{LbPool, PoolKind, PoolRaw, PoolSpec};
+use super::vip::{VirtualIPSpec, VirtualIp};
 use super::yaml::{self, Bail, Mark, Shape};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +43,7 @@ enum Kind {
     Service,
     EndpointSlice,
     Secret,
+    VirtualIp,
     List,
 }
 
@@ -55,6 +57,7 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
         ("v1", "Service") => Kind::Service,
         ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
         ("v1", "Secret") => Kind::Secret,
+        ("kbgp.io/v1alpha1", "VirtualIP") => Kind::VirtualIp,
         ("v1", "List") => Kind::List,
         _ => return None,
     })
@@ -68,6 +71,13 @@ enum RawDoc {
     Service(ServiceRaw),
     EndpointSlice(EndpointSliceRaw),
     Secret(super::secret::SecretRaw),
+    VirtualIp(VirtualIPSpec),
+}
+
+/// The VirtualIP document; apiVersion, kind and metadata were read already.
+#[derive(Deserialize)]
+struct VipRaw {
+    spec: VirtualIPSpec,
 }
 
 struct Loader<'a> {
@@ -124,6 +134,11 @@ impl<'s> Loader<'s> {
             RawDoc::Node(raw) => w.nodes.push(Arc::new(Node::from_raw(name, &raw, &mut d))),
             RawDoc::Service(raw) => w.services.push(Arc::new(Service::from_raw(name, &raw, &mut d))),
             RawDoc::EndpointSlice(raw) => w.endpoint_slices.push(Arc::new(EndpointSlice::from_raw(name, &raw))),
+            RawDoc::VirtualIp(spec) => {
+                if let Some(v) = VirtualIp::from_spec(name, &spec, &mut d) {
+                    w.virtual_ips.push(Arc::new(v));
+                }
+            }
             RawDoc::Secret(raw) => {
                 let before = d.errors.len();
                 let s = super::secret::Secret::from_raw(name, &raw, &mut d);
@@ -175,6 +190,7 @@ impl<'s> Loader<'s> {
             Kind::Service => typed(v, &name, e).map(RawDoc::Service),
             Kind::EndpointSlice => typed(v, &name, e).map(RawDoc::EndpointSlice),
             Kind::Secret => typed(v, &name, e).map(RawDoc::Secret),
+            Kind::VirtualIp => typed::<VipRaw>(v, &name, e).map(|r| RawDoc::VirtualIp(r.spec)),
             Kind::List => None,
         };
         if let Some(raw) = raw {
@@ -248,6 +264,7 @@ impl<'s> Loader<'s> {
                 metadata: f.meta.unwrap_or_default(),
                 endpoints: f.endpoints.unwrap_or_default(),
             }),
+            Kind::VirtualIp => RawDoc::VirtualIp(f.vip_spec.ok_or(Bail)?),
             // Secrets are small and rare: the careful reader takes them.
             Kind::Secret | Kind::List => return Err(Bail),
         };
@@ -270,6 +287,7 @@ struct Fields {
     service_spec: Option<ServiceSpecRaw>,
     service_status: Option<ServiceStatusRaw>,
     endpoints: Option<Vec<EndpointRaw>>,
+    vip_spec: Option<VirtualIPSpec>,
 }
 
 impl Fields {
@@ -287,6 +305,7 @@ impl Fields {
             ("status", Some(Node)) => self.node_status = Some(Deserialize::deserialize(v)?),
             ("spec", Some(Service)) => self.service_spec = Some(Deserialize::deserialize(v)?),
             ("status", Some(Service)) => self.service_status = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(VirtualIp)) => self.vip_spec = Some(Deserialize::deserialize(v)?),
             ("endpoints", Some(EndpointSlice)) => self.endpoints = Some(Deserialize::deserialize(v)?),
             _ => v.skip()?,
         }

@@ -14,6 +14,7 @@ pub mod node_status;
 pub mod policy;
 pub mod pool;
 pub mod secret;
+pub mod vip;
 mod yaml;
 
 pub use error::ConfigError;
@@ -24,6 +25,7 @@ pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
 pub use pool::LbPool;
 pub use secret::Secret;
 use std::sync::Arc;
+pub use vip::{VipHealth, VirtualIp};
 
 /// Everything kbgp knows about the cluster at one moment.
 ///
@@ -40,11 +42,20 @@ pub struct World {
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Secrets the configuration refers to (TCP MD5 passwords); values never shown.
     pub secrets: Vec<Arc<Secret>>,
+    /// Addresses announced while a local health check passes (`kbgp.io/v1alpha1 VirtualIP`).
+    pub virtual_ips: Vec<Arc<VirtualIp>>,
+    /// What this node's health checks say about them (set by the daemon, not read from files).
+    pub vip_health: Arc<VipHealth>,
 }
 
 impl World {
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name).map(|n| &**n)
+    }
+
+    /// VirtualIPs that select `node`.
+    pub fn virtual_ips_for<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a VirtualIp> + 'a {
+        self.virtual_ips.iter().filter(|v| v.selects(&node.labels)).map(|v| &**v)
     }
 
     /// Policies that select `node`.
@@ -85,6 +96,7 @@ impl World {
         add(&mut self.services, other.services);
         add(&mut self.endpoint_slices, other.endpoint_slices);
         add(&mut self.secrets, other.secrets);
+        add(&mut self.virtual_ips, other.virtual_ips);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).
@@ -103,6 +115,7 @@ impl World {
         dups(self.nodes.iter().map(|n| n.name.clone()), "Node", &mut v);
         dups(self.services.iter().map(|s| s.key()), "Service", &mut v);
         dups(self.endpoint_slices.iter().map(|s| s.key()), "EndpointSlice", &mut v);
+        dups(self.virtual_ips.iter().map(|s| s.name.clone()), "VirtualIP", &mut v);
         v
     }
 

@@ -373,6 +373,56 @@ fn parse_family(d: &mut Diag, path: &str, f: &FamilySpec) -> Option<Family> {
     }
 }
 
+/// `communities`: standard, well-known and large, each checked with its path; sorted and
+/// deduplicated. `None` when any is wrong (each reported).
+pub(crate) fn parse_communities(
+    d: &mut Diag,
+    path: &str,
+    c: &CommunitiesSpec,
+) -> Option<(Vec<Community>, Vec<LargeCommunity>)> {
+    let mut ok = true;
+    let mut communities = Vec::new();
+    let mut large_communities = Vec::new();
+    for (i, s) in c.standard.iter().enumerate() {
+        match s.parse::<Community>() {
+            Ok(x) if s.contains(':') || s.chars().all(|c| c.is_ascii_digit()) => communities.push(x),
+            _ => {
+                d.err(
+                    format!("{path}.standard[{i}]"),
+                    format!("{s:?}: expected ASN:VALUE (each 0..=65535) or a 32-bit number"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (i, s) in c.well_known.iter().enumerate() {
+        match Community::well_known(s) {
+            Some(x) => communities.push(x),
+            None => {
+                d.err(
+                    format!("{path}.wellKnown[{i}]"),
+                    format!("{s:?} is not a well-known community (no-export, no-advertise, no-export-subconfed, no-peer, blackhole, planned-shut, accept-own, llgr-stale, no-llgr, internet, route-filter-v4, route-filter-v6, route-filter-translated-v4, route-filter-translated-v6)"),
+                );
+                ok = false;
+            }
+        }
+    }
+    for (i, s) in c.large.iter().enumerate() {
+        match s.parse::<LargeCommunity>() {
+            Ok(x) => large_communities.push(x),
+            Err(e) => {
+                d.err(format!("{path}.large[{i}]"), e);
+                ok = false;
+            }
+        }
+    }
+    communities.sort();
+    communities.dedup();
+    large_communities.sort();
+    large_communities.dedup();
+    ok.then_some((communities, large_communities))
+}
+
 fn parse_rule(d: &mut Diag, path: &str, r: &PathAttributesSpec) -> Option<PathAttributeRule> {
     let selector_type = match r.selector_type.as_str() {
         "PodCIDR" => SelectorType::PodCidr,
@@ -395,47 +445,13 @@ fn parse_rule(d: &mut Diag, path: &str, r: &PathAttributesSpec) -> Option<PathAt
             ok = false;
         }
     }
-    let mut communities = Vec::new();
-    let mut large_communities = Vec::new();
-    if let Some(c) = &r.communities {
-        for (i, s) in c.standard.iter().enumerate() {
-            match s.parse::<Community>() {
-                Ok(x) if s.contains(':') || s.chars().all(|c| c.is_ascii_digit()) => communities.push(x),
-                _ => {
-                    d.err(
-                        format!("{path}.communities.standard[{i}]"),
-                        format!("{s:?}: expected ASN:VALUE (each 0..=65535) or a 32-bit number"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        for (i, s) in c.well_known.iter().enumerate() {
-            match Community::well_known(s) {
-                Some(x) => communities.push(x),
-                None => {
-                    d.err(
-                        format!("{path}.communities.wellKnown[{i}]"),
-                        format!("{s:?} is not a well-known community (no-export, no-advertise, no-export-subconfed, no-peer, blackhole, planned-shut, accept-own, llgr-stale, no-llgr, internet, route-filter-v4, route-filter-v6, route-filter-translated-v4, route-filter-translated-v6)"),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        for (i, s) in c.large.iter().enumerate() {
-            match s.parse::<LargeCommunity>() {
-                Ok(x) => large_communities.push(x),
-                Err(e) => {
-                    d.err(format!("{path}.communities.large[{i}]"), e);
-                    ok = false;
-                }
-            }
-        }
-    }
-    communities.sort();
-    communities.dedup();
-    large_communities.sort();
-    large_communities.dedup();
+    let (communities, large_communities) = match &r.communities {
+        Some(c) => parse_communities(d, &format!("{path}.communities"), c).unwrap_or_else(|| {
+            ok = false;
+            Default::default()
+        }),
+        None => Default::default(),
+    };
     let local_preference = match r.local_preference {
         Some(v) => match d.range(&format!("{path}.localPreference"), v, 0, u32::MAX as i64) {
             Some(v) => Some(v as u32),
