@@ -8,7 +8,7 @@
 use super::LocalEndpoints;
 use crate::config::meta::SelectorMatch;
 use crate::config::policy::VirtualRouter;
-use crate::config::{Node, Service, ServiceType};
+use crate::config::{Node, Service, ServiceType, VipHealth, VirtualIp};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -43,6 +43,9 @@ pub struct Candidate {
     /// The Service it belongs to (`namespace/name`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The VirtualIP it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_ip: Option<String>,
 }
 
 impl Candidate {
@@ -121,6 +124,7 @@ impl AddressKind {
 pub enum Source<'a> {
     PodCidr(&'a Node),
     Service(&'a Service, AddressKind),
+    VirtualIp(&'a VirtualIp),
 }
 
 impl Source<'_> {
@@ -128,6 +132,7 @@ impl Source<'_> {
         match self {
             Source::PodCidr(n) => format!("pod CIDR of node {}", n.name),
             Source::Service(s, k) => format!("Service {} {}", s.key(), k.label()),
+            Source::VirtualIp(v) => format!("VirtualIP {}", v.name),
         }
     }
 
@@ -140,7 +145,11 @@ impl Source<'_> {
             steps: r.steps,
             service: match self {
                 Source::Service(s, _) => Some(s.key()),
-                Source::PodCidr(_) => None,
+                _ => None,
+            },
+            virtual_ip: match self {
+                Source::VirtualIp(v) => Some(v.name.clone()),
+                _ => None,
             },
         }
     }
@@ -242,4 +251,62 @@ pub fn service<'a, R: Record>(
 
 fn host(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
+}
+
+/// The addresses of a VirtualIP that `vr` of `node` would consider, each with its checks.
+pub fn virtual_ip<'a, R: Record>(
+    vr: &VirtualRouter,
+    node: &Node,
+    v: &'a VirtualIp,
+    health: &VipHealth,
+    mut out: impl FnMut(IpNet, Source<'a>, R),
+) {
+    let asn = vr.local_asn;
+    for p in v.prefixes() {
+        let mut r = R::default();
+        r.check(true, || format!("VirtualIP {} lists it (spec.addresses)", v.name));
+        match &v.node_selector {
+            None => r.check(true, || "the VirtualIP has no nodeSelector: every node announces it".into()),
+            Some(sel) => match sel.explain(&node.labels) {
+                SelectorMatch::Matched => {
+                    r.check(true, || format!("its nodeSelector ({}) matches node {}", sel.describe(), node.name))
+                }
+                SelectorMatch::Empty => r.check(true, || "its nodeSelector is empty: every node announces it".into()),
+                SelectorMatch::Failed(why) => {
+                    r.check(false, || format!("its nodeSelector does not match node {}: {why}", node.name))
+                }
+            },
+        }
+        if let Some(list) = &v.virtual_routers {
+            let yes = list.contains(&asn);
+            r.check(yes, || {
+                if yes {
+                    format!("its virtualRouters include AS{asn}")
+                } else {
+                    format!("its virtualRouters do not include AS{asn}")
+                }
+            });
+        }
+        match &v.health_check {
+            None => r.check(true, || "it has no healthCheck: announced whenever kbgp runs".into()),
+            Some(h) => {
+                let up = health.healthy.contains(&v.name);
+                r.check(up, || {
+                    if up {
+                        format!("its health check ({}) passes", h.target.describe())
+                    } else {
+                        format!(
+                            "its health check ({}) does not pass: {} passing checks in a row are needed",
+                            h.target.describe(),
+                            h.policy.rise
+                        )
+                    }
+                });
+            }
+        }
+        if health.draining {
+            r.check(true, || "kbgp is shutting down: announced with GRACEFUL_SHUTDOWN until withdrawn".into());
+        }
+        out(p, Source::VirtualIp(v), r);
+    }
 }

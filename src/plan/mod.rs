@@ -52,6 +52,8 @@ pub struct GroupKey {
     pub local_asn: u32,
     pub families: Vec<Family>,
     pub rules: Vec<PathAttributeRule>,
+    /// The VirtualIPs restricted to some neighbors (`peers`) that include these, by name.
+    pub vips: Vec<String>,
 }
 
 /// One peer: its session settings and its export group. The group's routes are the
@@ -129,6 +131,9 @@ impl Plan {
                     }
                 };
                 candidate::pod_cidrs(vr, node, &mut keep);
+                for vip in &world.virtual_ips {
+                    candidate::virtual_ip(vr, node, vip, &world.vip_health, &mut keep);
+                }
                 for s in &world.services {
                     let local = endpoints.get(&s.key()).copied().unwrap_or_default();
                     candidate::service(vr, s, local, &mut keep);
@@ -328,6 +333,32 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> Pe
     }
 }
 
+/// VirtualIPs of `node` that name virtual routers or neighbors its policy does not have.
+fn vip_notes(plan: &mut Plan, node: &Node, policy: &crate::config::PeeringPolicy, world: &World) {
+    for v in world.virtual_ips_for(node) {
+        for asn in v.virtual_routers.iter().flatten() {
+            if !policy.virtual_routers.iter().any(|vr| vr.local_asn == *asn) {
+                plan.notes.push(format!(
+                    "VirtualIP {}: spec.virtualRouters: policy {} has no virtual router AS{asn} on node {}",
+                    v.name, policy.name, node.name
+                ));
+            }
+        }
+        for peer in v.peers.iter().flatten() {
+            let routers = policy
+                .virtual_routers
+                .iter()
+                .filter(|vr| v.virtual_routers.as_ref().is_none_or(|l| l.contains(&vr.local_asn)));
+            if !routers.flat_map(|vr| &vr.neighbors).any(|n| n.address == *peer) {
+                plan.notes.push(format!(
+                    "VirtualIP {}: spec.peers: {peer} is not a neighbor of its virtual routers in policy {}",
+                    v.name, policy.name
+                ));
+            }
+        }
+    }
+}
+
 /// Works out `node`'s peers, their settings and export groups (the routes are the
 /// [`Planner`]'s).
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
@@ -337,6 +368,10 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let policy = match policies.as_slice() {
         [] => {
             plan.notes.push(format!("no peering policy selects node {}: nothing to announce", node.name));
+            for v in world.virtual_ips_for(node) {
+                plan.notes
+                    .push(format!("VirtualIP {}: not announced, no peering policy selects node {}", v.name, node.name));
+            }
             return Ok(plan);
         }
         [p] => *p,
@@ -368,11 +403,20 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                     local_asn: vr.local_asn,
                     families: n.families.clone(),
                     rules: n.path_attributes.clone(),
+                    vips: world
+                        .virtual_ips_for(node)
+                        .filter(|v| {
+                            v.peers.as_ref().is_some_and(|ps| ps.contains(&n.address))
+                                && v.virtual_routers.as_ref().is_none_or(|l| l.contains(&vr.local_asn))
+                        })
+                        .map(|v| v.name.clone())
+                        .collect(),
                 },
             });
         }
         plan.vrouters.push(VRouterPlan { local_asn: vr.local_asn, router_id: rid, listen_port: o.local_port, peers });
     }
+    vip_notes(&mut plan, node, policy, world);
     Ok(plan)
 }
 

@@ -202,11 +202,25 @@ impl Counts {
     }
 }
 
+/// A VirtualIP's route in one virtual router (only while it is up).
+#[derive(Clone, Debug, PartialEq)]
+struct VipRoute {
+    name: String,
+    /// Only for the neighbors its `peers` lists (groups whose key names it).
+    restricted: bool,
+    attrs: Arc<AdvertAttrs>,
+}
+
+/// The VirtualIP routes of a virtual router, by prefix. Few: kept in full and compared whole.
+type VipRoutes = std::collections::BTreeMap<IpNet, VipRoute>;
+
 struct VRouter {
     /// Service addresses that ask for each prefix.
     wanted: Counts,
     /// The node's pod CIDRs, when the virtual router exports them.
     pods: Vec<IpNet>,
+    /// VirtualIPs that are up; a VirtualIP's route wins over a Service's or pod CIDR's.
+    vips: VipRoutes,
     groups: Vec<Group>,
 }
 
@@ -260,16 +274,25 @@ fn attrs_of(rules: &[PathAttributeRule], mask: Mask) -> AdvertAttrs {
     a
 }
 
-/// The route of `prefix` in group `g`, with `svc` Service addresses asking for it.
+/// The route of `prefix` in group `g`, with `svc` Service addresses asking for it: a
+/// VirtualIP's, if one is up for it and goes to the group, else the Service's or pod CIDR's.
+#[allow(clippy::too_many_arguments)]
 fn route(
     interned: &mut std::collections::HashMap<AdvertAttrs, Arc<AdvertAttrs>>,
     g: &mut Group,
     pods: &[IpNet],
+    vips: &VipRoutes,
     prefix: &IpNet,
     svc: u32,
     node: &Node,
     world: &World,
 ) -> Option<Arc<AdvertAttrs>> {
+    if let Some(v) = vips.get(prefix)
+        && g.key.families.contains(&Family::of_prefix(prefix))
+        && (!v.restricted || g.key.vips.contains(&v.name))
+    {
+        return Some(v.attrs.clone());
+    }
     let pod = pods.contains(prefix);
     if (svc == 0 && !pod) || !g.key.families.contains(&Family::of_prefix(prefix)) {
         return None;
@@ -287,6 +310,41 @@ fn route(
     let a = interned.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone();
     g.attrs.insert(mask, a.clone());
     Some(a)
+}
+
+/// The routes of the VirtualIPs that are up on `node`, for `vr` (the first VirtualIP that
+/// lists an address has it).
+fn vip_routes(
+    interned: &mut std::collections::HashMap<AdvertAttrs, Arc<AdvertAttrs>>,
+    vr: &VirtualRouter,
+    node: &Node,
+    world: &World,
+) -> VipRoutes {
+    let mut out = VipRoutes::new();
+    for v in world.virtual_ips_for(node) {
+        candidate::virtual_ip(vr, node, v, &world.vip_health, |p, _, r: Decide| {
+            if !r.passed() || out.contains_key(&p) {
+                return;
+            }
+            let mut a = AdvertAttrs {
+                communities: v.communities.clone(),
+                large_communities: v.large_communities.clone(),
+                local_pref: v.local_preference,
+                med: v.med,
+            };
+            if world.vip_health.draining {
+                // RFC 8326 §4: the community, and the lowest LOCAL_PREF for iBGP peers that do
+                // not act on it.
+                a.communities.push(crate::wire::attribute::Community::GRACEFUL_SHUTDOWN);
+                a.communities.sort();
+                a.communities.dedup();
+                a.local_pref = Some(0);
+            }
+            let attrs = interned.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone();
+            out.insert(p, VipRoute { name: v.name.clone(), restricted: v.peers.is_some(), attrs });
+        });
+    }
+    out
 }
 
 /// Calls `f` with each prefix `vr` announces for Service `s`.
@@ -337,7 +395,10 @@ impl Planner {
 
     /// Prefixes planned, over every virtual router (a prefix two routers announce counts twice).
     pub fn prefixes(&self) -> usize {
-        let wanted = |v: &VRouter| v.wanted.len() + v.pods.iter().filter(|p| v.wanted.get(p) == 0).count();
+        let wanted = |v: &VRouter| {
+            let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).count();
+            v.wanted.len() + pods + v.vips.keys().filter(|p| v.wanted.get(p) == 0 && !v.pods.contains(p)).count()
+        };
         self.state.as_ref().map_or(0, |s| s.vrouters.iter().map(wanted).sum())
     }
 
@@ -348,13 +409,15 @@ impl Planner {
         let node = world.node(&self.node);
         let addresses: usize = world.services.iter().map(|s| s.ingress_ips.len()).sum();
         for (vr, vp) in plan.configured(&world) {
-            let mut v = VRouter { wanted: Counts::default(), pods: Vec::new(), groups: Vec::new() };
+            let mut v =
+                VRouter { wanted: Counts::default(), pods: Vec::new(), vips: VipRoutes::new(), groups: Vec::new() };
             if let Some(node) = node {
                 candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
                     if r.passed() {
                         v.pods.push(p);
                     }
                 });
+                v.vips = vip_routes(&mut self.interned, vr, node, &world);
             }
             // Room for every address up front (no rehash while a million go in), given back
             // when the virtual router selects far fewer.
@@ -386,8 +449,9 @@ impl Planner {
             for g in &mut v.groups {
                 sink.begin(&g.key);
                 let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).map(|p| (*p, 0));
-                for (p, n) in v.wanted.iter().chain(pods) {
-                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, &p, n, node, &st.world) {
+                let vips = v.vips.keys().filter(|p| v.wanted.get(p) == 0 && !v.pods.contains(p)).map(|p| (*p, 0));
+                for (p, n) in v.wanted.iter().chain(pods).chain(vips) {
+                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, &v.vips, &p, n, node, &st.world) {
                         sink.put(&g.key, p, Some(&attrs));
                     }
                 }
@@ -396,12 +460,13 @@ impl Planner {
         }
     }
 
-    /// Applies the Services that differ between `st.world` and `world`; puts the routes that
-    /// changed.
+    /// Applies the Services that differ between `st.world` and `world`, and the VirtualIPs
+    /// (their objects or health); puts the routes that changed.
     fn delta(&mut self, st: &mut State, world: &World, sink: &mut impl RouteSink) {
         let endpoints = local_endpoints(world, &self.node);
         let changed = changed_services(&st.world, world, &st.endpoints, &endpoints);
-        if changed.is_empty() {
+        let vips_changed = st.world.virtual_ips != world.virtual_ips || st.world.vip_health != world.vip_health;
+        if changed.is_empty() && !vips_changed {
             st.endpoints = endpoints;
             return;
         }
@@ -426,11 +491,19 @@ impl Planner {
                     });
                 }
             }
+            let replaced = vips_changed.then(|| {
+                let new = vip_routes(&mut self.interned, vr, node, world);
+                for p in new.keys().chain(v.vips.keys()) {
+                    before.entry(*p).or_insert_with(|| v.wanted.get(p));
+                }
+                std::mem::replace(&mut v.vips, new)
+            });
+            let old_vips = replaced.as_ref().unwrap_or(&v.vips);
             for g in &mut v.groups {
                 for (p, was) in &before {
                     let now = v.wanted.get(p);
-                    let old = route(&mut self.interned, g, &v.pods, p, *was, node, world);
-                    let new = route(&mut self.interned, g, &v.pods, p, now, node, world);
+                    let old = route(&mut self.interned, g, &v.pods, old_vips, p, *was, node, world);
+                    let new = route(&mut self.interned, g, &v.pods, &v.vips, p, now, node, world);
                     if old != new {
                         sink.put(&g.key, *p, new.as_ref());
                     }

@@ -424,3 +424,122 @@ fn auth_secret_ref_resolves_the_password_or_says_what_is_missing() {
     assert!(w.contains("must be 1 to 80 octets, it has 0"), "{w}");
     assert!(!format!("{:?}", auth(&[&pol, NODE, &secret("stringData: {password: s3cret}")])).contains("s3cret"));
 }
+
+// ---- VirtualIPs ----
+
+fn virtual_ip(extra: &str) -> String {
+    format!(
+        "apiVersion: kbgp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: api}}\nspec:\n  addresses: [10.0.0.100]\n  healthCheck: {{type: TCP, address: '127.0.0.1:6443'}}\n{extra}"
+    )
+}
+
+fn healthy(w: &World, names: &[&str], draining: bool) -> Arc<World> {
+    let mut w = w.clone();
+    w.vip_health =
+        Arc::new(crate::config::VipHealth { healthy: names.iter().map(|n| n.to_string()).collect(), draining });
+    Arc::new(w)
+}
+
+/// The one change a World brings, for the first group.
+fn delta(p: &mut Planner, w: Arc<World>) -> Vec<(IpNet, Option<Arc<AdvertAttrs>>)> {
+    match p.update(w).unwrap().1 {
+        Some(RouteUpdate::Delta(mut g)) => {
+            assert_eq!(g.len(), 1, "{g:?}");
+            g.remove(0).1
+        }
+        other => panic!("expected a delta: {other:?}"),
+    }
+}
+
+#[test]
+fn a_virtual_ip_is_announced_only_while_its_check_passes() {
+    let attrs = "  advertisedPathAttributes:\n    communities: {standard: ['65005:7']}\n    localPreference: 200\n    med: 10\n";
+    let w = world(&[POLICY, NODE, &virtual_ip(attrs)]);
+    let p = plan("kind-worker", &w).unwrap();
+    assert_eq!(routes(&p), vec!["10.1.0.0/24"], "nothing before the check passes");
+    let c = candidates(&p, &w).into_iter().find(|c| c.virtual_ip.as_deref() == Some("api")).unwrap();
+    assert_eq!(
+        c.reason(),
+        "its health check (TCP connect to 127.0.0.1:6443) does not pass: 2 passing checks in a row are needed"
+    );
+
+    let mut planner = Planner::new("kind-worker");
+    planner.update(Arc::new(w.clone())).unwrap();
+    let vip: IpNet = "10.0.0.100/32".parse().unwrap();
+    // Healthy: only the VirtualIP's route changes, with its attributes.
+    let up = delta(&mut planner, healthy(&w, &["api"], false));
+    assert_eq!(up.len(), 1);
+    let a = up[0].1.clone().unwrap();
+    assert_eq!(up[0].0, vip);
+    assert_eq!((a.communities[0].to_string(), a.local_pref, a.med), ("65005:7".into(), Some(200), Some(10)));
+    assert_eq!(planner.prefixes(), 2);
+    // Shutting down: GRACEFUL_SHUTDOWN and LOCAL_PREF 0 (RFC 8326).
+    let drain = delta(&mut planner, healthy(&w, &["api"], true));
+    let a = drain[0].1.clone().unwrap();
+    assert!(a.communities.contains(&crate::wire::attribute::Community::GRACEFUL_SHUTDOWN));
+    assert_eq!(a.local_pref, Some(0));
+    // Unhealthy: withdrawn.
+    assert_eq!(delta(&mut planner, healthy(&w, &[], false)), vec![(vip, None)]);
+    // The explanation agrees once healthy.
+    let hw = healthy(&w, &["api"], false);
+    let p = plan("kind-worker", &hw).unwrap();
+    assert!(routes(&p).contains(&"10.0.0.100/32".to_string()));
+    candidates(&p, &hw);
+}
+
+#[test]
+fn without_a_check_a_virtual_ip_is_always_announced() {
+    let v = "apiVersion: kbgp.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: api}\nspec: {addresses: [10.0.0.100, 'fd00::100']}\n";
+    let p = plan("kind-worker", &world(&[POLICY, NODE, v])).unwrap();
+    assert_eq!(routes(&p), vec!["10.0.0.100/32", "10.1.0.0/24", "fd00::100/128"]);
+}
+
+#[test]
+fn a_virtual_ip_goes_to_the_peers_and_virtual_routers_it_names() {
+    let pol = kbgp_kind(POLICY)
+        .replace("      peerASN: 65005", "      peerASN: 65005\n    - peerAddress: 10.0.5.2\n      peerASN: 65005");
+    let v = virtual_ip("  peers: [10.0.5.2]\n");
+    let w = healthy(&world(&[&pol, NODE, &v]), &["api"], false);
+    let p = plan("kind-worker", &w).unwrap();
+    let to = |addr: &str| {
+        let (_, peer) = p.peers().find(|(_, pp)| pp.key.address.to_string() == addr).unwrap();
+        p.routes_of(peer).iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(to("10.0.5.1"), vec!["10.1.0.0/24"]);
+    assert_eq!(to("10.0.5.2"), vec!["10.0.0.100/32", "10.1.0.0/24"]);
+    // A virtual router or neighbor the policy does not have is a note, not an error.
+    let v = virtual_ip("  virtualRouters: [65099]\n  peers: [10.0.9.9]\n");
+    let p = plan("kind-worker", &world(&[&pol, NODE, &v])).unwrap();
+    assert_eq!(
+        p.notes,
+        vec![
+            "VirtualIP api: spec.virtualRouters: policy rack0-65005 has no virtual router AS65099 on node kind-worker",
+            "VirtualIP api: spec.peers: 10.0.9.9 is not a neighbor of its virtual routers in policy rack0-65005",
+        ]
+    );
+    // A node the VirtualIP does not select does not announce it.
+    let v = virtual_ip("  nodeSelector: {matchLabels: {role: control-plane}}\n");
+    let w = healthy(&world(&[POLICY, NODE, &v]), &["api"], false);
+    let p = plan("kind-worker", &w).unwrap();
+    assert_eq!(routes(&p), vec!["10.1.0.0/24"]);
+}
+
+#[test]
+fn a_virtual_ip_wins_over_a_service_with_the_same_address_while_it_is_up() {
+    let pol = POLICY.replace(
+        "peerASN: 65005",
+        "peerASN: 65005\n      advertisedPathAttributes:\n      - selectorType: CiliumLoadBalancerIPPool\n        communities: {standard: ['65005:100']}",
+    );
+    let pool = "apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: web}\nspec: {blocks: [{cidr: 20.0.0.0/24}]}\n";
+    let svc = service("web", "advertise-bgp: \"true\"", "");
+    let v = virtual_ip("  advertisedPathAttributes: {med: 5}\n").replace("10.0.0.100", "20.0.0.100");
+    let w = world(&[&pol, NODE, &svc, pool, &v]);
+    let mut planner = Planner::new("kind-worker");
+    planner.update(Arc::new(w.clone())).unwrap();
+    let up = delta(&mut planner, healthy(&w, &["api"], false));
+    let a = up[0].1.clone().unwrap();
+    assert_eq!((a.med, a.communities.len()), (Some(5), 0), "the VirtualIP's attributes");
+    let down = delta(&mut planner, healthy(&w, &[], false));
+    let a = down[0].1.clone().unwrap();
+    assert_eq!((a.med, a.communities[0].to_string()), (None, "65005:100".into()), "the Service's route is back");
+}

@@ -25,6 +25,8 @@ pub struct AdvertAttrs {
     pub communities: Vec<Community>,
     pub large_communities: Vec<LargeCommunity>,
     pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC (a VirtualIP's `med`).
+    pub med: Option<u32>,
 }
 
 /// One route the plan wants announced to a peer.
@@ -99,6 +101,7 @@ impl ExportCtx {
                 NextHop::Mp(_) => None,
             },
             local_pref: if self.ebgp { None } else { Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)) },
+            med: a.med,
             communities: a.communities.clone(),
             large_communities: a.large_communities.clone(),
             ..Default::default()

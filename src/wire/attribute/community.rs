@@ -35,6 +35,8 @@ const WELL_KNOWN: &[(&str, u32)] = &[
 ];
 
 impl Community {
+    /// GRACEFUL_SHUTDOWN, 65535:0 (RFC 8326 §5).
+    pub const GRACEFUL_SHUTDOWN: Community = Community(0xFFFF_0000);
     pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
     pub const NO_ADVERTISE: Community = Community(0xFFFF_FF02);
 
