@@ -30,6 +30,11 @@ pub struct Metrics {
     pub bfd_transitions: IntCounterVec,
     pub bfd_detection_time: GaugeVec,
     pub bfd_discarded: IntCounterVec,
+    // VirtualIP health checks.
+    pub vip_healthy: IntGaugeVec,
+    pub vip_checks: IntCounterVec,
+    pub vip_check_duration: HistogramVec,
+    pub vip_transitions: IntCounterVec,
     // The World and the plan.
     pub config_reloads: IntCounterVec,
     pub config_error: IntGauge,
@@ -192,6 +197,27 @@ impl Metrics {
                 "kbgp_bfd_discarded_packets_total",
                 "BFD datagrams received and discarded, by reason (malformed, unknown session, ttl, ...)",
                 &["reason"],
+            ),
+            vip_healthy: r.gauge(
+                "kbgp_vip_healthy",
+                "1 while a VirtualIP's health check passes on this node (its route is announced), else 0",
+                &["vip"],
+            ),
+            vip_checks: r.counter(
+                "kbgp_vip_checks_total",
+                "VirtualIP health checks run, by result (pass, fail, timeout)",
+                &["vip", "result"],
+            ),
+            vip_check_duration: r.histogram(
+                "kbgp_vip_check_duration_seconds",
+                "Time a VirtualIP health check took (to the answer, the error or the timeout)",
+                &["vip"],
+                LATENCY_BUCKETS,
+            ),
+            vip_transitions: r.counter(
+                "kbgp_vip_transitions_total",
+                "VirtualIP health verdict changes, by the state entered (healthy, unhealthy)",
+                &["vip", "to"],
             ),
             config_reloads: r.counter(
                 "kbgp_config_reloads_total",

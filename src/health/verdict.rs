@@ -128,6 +128,12 @@ impl Verdict {
         &self.policy
     }
 
+    /// New timings or thresholds for the same check: the verdict and the counts stay, and
+    /// apply to the new thresholds from the next result.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
     /// One check finished at `now` after `latency`.
     pub fn record(&mut self, now: Instant, outcome: Outcome, latency: Duration) -> Option<Change> {
         let in_grace = now < self.started + self.policy.startup_grace;
