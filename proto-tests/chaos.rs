@@ -302,6 +302,119 @@ fn graceful_restart(daemon: &str) {
     let _ = server.join();
 }
 
+/// A stand-in for the API server's /readyz on 127.0.0.1:`port` of `ns`: answers with the
+/// status in `status` (0: accepts and never answers), until `stop`.
+fn readyz(ns: &str, port: u16, status: Arc<std::sync::atomic::AtomicU16>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let l = common::in_netns(ns, move || TcpListener::bind(("127.0.0.1", port)).expect("bind readyz"));
+    l.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut b = [0u8; 512];
+                    let _ = c.read(&mut b);
+                    match status.load(Ordering::Relaxed) {
+                        0 => held.push(c),
+                        code => {
+                            let r = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                            let _ = c.write_all(r.as_bytes());
+                        }
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    })
+}
+
+/// A VirtualIP behind a health check, at FRR with graceful restart: nothing until the check
+/// passes `rise` times, withdrawn after `fall` failures or a hanging endpoint while the
+/// session stays up, and on SIGTERM withdrawn explicitly while the peer keeps the other
+/// routes through graceful restart.
+#[test]
+fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
+    let _t = TIMED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::new("frr-vip");
+    let spec = PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false };
+    let peer = common::peer::start("frr", &mut lab, &spec);
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(500));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = readyz(&lab.kbgp_ns, 18443, status.clone(), stop.clone());
+    let (interval, rise, fall, timeout) = (200u64, 2u64, 3u64, 100u64);
+    let yaml = format!(
+        "{}---\napiVersion: kbgp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: kube-apiserver}}\nspec:\n  addresses: [10.0.0.100]\n  \
+         advertisedPathAttributes: {{communities: {{standard: ['65005:443']}}}}\n  healthCheck: {{type: HTTP, url: 'http://127.0.0.1:18443/readyz', \
+         intervalMilliseconds: {interval}, timeoutMilliseconds: {timeout}, rise: {rise}, fall: {fall}}}\n",
+        config(&lab, "      gracefulRestart: {enabled: true, restartTimeSeconds: 120}\n")
+    );
+    let mut kbgp = Kbgp::start(&lab, &yaml);
+    let vip: IpNet = "10.0.0.100/32".parse().expect("prefix");
+    let has_vip = || peer.prefixes().expect("the peer's table").contains(&vip);
+    wait_for("the Service routes at the peer", Duration::from_secs(60), || {
+        let got = peer.prefixes()?;
+        if got == service_routes() { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!has_vip(), "announced while /readyz fails");
+    let ms_ = Duration::from_millis;
+    let timed =
+        |what: &str, limit: Duration, want: bool| {
+            let t = Instant::now();
+            wait_for(what, limit + Duration::from_secs(2), || {
+                if has_vip() == want { Ok(()) } else { Err("not yet".into()) }
+            });
+            let took = t.elapsed();
+            eprintln!("VIP frr: {what} after {} ms (limit {} ms)", ms(took), ms(limit));
+            assert!(took <= limit, "{what}: {} ms, more than {} ms", ms(took), ms(limit));
+        };
+    status.store(200, Ordering::Relaxed);
+    timed("announced once healthy", ms_(rise * interval + 1000), true);
+    let got = peer.routes().expect("routes");
+    assert!(got[&vip].communities.iter().any(|c| c == "65005:443"), "{:?}", got[&vip]);
+    // One failure is not enough.
+    status.store(500, Ordering::Relaxed);
+    std::thread::sleep(ms_(interval + interval / 2));
+    status.store(200, Ordering::Relaxed);
+    std::thread::sleep(ms_(interval * 3));
+    assert!(has_vip(), "one failed check withdrew the VirtualIP");
+    status.store(500, Ordering::Relaxed);
+    timed("withdrawn after fall failures", ms_(fall * interval + 1000), false);
+    assert!(peer.prefixes().expect("table").is_superset(&service_routes()), "the session stays up");
+    status.store(200, Ordering::Relaxed);
+    timed("announced again", ms_(rise * interval + 1000), true);
+    status.store(0, Ordering::Relaxed);
+    timed("withdrawn while /readyz hangs", ms_(fall * (interval + timeout) + 1000), false);
+    status.store(200, Ordering::Relaxed);
+    timed("announced after the hang", ms_(rise * interval + 1000), true);
+    let why = kbgp.cli(&["why", "10.0.0.100"]).stdout;
+    assert!(why.contains("health check (HTTP GET http://127.0.0.1:18443/readyz) passes"), "{why}");
+    let m = kbgp.metrics();
+    assert_eq!(common::metric_value(&m, "kbgp_vip_healthy", &[("vip", "kube-apiserver")]), 1.0);
+    assert!(
+        common::metric_value(&m, "kbgp_vip_transitions_total", &[("vip", "kube-apiserver"), ("to", "unhealthy")])
+            >= 2.0
+    );
+    // SIGTERM: the VirtualIP is withdrawn; graceful restart keeps only the Service routes.
+    let t = Instant::now();
+    kbgp.proc.signal("TERM");
+    wait_for("the VirtualIP withdrawn after SIGTERM", Duration::from_secs(3), || {
+        if has_vip() { Err("still there".into()) } else { Ok(()) }
+    });
+    eprintln!("VIP frr: withdrawn {} ms after SIGTERM", ms(t.elapsed()));
+    assert!(t.elapsed() <= Duration::from_secs(1), "SIGTERM withdrawal took {} ms", ms(t.elapsed()));
+    let _ = kbgp.proc.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        peer.prefixes().expect("table"),
+        service_routes(),
+        "the peer keeps the Service routes, not the VirtualIP"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+}
+
 /// kbgp's resident memory, KiB.
 fn rss_kib(kbgp: &Kbgp) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{}/status", kbgp.proc.pid)).expect("kbgp's /proc status");

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod bfd;
 pub mod conn;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod local_addr;
@@ -143,6 +144,10 @@ struct Daemon {
     view: admin::SharedView,
     on_shutdown: crate::session::peer::Shutdown,
     restart_state: Option<restart_state::RestartState>,
+    /// The VirtualIPs' health checks; their verdicts go into every World planned.
+    checks: health::Checks,
+    /// Shutting down: VirtualIPs carry GRACEFUL_SHUTDOWN.
+    draining: bool,
 }
 
 impl Daemon {
@@ -152,6 +157,8 @@ impl Daemon {
     /// does (the caller reports it with [`Daemon::rejected`]).
     fn plan(&mut self, world: Arc<World>, since: Instant) -> Result<bool, String> {
         let plan = plan::plan(&self.node, &world).map_err(|e| e.to_string())?;
+        self.checks.sync(&world, &self.node)?;
+        let world = self.with_health(world);
         let changed = plan != *self.plan || self.world.as_ref().is_none_or(|w| **w != *world);
         self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
         self.show(Some(world.clone()), None);
@@ -162,6 +169,23 @@ impl Daemon {
             self.apply(Arc::new(plan), world, since);
         }
         Ok(changed)
+    }
+
+    /// `world` with what the health checks say now.
+    fn with_health(&self, mut world: Arc<World>) -> Arc<World> {
+        let h = self.checks.health(self.draining);
+        if *world.vip_health != h {
+            Arc::make_mut(&mut world).vip_health = Arc::new(h);
+        }
+        world
+    }
+
+    /// A health verdict changed (or draining started): the running World again, with it.
+    fn replan_health(&mut self) {
+        let Some(world) = self.world.clone() else { return };
+        if let Err(e) = self.plan(world, Instant::now()) {
+            error!("cannot plan after a health check changed: {e}");
+        }
     }
 
     /// Hands the driver the World (it applies only the difference, and skips to the newest
@@ -232,7 +256,35 @@ impl Daemon {
         }
     }
 
+    /// VirtualIPs go first, on purpose and explicitly, so that no peer keeps one through
+    /// graceful restart: announced with GRACEFUL_SHUTDOWN for their drain time, then
+    /// withdrawn; the driver applies that World before it closes any session.
+    async fn withdraw_virtual_ips(&mut self) {
+        let Some(world) = self.world.clone() else { return };
+        let announced: Vec<&crate::config::VirtualIp> = match world.node(&self.node) {
+            Some(n) => world.virtual_ips_for(n).filter(|v| v.up(&world.vip_health)).collect(),
+            None => Vec::new(),
+        };
+        if announced.is_empty() {
+            return;
+        }
+        let drain = announced.iter().map(|v| v.drain).max().unwrap_or_default();
+        if !drain.is_zero() {
+            info!(seconds = drain.as_secs(), "draining the VirtualIPs with GRACEFUL_SHUTDOWN before withdrawing them");
+            self.draining = true;
+            self.replan_health();
+            tokio::time::sleep(drain).await;
+        }
+        info!(count = announced.len(), "withdrawing the VirtualIPs before closing the sessions");
+        let mut w = (*world).clone();
+        w.virtual_ips.clear();
+        w.vip_health = Arc::new(Default::default());
+        let since = Instant::now();
+        self.feed.push(Arc::new(w), since);
+    }
+
     async fn shutdown(mut self) {
+        self.withdraw_virtual_ips().await;
         let n = Notification::cease(cease_sub::ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE);
         let mode = self.on_shutdown;
         let _ = self.driver.send(peer::Cmd::Shutdown(n, mode)).await;
@@ -294,6 +346,7 @@ impl Daemon {
             }
         });
         let (driver, feed, task) = peer::spawn(node, metrics.clone(), seed, restarted);
+        let metrics_for_checks = metrics.clone();
         Daemon {
             metrics,
             node: node.to_string(),
@@ -307,6 +360,8 @@ impl Daemon {
             view,
             on_shutdown: opts.on_shutdown,
             restart_state,
+            checks: health::Checks::new(metrics_for_checks),
+            draining: false,
         }
     }
 }
@@ -381,6 +436,12 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             _ = sig.term.recv() => { info!("SIGTERM: closing every session"); break; }
             _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
             _ = sig.hup.recv() => "SIGHUP",
+            changed = d.checks.next() => {
+                if changed {
+                    d.replan_health();
+                }
+                continue;
+            }
             _ = tick.tick() => {
                 if !source.changed() {
                     continue;
@@ -454,6 +515,11 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
             _ = sig.term.recv() => { info!("SIGTERM: closing every session"); break; }
             _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
             _ = sig.hup.recv() => info!("SIGHUP: nothing to reload, the configuration comes from the API server"),
+            changed = d.checks.next() => {
+                if changed {
+                    d.replan_health();
+                }
+            }
             changed = worlds.changed() => {
                 if changed.is_err() {
                     return Err("the Kubernetes watchers stopped".into());

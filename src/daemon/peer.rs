@@ -151,7 +151,14 @@ pub fn spawn(
                 cmd = cmds.recv() => match cmd {
                     Some(Cmd::Peer(key, c)) => d.ask(key, c),
                     Some(Cmd::Inbound(key, stream)) => d.inbound(key, stream),
-                    Some(Cmd::Shutdown(n, mode)) => return d.shutdown(n, mode).await,
+                    Some(Cmd::Shutdown(n, mode)) => {
+                        // A World handed over just before (the VirtualIPs withdrawn) goes out
+                        // ahead of the NOTIFICATIONs.
+                        if let Some((world, since)) = plans.take() {
+                            d.apply(world, since);
+                        }
+                        return d.shutdown(n, mode).await;
+                    }
                     None => {
                         let n = Notification::cease(cease_sub::PEER_DECONFIGURED, "");
                         return d.shutdown(n, Shutdown::Withdraw).await;

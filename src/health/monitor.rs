@@ -53,7 +53,11 @@ impl Monitor {
                 }
                 _ => {
                     self.generations += 1;
-                    let c = Check { generation: self.generations, spec: spec.clone(), verdict: Verdict::new(now, spec.policy) };
+                    let c = Check {
+                        generation: self.generations,
+                        spec: spec.clone(),
+                        verdict: Verdict::new(now, spec.policy),
+                    };
                     out.start.push((name.to_string(), c.generation, spec.clone()));
                     self.checks.insert(name.to_string(), c);
                 }
