@@ -347,7 +347,8 @@ fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
     let yaml = format!(
         "{}---\napiVersion: kbgp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: kube-apiserver}}\nspec:\n  addresses: [10.0.0.100]\n  \
          advertisedPathAttributes: {{communities: {{standard: ['65005:443']}}}}\n  healthCheck: {{type: HTTP, url: 'http://127.0.0.1:18443/readyz', \
-         intervalMilliseconds: {interval}, timeoutMilliseconds: {timeout}, rise: {rise}, fall: {fall}}}\n",
+         intervalMilliseconds: {interval}, timeoutMilliseconds: {timeout}, rise: {rise}, fall: {fall}}}\n  \
+         localInterface: {{name: lo}}\n",
         config(&lab, "      gracefulRestart: {enabled: true, restartTimeSeconds: 120}\n")
     );
     let mut kbgp = Kbgp::start(&lab, &yaml);
@@ -359,6 +360,8 @@ fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
     });
     std::thread::sleep(Duration::from_millis(1000));
     assert!(!has_vip(), "announced while /readyz fails");
+    let on_lo = || sh(&["ip", "-n", &lab.kbgp_ns, "addr", "show", "dev", "lo"]).contains("10.0.0.100/32");
+    assert!(!on_lo(), "on lo before the check passed");
     let ms_ = Duration::from_millis;
     let timed =
         |what: &str, limit: Duration, want: bool| {
@@ -374,6 +377,7 @@ fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
     timed("announced once healthy", ms_(rise * interval + 1000), true);
     let got = peer.routes().expect("routes");
     assert!(got[&vip].communities.iter().any(|c| c == "65005:443"), "{:?}", got[&vip]);
+    assert!(on_lo(), "the address is on lo while healthy");
     // One failure is not enough.
     status.store(500, Ordering::Relaxed);
     std::thread::sleep(ms_(interval + interval / 2));
@@ -383,6 +387,8 @@ fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
     status.store(500, Ordering::Relaxed);
     timed("withdrawn after fall failures", ms_(fall * interval + 1000), false);
     assert!(peer.prefixes().expect("table").is_superset(&service_routes()), "the session stays up");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!on_lo(), "the address is off lo once withdrawn");
     status.store(200, Ordering::Relaxed);
     timed("announced again", ms_(rise * interval + 1000), true);
     status.store(0, Ordering::Relaxed);

@@ -21,6 +21,7 @@ pub mod bfd;
 pub mod conn;
 pub mod health;
 pub mod http;
+pub mod iface_addr;
 pub mod listener;
 pub mod local_addr;
 pub mod node_status;
@@ -148,6 +149,19 @@ struct Daemon {
     checks: health::Checks,
     /// Shutting down: VirtualIPs carry GRACEFUL_SHUTDOWN.
     draining: bool,
+    /// VirtualIP addresses kbgp keeps on local interfaces (`localInterface`).
+    local_addrs: Arc<std::sync::Mutex<std::collections::BTreeSet<(String, std::net::IpAddr)>>>,
+    /// Stale addresses of WhileHealthy VirtualIPs were cleared (once, at the first plan).
+    cleared: bool,
+}
+
+/// How long a withdrawn VirtualIP's address stays on the local interface: connections the
+/// routers sent before they saw the withdrawal still find it.
+pub const ADDRESS_LINGER: Duration = Duration::from_secs(1);
+
+fn addr_error(op: &str, iface: &str, ip: std::net::IpAddr, e: &std::io::Error) {
+    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied { " (kbgp needs CAP_NET_ADMIN)" } else { "" };
+    warn!("localInterface: cannot {op} {ip} on {iface}: {e}{hint}");
 }
 
 impl Daemon {
@@ -159,6 +173,7 @@ impl Daemon {
         let plan = plan::plan(&self.node, &world).map_err(|e| e.to_string())?;
         self.checks.sync(&world, &self.node)?;
         let world = self.with_health(world);
+        self.local_addresses(&world);
         let changed = plan != *self.plan || self.world.as_ref().is_none_or(|w| **w != *world);
         self.metrics.plan_runs.with_label_values(&[if changed { "applied" } else { "unchanged" }]).inc();
         self.show(Some(world.clone()), None);
@@ -178,6 +193,60 @@ impl Daemon {
             Arc::make_mut(&mut world).vip_health = Arc::new(h);
         }
         world
+    }
+
+    /// Puts the addresses of the VirtualIPs that should be local on their interfaces now
+    /// (before their routes are announced) and takes the others off after [`ADDRESS_LINGER`]
+    /// (after their routes are withdrawn).
+    fn local_addresses(&mut self, world: &World) {
+        use crate::config::vip::Manage;
+        let Some(node) = world.node(&self.node) else { return };
+        let mut wanted = std::collections::BTreeSet::new();
+        let mut stale = Vec::new();
+        for v in world.virtual_ips_for(node) {
+            let Some(li) = &v.local_interface else { continue };
+            let keep = match li.manage {
+                Manage::Always => true,
+                Manage::WhileHealthy => v.up(&world.vip_health) && !self.draining,
+                Manage::Never => false,
+            };
+            for a in &v.addresses {
+                if keep {
+                    wanted.insert((li.name.clone(), *a));
+                } else if li.manage == Manage::WhileHealthy && !self.cleared {
+                    stale.push((li.name.clone(), *a));
+                }
+            }
+        }
+        self.cleared = true;
+        for (iface, ip) in stale {
+            if let Err(e) = iface_addr::remove(&iface, ip) {
+                addr_error("remove", &iface, ip, &e);
+            }
+        }
+        let Ok(mut held) = self.local_addrs.lock() else { return };
+        for (iface, ip) in wanted.difference(&held) {
+            match iface_addr::add(iface, *ip) {
+                Ok(()) => info!(%ip, iface = %iface, "VirtualIP address added"),
+                Err(e) => addr_error("add", iface, *ip, &e),
+            }
+        }
+        let gone: Vec<(String, std::net::IpAddr)> = held.difference(&wanted).cloned().collect();
+        *held = wanted;
+        drop(held);
+        if !gone.is_empty() {
+            let held = self.local_addrs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ADDRESS_LINGER).await;
+                let back = held.lock().map(|h| h.clone()).unwrap_or_default();
+                for (iface, ip) in gone.iter().filter(|g| !back.contains(g)) {
+                    match iface_addr::remove(iface, *ip) {
+                        Ok(()) => info!(%ip, iface = %iface, "VirtualIP address removed"),
+                        Err(e) => addr_error("remove", iface, *ip, &e),
+                    }
+                }
+            });
+        }
     }
 
     /// A health verdict changed (or draining started): the running World again, with it.
@@ -300,6 +369,15 @@ impl Daemon {
         if let Some(s) = self.restart_state.take() {
             s.finish(mode == crate::session::peer::Shutdown::Keep);
         }
+        let held = self.local_addrs.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+        if !held.is_empty() {
+            tokio::time::sleep(ADDRESS_LINGER).await;
+            for (iface, ip) in held {
+                if let Err(e) = iface_addr::remove(&iface, ip) {
+                    addr_error("remove", &iface, ip, &e);
+                }
+            }
+        }
     }
 }
 
@@ -362,6 +440,8 @@ impl Daemon {
             restart_state,
             checks: health::Checks::new(metrics_for_checks),
             draining: false,
+            local_addrs: Default::default(),
+            cleared: false,
         }
     }
 }
