@@ -218,17 +218,43 @@ fn check(files: &[PathBuf], node: Option<&str>, secrets_namespace: &str) -> Exit
             Err(e) => problems.push(e.to_string()),
         }
     }
+    for v in &world.virtual_ips {
+        let check = v.health_check.as_ref().map_or("always (no healthCheck)".to_string(), |h| {
+            format!(
+                "while {} passes (rise {}, fall {}, every {} ms)",
+                h.target.describe(),
+                h.policy.rise,
+                h.policy.fall,
+                h.policy.interval.as_millis()
+            )
+        });
+        let by: Vec<&str> = world.nodes.iter().filter(|n| v.selects(&n.labels)).map(|n| n.name.as_str()).collect();
+        let addrs: Vec<String> = v.addresses.iter().map(|a| a.to_string()).collect();
+        println!(
+            "VirtualIP {}: {} announced {check}, by {}",
+            v.name,
+            addrs.join(", "),
+            if by.is_empty() { "no Node in the files".to_string() } else { by.join(", ") }
+        );
+        // The files the check reads, as the daemon will read them on this machine.
+        if let Some(h) = &v.health_check
+            && let Err(e) = kbgp::daemon::health::Probe::new(h)
+        {
+            problems.push(format!("{}: spec.healthCheck.{e}", v.name));
+        }
+    }
     for p in &problems {
         println!("{p}");
     }
     if problems.is_empty() {
         println!(
-            "{}: ok ({} policies, {} pools, {} nodes, {} services)",
+            "{}: ok ({} policies, {} pools, {} nodes, {} services, {} virtual IPs)",
             files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
             world.policies.len(),
             world.pools.len(),
             world.nodes.len(),
-            world.services.len()
+            world.services.len(),
+            world.virtual_ips.len()
         );
         ExitCode::SUCCESS
     } else {

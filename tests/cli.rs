@@ -45,7 +45,7 @@ fn check_accepts_the_seed_and_notes_what_it_ignores() {
     // The seed's pool as published (20.0.10.0/24): LB IPAM gives the Service its first address.
     assert!(out.contains("LB IPAM: default/nginx-service: 20.0.10.0 (pool lb-pool)"), "{out}");
     assert!(out.contains("node kind-worker: policy rack0-65005, 1 peers, 2 routes"), "{out}");
-    assert!(out.trim_end().ends_with("ok (2 policies, 1 pools, 1 nodes, 1 services)"), "{out}");
+    assert!(out.trim_end().ends_with("ok (2 policies, 1 pools, 1 nodes, 1 services, 0 virtual IPs)"), "{out}");
 }
 
 #[test]
@@ -149,4 +149,36 @@ fn check_resolves_auth_secret_ref_in_the_bgp_secrets_namespace() {
     let (code, out, _) = run(&["check", "--bgp-secrets-namespace", "bgp", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("pw,") && !out.contains(": pw"), "the password is not printed: {out}");
+}
+
+#[test]
+fn check_validates_a_virtual_ip_and_the_files_its_check_reads() {
+    let example = format!("{}/examples/control-plane-vip/kbgp.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&example).unwrap();
+    // The kubeadm CA is not on this machine: one line naming the field.
+    let missing = text.replace("/etc/kubernetes/pki/ca.crt", "/nonexistent/kbgp-test/ca.crt");
+    let p = file("vip-missing-ca.yaml", &missing);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("kube-apiserver: spec.healthCheck.tls.caFile: /nonexistent/kbgp-test/ca.crt: ")),
+        "{out}"
+    );
+    let insecure = text.replace("caFile: /etc/kubernetes/pki/ca.crt", "insecureSkipVerify: true");
+    let p = file("vip-insecure.yaml", &insecure);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("VirtualIP kube-apiserver: 10.0.0.100 announced while HTTPS GET https://127.0.0.1:6443/readyz passes (rise 2, fall 3, every 1000 ms), by cp1"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("1 nodes, 0 services, 1 virtual IPs)"), "{out}");
+    let bad = insecure.replace("type: HTTPS", "type: HTTP2");
+    let p = file("vip-bad.yaml", &bad);
+    let (code, out, _) = run(&["check", p.to_str().unwrap()]);
+    assert_eq!(
+        (code, out.trim()),
+        (1, "kube-apiserver: spec.healthCheck.type: \"HTTP2\" is not one of HTTPS, HTTP, TCP")
+    );
 }
