@@ -14,6 +14,8 @@
 //! | `local_addr.rs` | next hop of the other address family |
 //! | `http.rs` | `/metrics`, `/healthz`, `/readyz` |
 //! | `node_status.rs` | Kubernetes mode: this node's BGPNodeStatus, Events on Services |
+//! | `health.rs` | the VirtualIP health checks (HTTPS, HTTP, TCP), one task each, into `health::Monitor` |
+//! | `iface_addr.rs` | a VirtualIP's address on a local interface (rtnetlink) |
 //! | `admin.rs` | the admin API on a Unix socket (`kbgp peers`, `routes`, `why`, `reset`, `refresh`) |
 
 pub mod admin;
