@@ -397,6 +397,14 @@ fn a_virtual_ip_follows_its_health_check_and_goes_first_on_sigterm() {
     timed("announced after the hang", ms_(rise * interval + 1000), true);
     let why = kbgp.cli(&["why", "10.0.0.100"]).stdout;
     assert!(why.contains("health check (HTTP GET http://127.0.0.1:18443/readyz) passes"), "{why}");
+    assert!(
+        why.contains("Health check of VirtualIP kube-apiserver (HTTP GET http://127.0.0.1:18443/readyz): healthy for")
+            && why.contains("changes: 2 checks passed in a row")
+            && why.contains("✓ ")
+            && why.contains("✗ ")
+            && why.contains("timed out after 100 ms"),
+        "kbgp why shows the check's verdict and its last results: {why}"
+    );
     let m = kbgp.metrics();
     assert_eq!(common::metric_value(&m, "kbgp_vip_healthy", &[("vip", "kube-apiserver")]), 1.0);
     assert!(

@@ -262,6 +262,23 @@ pub fn why(w: &Why) -> String {
             let _ = writeln!(out, "  • {l}");
         }
     }
+    for h in &w.health {
+        let state = if h.healthy { "healthy" } else { "not healthy" };
+        let _ = writeln!(
+            out,
+            "Health check of VirtualIP {} ({}): {state} for {:.1} s, {} changes: {}",
+            h.virtual_ip,
+            h.check,
+            h.since_ms as f64 / 1000.0,
+            h.transitions,
+            h.reason
+        );
+        for r in h.results.iter().rev() {
+            let mark = if r.ok { "✓" } else { "✗" };
+            let grace = if r.in_grace { " (startup grace, not counted)" } else { "" };
+            let _ = writeln!(out, "  {mark} {} ms ago, took {} ms: {}{grace}", r.ago_ms, r.latency_ms, r.text);
+        }
+    }
     for v in &w.vrouters {
         let _ = writeln!(out, "Virtual router AS{} (router ID {})", v.asn, v.router_id);
         if v.candidates.is_empty() {

@@ -45,6 +45,8 @@ pub struct View {
     pub config_error: Option<String>,
     /// The peers, each with the driver's command channel.
     pub peers: Vec<(PeerKey, mpsc::Sender<Cmd>)>,
+    /// The VirtualIPs' health checks, as of their last result.
+    pub health: Vec<crate::plan::why::HealthView>,
 }
 
 pub type SharedView = Arc<RwLock<View>>;
@@ -59,6 +61,7 @@ impl View {
             world: Arc::new(World::default()),
             config_error: None,
             peers: Vec::new(),
+            health: Vec::new(),
         }))
     }
 }
@@ -321,7 +324,15 @@ async fn explain(view: &SharedView, q: &HashMap<String, String>) -> Answer {
     let mut w = {
         let v = view.read().map_err(|_| internal())?;
         let alloc = crate::ipam::allocate(&v.world);
-        why(target, &v.world, &alloc, &v.plan)
+        let mut w = why(target, &v.world, &alloc, &v.plan);
+        let at_target = |name: &str| {
+            v.world
+                .virtual_ips
+                .iter()
+                .any(|x| x.name == name && x.prefixes().any(|p| crate::plan::why::relevant(&p, &target)))
+        };
+        w.health = v.health.iter().filter(|h| at_target(&h.virtual_ip)).cloned().collect();
+        w
     };
     for vr in &mut w.vrouters {
         let asn = vr.asn;

@@ -285,6 +285,37 @@ impl Checks {
         &self.monitor
     }
 
+    /// Every check as `kbgp why` shows it, at `now`.
+    pub fn views(&self, now: Instant) -> Vec<crate::plan::why::HealthView> {
+        use crate::plan::why::{HealthResult, HealthView};
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        self.monitor
+            .iter()
+            .map(|(name, c)| HealthView {
+                virtual_ip: name.clone(),
+                check: c.spec.target.describe(),
+                healthy: c.verdict.healthy(),
+                reason: c.verdict.reason().to_string(),
+                since_ms: ms(now.saturating_duration_since(c.verdict.since())),
+                transitions: c.verdict.transitions(),
+                results: c
+                    .verdict
+                    .recent()
+                    .map(|r| HealthResult {
+                        ago_ms: ms(now.saturating_duration_since(r.at)),
+                        ok: r.outcome == Outcome::Pass,
+                        text: match &r.outcome {
+                            Outcome::Pass => "passed".into(),
+                            Outcome::Fail(why) => why.clone(),
+                        },
+                        latency_ms: ms(r.latency),
+                        in_grace: r.in_grace,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// Waits for the next result or stall; says whether a verdict changed. Never returns
     /// while there is no check.
     pub async fn next(&mut self) -> bool {

@@ -251,6 +251,14 @@ impl Daemon {
         }
     }
 
+    /// The checks' latest results, for `kbgp why`.
+    fn show_health(&self) {
+        let views = self.checks.views(tokio::time::Instant::now().into_std());
+        if let Ok(mut v) = self.view.write() {
+            v.health = views;
+        }
+    }
+
     /// A health verdict changed (or draining started): the running World again, with it.
     fn replan_health(&mut self) {
         let Some(world) = self.world.clone() else { return };
@@ -519,6 +527,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
             _ = sig.hup.recv() => "SIGHUP",
             changed = d.checks.next() => {
+                d.show_health();
                 if changed {
                     d.replan_health();
                 }
@@ -598,6 +607,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
             _ = sig.int.recv() => { info!("SIGINT: closing every session"); break; }
             _ = sig.hup.recv() => info!("SIGHUP: nothing to reload, the configuration comes from the API server"),
             changed = d.checks.next() => {
+                d.show_health();
                 if changed {
                     d.replan_health();
                 }

@@ -35,6 +35,39 @@ pub struct Why {
     /// daemon): where the traffic goes when this node does not announce it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learned: Vec<String>,
+    /// The health checks of the VirtualIPs at the target (filled by the daemon).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthView>,
+}
+
+/// One VirtualIP's health check as `kbgp why` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthView {
+    pub virtual_ip: String,
+    /// What is checked, e.g. `HTTPS GET https://127.0.0.1:6443/readyz`.
+    pub check: String,
+    pub healthy: bool,
+    /// Why the verdict is what it is.
+    pub reason: String,
+    /// Milliseconds since the verdict last changed (or the check started).
+    pub since_ms: u64,
+    pub transitions: u64,
+    /// The latest results, newest last.
+    pub results: Vec<HealthResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResult {
+    /// Milliseconds ago.
+    pub ago_ms: u64,
+    pub ok: bool,
+    /// `passed`, or why not.
+    pub text: String,
+    pub latency_ms: u64,
+    /// Inside startupGraceSeconds: not counted.
+    pub in_grace: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +282,7 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
         ipam: ipam_steps(&target, world, alloc),
         vrouters,
         learned: Vec::new(),
+        health: Vec::new(),
     };
     w.conclude();
     w
