@@ -393,7 +393,14 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<ConfigError>> {
             }
         };
         match load_str(&text, &name) {
-            Ok(l) => {
+            Ok(mut l) => {
+                if let Some(dir) = f.parent() {
+                    for v in &mut l.world.virtual_ips {
+                        if let Some(r) = v.relative_to(dir) {
+                            *v = Arc::new(r);
+                        }
+                    }
+                }
                 all.world.extend(l.world);
                 all.warnings.extend(l.warnings);
             }

@@ -129,7 +129,8 @@ pub struct HealthCheckSpec {
 pub struct TlsSpec {
     /// PEM file of the CA(s) the server's certificate must chain to, e.g.
     /// /etc/kubernetes/pki/ca.crt. Absent: the server's certificate is not trusted unless
-    /// insecureSkipVerify.
+    /// insecureSkipVerify. A path on the node; in a file, a relative path (here and in the
+    /// client certificate fields) is relative to that file's directory.
     #[serde(default)]
     pub ca_file: Option<String>,
     /// The name the certificate must carry (default: the URL's host). For a kubeadm API
@@ -295,6 +296,26 @@ impl VirtualIp {
     /// The prefixes it announces.
     pub fn prefixes(&self) -> impl Iterator<Item = ipnet::IpNet> + '_ {
         self.addresses.iter().map(|a| ipnet::IpNet::from(*a))
+    }
+
+    /// The same VirtualIP with its relative TLS file paths (`caFile`, `clientCertFile`,
+    /// `clientKeyFile`) taken relative to `dir`, the directory of the file it was read from,
+    /// as kubeconfig does; `None` when it has no relative path.
+    pub fn relative_to(&self, dir: &std::path::Path) -> Option<VirtualIp> {
+        let Some(HealthCheck { target: Target::Http { tls: Some(tls), .. }, .. }) = &self.health_check else {
+            return None;
+        };
+        let rel = |p: &PathBuf| p.is_relative();
+        if !tls.ca_file.as_ref().is_some_and(rel) && !tls.client_cert.as_ref().is_some_and(|(c, k)| rel(c) || rel(k)) {
+            return None;
+        }
+        let fix = |p: &PathBuf| if p.is_relative() { dir.join(p) } else { p.clone() };
+        let mut v = self.clone();
+        if let Some(HealthCheck { target: Target::Http { tls: Some(t), .. }, .. }) = &mut v.health_check {
+            t.ca_file = t.ca_file.as_ref().map(fix);
+            t.client_cert = t.client_cert.as_ref().map(|(c, k)| (fix(c), fix(k)));
+        }
+        Some(v)
     }
 
     /// Validates and fills defaults; errors go to `d` with their field paths.

@@ -131,53 +131,82 @@ impl Probe {
 
     /// One check: `Ok` when it passed, else why not. Bounded by the check's timeout.
     pub async fn run(&self) -> (Outcome, bool) {
-        match tokio::time::timeout(self.timeout, self.attempt()).await {
-            Ok(Ok(())) => (Outcome::Pass, false),
-            Ok(Err(e)) => (Outcome::Fail(e), false),
-            Err(_) => (Outcome::Fail(format!("timed out after {} ms", self.timeout.as_millis())), true),
+        match self.fetch().await {
+            Ok(_) if matches!(self.target, Target::Tcp { .. }) => (Outcome::Pass, false),
+            Ok((status, _)) if status == self.expected_status => (Outcome::Pass, false),
+            Ok((status, _)) => {
+                (Outcome::Fail(format!("HTTP status {status}, expected {}", self.expected_status)), false)
+            }
+            Err(Fetch::TimedOut) => (Outcome::Fail(format!("timed out after {} ms", self.timeout.as_millis())), true),
+            Err(Fetch::Failed(e)) => (Outcome::Fail(e), false),
         }
     }
 
-    async fn attempt(&self) -> Result<(), String> {
+    /// One request, bounded by the check's timeout: the HTTP status and up to 64 KiB of the
+    /// body (a TCP check that connects is status 0, no body). The lab's client reuses it.
+    pub async fn fetch(&self) -> Result<(u16, Bytes), Fetch> {
+        match tokio::time::timeout(self.timeout, self.attempt()).await {
+            Ok(r) => r.map_err(Fetch::Failed),
+            Err(_) => Err(Fetch::TimedOut),
+        }
+    }
+
+    async fn attempt(&self) -> Result<(u16, Bytes), String> {
         let (host, port) = match &self.target {
             Target::Http { host, port, .. } | Target::Tcp { host, port } => (host.as_str(), *port),
         };
         let tcp = TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("connect {}: {e}", join_host_port(host, port)))?;
-        let Target::Http { path, .. } = &self.target else { return Ok(()) };
+        let Target::Http { path, .. } = &self.target else { return Ok((0, Bytes::new())) };
         let authority = join_host_port(host, port);
         match &self.tls {
-            None => self.get(tcp, path, &authority).await,
+            None => get(tcp, path, &authority).await,
             Some((connector, name)) => {
                 let tls = connector.connect(name.clone(), tcp).await.map_err(|e| format!("TLS: {e}"))?;
-                self.get(tls, path, &authority).await
+                get(tls, path, &authority).await
             }
         }
     }
+}
 
-    async fn get<S>(&self, io: S, path: &str, authority: &str) -> Result<(), String>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("HTTP: {e}"))?;
-        let driver = tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority)
-            .header(hyper::header::USER_AGENT, concat!("kbgp/", env!("CARGO_PKG_VERSION")))
-            .header(hyper::header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("HTTP request: {e}"))?;
-        let res = sender.send_request(req).await;
-        driver.abort();
-        let status = res.map_err(|e| format!("HTTP: {e}"))?.status().as_u16();
-        if status == self.expected_status {
-            Ok(())
-        } else {
-            Err(format!("HTTP status {status}, expected {}", self.expected_status))
-        }
+/// Why a [`Probe::fetch`] got no answer.
+#[derive(Debug)]
+pub enum Fetch {
+    TimedOut,
+    Failed(String),
+}
+
+/// The most of a body a check reads.
+const BODY_LIMIT: usize = 64 * 1024;
+
+async fn get<S>(io: S, path: &str, authority: &str) -> Result<(u16, Bytes), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| format!("HTTP: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::USER_AGENT, concat!("kbgp/", env!("CARGO_PKG_VERSION")))
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("HTTP request: {e}"))?;
+    let answer = async {
+        let res = sender.send_request(req).await.map_err(|e| format!("HTTP: {e}"))?;
+        let status = res.status().as_u16();
+        let body = http_body_util::Limited::new(res.into_body(), BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| format!("HTTP body: {e}"))?
+            .to_bytes();
+        Ok((status, body))
     }
+    .await;
+    driver.abort();
+    answer
 }
 
 /// One result, from a checker task.

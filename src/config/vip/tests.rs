@@ -180,3 +180,25 @@ fn two_virtual_ips_with_one_name_are_an_error() {
     let two = format!("{KUBEADM}---\n{KUBEADM}");
     assert_eq!(errors(&two), vec!["kube-apiserver: metadata.name: another VirtualIP has this name"]);
 }
+
+#[test]
+fn relative_tls_files_are_taken_from_the_directory_of_their_file() {
+    let dir = std::env::temp_dir().join(format!("kbgp-vip-rel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = KUBEADM.replace(
+        "caFile: /etc/kubernetes/pki/ca.crt",
+        "caFile: ../pki/ca.crt\n      clientCertFile: /abs/c.crt\n      clientKeyFile: k.key",
+    );
+    std::fs::write(dir.join("vip.yaml"), text).unwrap();
+    let l = crate::config::load_files(&[dir.join("vip.yaml")]).unwrap_or_else(|e| panic!("{e:?}"));
+    let Some(HealthCheck { target: Target::Http { tls: Some(t), .. }, .. }) = &l.world.virtual_ips[0].health_check
+    else {
+        panic!()
+    };
+    assert_eq!(t.ca_file.as_deref(), Some(dir.join("../pki/ca.crt").as_path()));
+    assert_eq!(t.client_cert, Some((PathBuf::from("/abs/c.crt"), dir.join("k.key"))));
+    // Absolute paths are left alone (and nothing is copied).
+    let abs = one(KUBEADM);
+    assert!(abs.relative_to(&dir).is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
