@@ -198,6 +198,24 @@ impl Runner {
         std::fs::write(d.join("kbgp.pid"), child.id().to_string()).map_err(|e| e.to_string())
     }
 
+    /// Starts a kbgp node's kbgp again, as `up` started it (after a test stopped it).
+    pub fn start(&self, node: &str) -> Result<(), String> {
+        let n = self.topo.nodes.get(node).ok_or_else(|| format!("no node {node} in lab {}", self.topo.name))?;
+        if n.role != Role::Kbgp {
+            return Err(format!("node {node} runs no kbgp"));
+        }
+        if !namespaces().contains(&self.ns(node)) {
+            return Err(format!("the lab is not up (no namespace {})", self.ns(node)));
+        }
+        if let Some(pid) = self.kbgp_pid(node)
+            && Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        {
+            return Err(format!("kbgp runs on {node} already (pid {pid})"));
+        }
+        self.start_kbgp(n)
+    }
+
     /// Stops every process in the lab's namespaces and removes the namespaces (and with them
     /// every interface, bridge and address). Safe to run on a lab that is half up or down.
     pub fn down(&self) -> Result<(), String> {

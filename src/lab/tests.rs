@@ -62,3 +62,22 @@ fn mistakes_in_a_topology_are_named() {
         "node r: an FRR node needs a bind for /etc/frr/frr.conf"
     );
 }
+
+#[test]
+fn the_stand_in_api_server_reads_readyz_from_its_control_file() {
+    use super::apiserver::{Readyz, readyz};
+    let f = std::env::temp_dir().join(format!("kbgp-readyz-{}", std::process::id()));
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(readyz(&f), Readyz::Ok, "a missing file is ready");
+    for (text, want) in [("ok\n", Readyz::Ok), ("fail\n", Readyz::Fail), ("hang", Readyz::Hang)] {
+        std::fs::write(&f, text).unwrap();
+        assert_eq!(readyz(&f), want, "{text:?}");
+    }
+    // `fail N`: N failures, then ready, the file counting down.
+    std::fs::write(&f, "fail 2\n").unwrap();
+    assert_eq!(readyz(&f), Readyz::Fail);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "fail 1\n");
+    assert_eq!(readyz(&f), Readyz::Fail);
+    assert_eq!(readyz(&f), Readyz::Ok);
+    std::fs::remove_file(&f).unwrap();
+}
