@@ -22,6 +22,7 @@ install_deps() {
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v busybox >/dev/null 2>&1 || need+=(busybox)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
     if [ ${#need[@]} -gt 0 ]; then
         echo "installing: ${need[*]}"
         apt_install "${need[@]}"

@@ -28,19 +28,6 @@ struct SeedLab {
     state: PathBuf,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 impl SeedLab {
     fn up() -> SeedLab {
         common::require("/usr/lib/frr/bgpd");
@@ -48,7 +35,7 @@ impl SeedLab {
         common::require("curl");
         let dir = std::env::temp_dir().join(format!("kbgp-seedlab-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/containerlab/seed-bgp")), &dir);
+        common::copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/containerlab/seed-bgp")), &dir);
         let file = dir.join("seed-bgp.clab.yml");
         let text = std::fs::read_to_string(&file).unwrap().replace("name: seed-bgp", "name: seedtest");
         std::fs::write(&file, text).unwrap();

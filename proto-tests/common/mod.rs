@@ -46,6 +46,20 @@ pub fn sh_lenient(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Copies a directory tree (a lab, before a test edits it).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Fails the test unless `bin` is installed: a missing daemon is a failure, never a skip.
 pub fn require(bin: &str) {
     let found = Path::new(bin).is_absolute() && Path::new(bin).exists()
