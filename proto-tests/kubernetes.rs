@@ -19,6 +19,7 @@ const CILIUM_POOLS: &str = "apis/cilium.io/v2alpha1/ciliumloadbalancerippools";
 const KBGP_POLICIES: &str = "apis/kbgp.io/v1alpha1/bgppeeringpolicies";
 const KBGP_POOLS: &str = "apis/kbgp.io/v1alpha1/loadbalancerippools";
 
+const VIRTUAL_IPS: &str = "apis/kbgp.io/v1alpha1/virtualips";
 const NODE_UID: &str = "6d1f0f5e-3c1a-4b7e-9a43-0c5d2a9b1e11";
 const NODE_STATUSES: &str = "apis/kbgp.io/v1alpha1/bgpnodestatuses";
 
@@ -529,4 +530,41 @@ fn md5_password_from_a_secret_of_the_bgp_secrets_namespace() {
     // And back.
     server.apply(SECRETS, &secret("kube-system", "cmFjazAtcHc="));
     wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24"]), Duration::from_secs(90));
+}
+
+/// The API server VIP as an object of the cluster, its check a TCP connect to `port` on the
+/// node (kbgp's own metrics port answers; port 1 refuses).
+fn virtual_ip(port: u16) -> String {
+    format!(
+        "{{apiVersion: kbgp.io/v1alpha1, kind: VirtualIP, metadata: {{name: kube-apiserver}},
+          spec: {{addresses: [10.100.0.100], healthCheck: {{type: TCP, address: '127.0.0.1:{port}',
+                 intervalMilliseconds: 200, timeoutMilliseconds: 100, rise: 2, fall: 2}}}}}}"
+    )
+}
+
+#[test]
+fn a_virtual_ip_from_the_api_server_follows_its_health_check() {
+    let s = setup("k8s-vip");
+    let base = prefixes(&["10.1.0.0/24"]);
+    let with_vip = prefixes(&["10.1.0.0/24", "10.100.0.100/32"]);
+    wait_routes(s.peer.as_ref(), &base, Duration::from_secs(60));
+    let transitions = s.kbgp.metric("kbgp_session_transitions_total", &[]);
+    s.server.apply(VIRTUAL_IPS, &virtual_ip(9180));
+    wait_routes(s.peer.as_ref(), &with_vip, Duration::from_secs(20));
+    // The check now fails: withdrawn; passes again: back.
+    s.server.apply(VIRTUAL_IPS, &virtual_ip(1));
+    wait_routes(s.peer.as_ref(), &base, Duration::from_secs(20));
+    s.server.apply(VIRTUAL_IPS, &virtual_ip(9180));
+    wait_routes(s.peer.as_ref(), &with_vip, Duration::from_secs(20));
+    // An invalid version (a TCP check with no address) keeps the last valid one.
+    s.server.apply(
+        VIRTUAL_IPS,
+        "{apiVersion: kbgp.io/v1alpha1, kind: VirtualIP, metadata: {name: kube-apiserver},
+          spec: {addresses: [10.100.0.100], healthCheck: {type: TCP}}}",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(s.peer.prefixes().unwrap(), with_vip, "the invalid version replaced the valid one");
+    s.server.delete(VIRTUAL_IPS, None, "kube-apiserver");
+    wait_routes(s.peer.as_ref(), &base, Duration::from_secs(20));
+    assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), transitions, "a session was reset");
 }

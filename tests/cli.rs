@@ -170,7 +170,7 @@ fn check_validates_a_virtual_ip_and_the_files_its_check_reads() {
     let (code, out, _) = run(&["check", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("VirtualIP kube-apiserver: 10.0.0.100 announced while HTTPS GET https://127.0.0.1:6443/readyz passes (rise 2, fall 3, every 1000 ms), by cp1"),
+        out.contains("VirtualIP kube-apiserver: 10.100.0.100 announced while HTTPS GET https://127.0.0.1:6443/readyz passes (rise 2, fall 3, every 1000 ms), by cp1"),
         "{out}"
     );
     assert!(out.trim_end().ends_with("1 nodes, 0 services, 1 virtual IPs)"), "{out}");

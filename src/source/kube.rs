@@ -20,7 +20,8 @@ use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
 use crate::config::pool::{PoolKind, PoolRaw};
 use crate::config::secret::{Secret, SecretValue};
-use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, World};
+use crate::config::vip::VirtualIPSpec;
+use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, VirtualIp, World};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Secret as K8sSecret, Service as K8sService};
@@ -48,9 +49,10 @@ pub enum Kind {
     CiliumPool,
     /// The Secrets of the BGP secrets namespace (TCP MD5 passwords).
     Secret,
+    VirtualIp,
 }
 
-pub const KINDS: [Kind; 8] = [
+pub const KINDS: [Kind; 9] = [
     Kind::Node,
     Kind::Service,
     Kind::EndpointSlice,
@@ -59,6 +61,7 @@ pub const KINDS: [Kind; 8] = [
     Kind::KbgpPool,
     Kind::CiliumPool,
     Kind::Secret,
+    Kind::VirtualIp,
 ];
 
 impl Kind {
@@ -72,6 +75,7 @@ impl Kind {
             Kind::KbgpPool => "loadbalancerippools.kbgp.io",
             Kind::CiliumPool => "ciliumloadbalancerippools.cilium.io",
             Kind::Secret => "secrets",
+            Kind::VirtualIp => "virtualips.kbgp.io",
         }
     }
 
@@ -82,6 +86,7 @@ impl Kind {
             Kind::CiliumPolicy => ("cilium.io", "v2alpha1", "CiliumBGPPeeringPolicy", "ciliumbgppeeringpolicies"),
             Kind::KbgpPool => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
             Kind::CiliumPool => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
+            Kind::VirtualIp => ("kbgp.io", "v1alpha1", "VirtualIP", "virtualips"),
             _ => return None,
         };
         Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), p))
@@ -97,6 +102,7 @@ pub enum Obj {
     Policy(Arc<PeeringPolicy>),
     Pool(Arc<LbPool>),
     Secret(Arc<Secret>),
+    VirtualIp(Arc<VirtualIp>),
 }
 
 /// What a watcher reports.
@@ -197,12 +203,14 @@ impl Store {
                     (_, Obj::Policy(p)) => w.policies.push(p.clone()),
                     (_, Obj::Pool(p)) => w.pools.push(p.clone()),
                     (_, Obj::Secret(x)) => w.secrets.push(x.clone()),
+                    (_, Obj::VirtualIp(v)) => w.virtual_ips.push(v.clone()),
                 }
             }
         }
         // Deterministic order whatever the map iteration: by kind's order of keys.
         w.policies.sort_by(|a, b| a.name.cmp(&b.name));
         w.pools.sort_by(|a, b| a.name.cmp(&b.name));
+        w.virtual_ips.sort_by(|a, b| a.name.cmp(&b.name));
         w
     }
 }
@@ -317,6 +325,18 @@ pub fn convert_pool(o: &DynamicObject, kind: PoolKind) -> Result<Obj, String> {
     let mut warnings = Vec::new();
     let (p, errs) = diag_result(&name, |d| LbPool::from_raw(kind, &name, &r, d, &mut warnings));
     if errs.is_empty() { Ok(Obj::Pool(Arc::new(p))) } else { Err(errs.join("; ")) }
+}
+
+/// A VirtualIP from the API server. Its file paths (CA, client certificate) are paths on the
+/// node, taken as written: relative ones are relative to kbgp's working directory.
+pub fn convert_virtual_ip(o: &DynamicObject) -> Result<Obj, String> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let spec: VirtualIPSpec = raw(o.data.get("spec").cloned().unwrap_or_default()).map_err(|e| format!("spec.{e}"))?;
+    let (v, errs) = diag_result(&name, |d| VirtualIp::from_spec(&name, &spec, d));
+    match v {
+        Some(v) if errs.is_empty() => Ok(Obj::VirtualIp(Arc::new(v))),
+        _ => Err(errs.join("; ")),
+    }
 }
 
 // ---- the watchers ----
@@ -500,7 +520,7 @@ pub fn start(
         let api = Api::<K8sSecret>::namespaced(c, &secrets_namespace);
         watch_kind(Kind::Secret, api, watcher::Config::default(), convert_secret, t, m).await
     });
-    for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool] {
+    for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool, Kind::VirtualIp] {
         let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
         tokio::spawn(async move {
             let Some(ar) = wait_for_crd(kind, &c, &t).await else { return };
@@ -509,6 +529,7 @@ pub fn start(
                 Kind::KbgpPolicy => convert_policy(o, PolicyKind::Kbgp),
                 Kind::CiliumPolicy => convert_policy(o, PolicyKind::Cilium),
                 Kind::KbgpPool => convert_pool(o, PoolKind::Kbgp),
+                Kind::VirtualIp => convert_virtual_ip(o),
                 _ => convert_pool(o, PoolKind::Cilium),
             };
             watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
