@@ -1068,6 +1068,43 @@ impl Peer {
         None
     }
 
+    /// The peer now takes its routes from another table (its export group changed, its
+    /// session did not). What it was sent is unknown in terms of the new table, so the new
+    /// table goes out whole: with enhanced route refresh (RFC 7313 §4) between BoRR and EoRR,
+    /// so that the peer drops what is not sent again; without it, the session restarts (a
+    /// peer cannot be told to forget routes it was never told about). Returns whether the
+    /// session restarts.
+    pub fn table_replaced(&mut self, now: Instant) -> bool {
+        let Some(s) = &mut self.session else {
+            self.rib_out.reset();
+            return false;
+        };
+        if !s.negotiated.enhanced_route_refresh {
+            info!(
+                peer = %self.label,
+                vrouter = %self.vrouter,
+                "what the peer is sent changed and it has no enhanced route refresh: restarting the session"
+            );
+            self.stop(now, Notification::cease(wire::error::cease_sub::OTHER_CONFIGURATION_CHANGE, ""));
+            self.start(now, Some(now + RESET_DELAY));
+            return true;
+        }
+        let conn = s.conn;
+        let families = s.negotiated.families.clone();
+        for f in &families {
+            if !s.eorr.contains(f) {
+                s.eorr.push(*f);
+            }
+        }
+        s.eorr_at = None;
+        for f in families {
+            let m = Message::RouteRefresh(RouteRefresh { family: f, subtype: RefreshSubtype::BeginOfRouteRefresh });
+            self.send(now, conn, &m);
+        }
+        self.rib_out.reset();
+        false
+    }
+
     /// The peer asks for our routes again (RFC 2918 §4; RFC 7313 §4 with BoRR and EoRR).
     fn refresh_requested(&mut self, now: Instant, r: RouteRefresh) {
         let Some(s) = &mut self.session else { return };

@@ -292,6 +292,46 @@ fn route_refresh_sends_the_table_again() {
 }
 
 #[test]
+fn a_new_table_goes_out_whole_between_borr_and_eorr() {
+    // The export group changed (new path attributes), the session did not: the peer gets the
+    // new table, bracketed so that it drops what is not sent again.
+    let mut s = Scripted::new(table(5));
+    s.establish();
+    s.take();
+    s.table = table(3);
+    assert!(!s.kbgp.table_replaced(s.now));
+    s.drain();
+    let got = s.take();
+    let kinds: Vec<_> = got
+        .iter()
+        .map(|m| match m {
+            Message::RouteRefresh(r) => format!("{:?} {}", r.subtype, r.family),
+            Message::Update(u) => format!("update {}", u.nlri.len()),
+            m => format!("{:?}", m.kind()),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "BeginOfRouteRefresh ipv4-unicast",
+            "BeginOfRouteRefresh ipv6-unicast",
+            "update 3",
+            "EndOfRouteRefresh ipv4-unicast",
+            "EndOfRouteRefresh ipv6-unicast"
+        ]
+    );
+    assert_eq!(s.kbgp.advertised(Family::IPV4_UNICAST), 3);
+    assert_eq!(s.kbgp.state(), State::Established);
+    // Without enhanced route refresh the peer cannot be told to forget: the session restarts.
+    let mut s = Scripted::new(table(5));
+    s.establish_offering(false);
+    s.take();
+    s.table = table(3);
+    assert!(s.kbgp.table_replaced(s.now));
+    assert_ne!(s.kbgp.state(), State::Established);
+}
+
+#[test]
 fn plain_route_refresh_sends_the_table_without_borr_or_eorr() {
     // RFC 2918 alone: the table again, nothing around it (BoRR/EoRR are RFC 7313's).
     let mut s = Scripted::new(table(5));
