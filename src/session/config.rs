@@ -10,6 +10,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionConfig {
     pub local_as: u32,
+    /// The peer's AS; 0 takes whatever AS the peer's OPEN gives (the session is iBGP or eBGP
+    /// once it is known).
     pub peer_as: u32,
     pub router_id: Ipv4Addr,
     /// Hold Time proposed in our OPEN: 0 (no keepalives) or 3..=65535 seconds.
@@ -55,6 +57,8 @@ impl SessionConfig {
         }
     }
 
+    /// Whether the configured peer AS makes it eBGP (with AS 0, not known before the OPEN:
+    /// the negotiated session says).
     pub fn is_ebgp(&self) -> bool {
         self.local_as != self.peer_as
     }

@@ -133,7 +133,8 @@ fn open_error(subcode: u8, reason: String) -> DecodeError {
 /// Errors are the NOTIFICATION to send (RFC 4271 §6.2).
 pub fn negotiate(cfg: &SessionConfig, peer: &Open) -> Result<Negotiated, DecodeError> {
     let peer_as = peer.asn();
-    if peer_as != cfg.peer_as {
+    // Configured AS 0: any AS, learned from this OPEN (Cilium v2's `peerASN: 0`).
+    if cfg.peer_as != 0 && peer_as != cfg.peer_as {
         return Err(open_error(
             open_sub::BAD_PEER_AS,
             format!("peer says AS {peer_as}, configured peerASN is {}", cfg.peer_as),
@@ -142,7 +143,7 @@ pub fn negotiate(cfg: &SessionConfig, peer: &Open) -> Result<Negotiated, DecodeE
     if peer.hold_time == 1 || peer.hold_time == 2 {
         return Err(open_error(open_sub::UNACCEPTABLE_HOLD_TIME, format!("hold time {}", peer.hold_time)));
     }
-    let ebgp = cfg.is_ebgp();
+    let ebgp = if cfg.peer_as == 0 { peer_as != cfg.local_as } else { cfg.is_ebgp() };
     // RFC 6286 §2.2: any non-zero identifier; inside one AS it must differ from ours.
     if peer.bgp_id.is_unspecified() || (!ebgp && peer.bgp_id == cfg.router_id) {
         return Err(open_error(open_sub::BAD_BGP_IDENTIFIER, format!("BGP identifier {}", peer.bgp_id)));
@@ -307,6 +308,22 @@ mod tests {
         let mut ebgp = cfg();
         ebgp.peer_as = 65100;
         assert!(negotiate(&ebgp, &peer_open(65100, 90, [10, 0, 5, 11], vec![])).is_ok(), "RFC 6286: allowed over eBGP");
+    }
+
+    #[test]
+    fn peer_as_zero_learns_the_as_from_the_open() {
+        // cfg() is AS 65005 to 65005; with peer AS 0 any AS is taken, iBGP or eBGP by it.
+        let mut any = cfg();
+        any.peer_as = 0;
+        let n = negotiate(&any, &peer_open(65099, 90, [10, 0, 5, 1], vec![])).unwrap();
+        assert_eq!((n.peer_as, n.ebgp), (65099, true));
+        let n = negotiate(&any, &peer_open(65005, 90, [10, 0, 5, 1], vec![])).unwrap();
+        assert_eq!((n.peer_as, n.ebgp), (65005, false));
+        let e = negotiate(&any, &peer_open(65005, 90, [10, 0, 5, 11], vec![])).unwrap_err();
+        assert_eq!((e.code, e.subcode), (2, 3), "learned iBGP: our own identifier is refused");
+        let n = negotiate(&any, &peer_open(4200000001, 90, [10, 0, 5, 1], vec![Capability::FourOctetAs(4200000001)]))
+            .unwrap();
+        assert_eq!((n.peer_as, n.ebgp), (4200000001, true), "4-octet AS from the capability");
     }
 
     #[test]
