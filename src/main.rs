@@ -211,7 +211,7 @@ fn check(files: &[PathBuf], node: Option<&str>, secrets_namespace: &str) -> Exit
                 let routes: usize = p.peers().map(|(_, pp)| count.routes(&pp.group)).sum();
                 println!(
                     "node {n}: policy {}, {peers} peers, {routes} routes",
-                    p.policy.as_deref().unwrap_or("(none)")
+                    p.policy_name().as_deref().unwrap_or("(none)")
                 );
             }
             Err(kbgp::plan::PlanError::MultiplePolicies { .. }) => {} // reported by cross_check

@@ -5,6 +5,10 @@
 //! half-way.
 
 use super::World;
+use super::cilium_v2::{
+    Advertisement, AdvertisementSpec, ClusterConfig, ClusterConfigSpec, NodeOverride, NodeOverrideSpec, PeerConfig,
+    PeerConfigSpec,
+};
 use super::error::{ConfigError, Diag};
 use super::k8s::{
     EndpointRaw, EndpointSlice, EndpointSliceRaw, Node, NodeRaw, NodeSpecRaw, NodeStatusRaw, Service, ServiceRaw,
@@ -17,6 +21,7 @@ use super::vip::{VirtualIPSpec, VirtualIp};
 use super::yaml::{self, Bail, Mark, Shape};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,9 +39,19 @@ struct PolicyRaw {
     spec: PeeringPolicySpec,
 }
 
+/// Cilium's BGP v2 kinds.
+#[derive(Clone, Copy)]
+enum V2Kind {
+    ClusterConfig,
+    PeerConfig,
+    Advertisement,
+    NodeOverride,
+}
+
 /// What a document is, from its apiVersion and kind.
 #[derive(Clone, Copy)]
 enum Kind {
+    V2(V2Kind),
     Policy(PolicyKind),
     Pool(PoolKind),
     Node,
@@ -50,6 +65,10 @@ enum Kind {
 fn classify(api_version: &str, kind: &str) -> Option<Kind> {
     Some(match (api_version, kind) {
         ("cilium.io/v2alpha1", "CiliumBGPPeeringPolicy") => Kind::Policy(PolicyKind::Cilium),
+        ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPClusterConfig") => Kind::V2(V2Kind::ClusterConfig),
+        ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPPeerConfig") => Kind::V2(V2Kind::PeerConfig),
+        ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPAdvertisement") => Kind::V2(V2Kind::Advertisement),
+        ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPNodeConfigOverride") => Kind::V2(V2Kind::NodeOverride),
         ("kbgp.io/v1alpha1", "BGPPeeringPolicy") => Kind::Policy(PolicyKind::Kbgp),
         ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumLoadBalancerIPPool") => Kind::Pool(PoolKind::Cilium),
         ("kbgp.io/v1alpha1", "LoadBalancerIPPool") => Kind::Pool(PoolKind::Kbgp),
@@ -65,6 +84,7 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
 
 /// A document read into its raw type: where both readers meet.
 enum RawDoc {
+    V2(V2Raw),
     Policy(PolicyKind, PeeringPolicySpec),
     Pool(PoolKind, PoolRaw),
     Node(NodeRaw),
@@ -72,6 +92,37 @@ enum RawDoc {
     EndpointSlice(EndpointSliceRaw),
     Secret(super::secret::SecretRaw),
     VirtualIp(VirtualIPSpec),
+}
+
+/// A Cilium BGP v2 document's spec (and the labels an advertisement is selected by).
+enum V2Raw {
+    ClusterConfig(ClusterConfigSpec),
+    PeerConfig(PeerConfigSpec),
+    Advertisement(BTreeMap<String, String>, AdvertisementSpec),
+    NodeOverride(NodeOverrideSpec),
+}
+
+/// A Cilium BGP v2 document; apiVersion and kind were read already.
+#[derive(Deserialize)]
+struct V2Doc<T> {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: T,
+}
+
+impl V2Kind {
+    fn raw(self, v: serde_yaml::Value, name: &str, e: &mut Vec<ConfigError>) -> Option<V2Raw> {
+        Some(match self {
+            V2Kind::ClusterConfig => V2Raw::ClusterConfig(typed::<V2Doc<_>>(v, name, e)?.spec),
+            V2Kind::PeerConfig => V2Raw::PeerConfig(typed::<V2Doc<_>>(v, name, e)?.spec),
+            V2Kind::Advertisement => {
+                let d = typed::<V2Doc<_>>(v, name, e)?;
+                V2Raw::Advertisement(d.metadata.labels, d.spec)
+            }
+            V2Kind::NodeOverride => V2Raw::NodeOverride(typed::<V2Doc<_>>(v, name, e)?.spec),
+        })
+    }
 }
 
 /// The VirtualIP document; apiVersion, kind and metadata were read already.
@@ -119,6 +170,23 @@ impl<'s> Loader<'s> {
         let w = &mut self.loaded.world;
         let mut d = Diag { doc: name, errors: &mut self.errors };
         match raw {
+            RawDoc::V2(raw) => {
+                let v2 = &mut w.bgp_v2;
+                match raw {
+                    V2Raw::ClusterConfig(spec) => {
+                        v2.cluster_configs.extend(ClusterConfig::from_raw(name, &spec, &mut d).map(Arc::new))
+                    }
+                    V2Raw::PeerConfig(spec) => v2
+                        .peer_configs
+                        .extend(PeerConfig::from_raw(name, &spec, &mut d, &mut self.loaded.warnings).map(Arc::new)),
+                    V2Raw::Advertisement(labels, spec) => {
+                        v2.advertisements.extend(Advertisement::from_raw(name, &labels, &spec, &mut d).map(Arc::new))
+                    }
+                    V2Raw::NodeOverride(spec) => {
+                        v2.overrides.extend(NodeOverride::from_raw(name, &spec, &mut d).map(Arc::new))
+                    }
+                }
+            }
             RawDoc::Policy(pk, spec) => {
                 if let Some(p) = PeeringPolicy::from_spec(name, pk, &spec, &mut d) {
                     w.policies.push(Arc::new(p));
@@ -184,6 +252,7 @@ impl<'s> Loader<'s> {
         let v = serde_yaml::Value::Mapping(map);
         let e = &mut self.errors;
         let raw = match k {
+            Kind::V2(vk) => vk.raw(v, &name, e).map(RawDoc::V2),
             Kind::Policy(pk) => typed::<PolicyRaw>(v, &name, e).map(|r| RawDoc::Policy(pk, r.spec)),
             Kind::Pool(pk) => typed(v, &name, e).map(|r| RawDoc::Pool(pk, r)),
             Kind::Node => typed(v, &name, e).map(RawDoc::Node),
@@ -245,6 +314,14 @@ impl<'s> Loader<'s> {
         }
         let name = name.filter(|n| !n.is_empty()).ok_or(Bail)?;
         let raw = match k {
+            Kind::V2(vk) => RawDoc::V2(match vk {
+                V2Kind::ClusterConfig => V2Raw::ClusterConfig(f.v2_cluster.unwrap_or_default()),
+                V2Kind::PeerConfig => V2Raw::PeerConfig(f.v2_peer.unwrap_or_default()),
+                V2Kind::Advertisement => {
+                    V2Raw::Advertisement(f.meta.unwrap_or_default().labels, f.v2_advert.unwrap_or_default())
+                }
+                V2Kind::NodeOverride => V2Raw::NodeOverride(f.v2_override.unwrap_or_default()),
+            }),
             Kind::Policy(pk) => RawDoc::Policy(pk, f.policy_spec.unwrap_or_default()),
             Kind::Pool(pk) => RawDoc::Pool(
                 pk,
@@ -288,6 +365,10 @@ struct Fields {
     service_status: Option<ServiceStatusRaw>,
     endpoints: Option<Vec<EndpointRaw>>,
     vip_spec: Option<VirtualIPSpec>,
+    v2_cluster: Option<ClusterConfigSpec>,
+    v2_peer: Option<PeerConfigSpec>,
+    v2_advert: Option<AdvertisementSpec>,
+    v2_override: Option<NodeOverrideSpec>,
 }
 
 impl Fields {
@@ -295,11 +376,15 @@ impl Fields {
     fn read(&mut self, key: &str, k: Option<Kind>, v: yaml::De<'_, '_>) -> Result<(), Bail> {
         use Kind::*;
         match (key, k) {
-            ("metadata", Some(Pool(_) | Node | Service | EndpointSlice)) => {
+            ("metadata", Some(Pool(_) | Node | Service | EndpointSlice | V2(_))) => {
                 self.meta = Some(Deserialize::deserialize(v)?)
             }
             ("metadata", _) => self.name_only = yaml::NameOnly::deserialize(v)?.0,
             ("spec", Some(Policy(_))) => self.policy_spec = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(V2(V2Kind::ClusterConfig))) => self.v2_cluster = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(V2(V2Kind::PeerConfig))) => self.v2_peer = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(V2(V2Kind::Advertisement))) => self.v2_advert = Some(Deserialize::deserialize(v)?),
+            ("spec", Some(V2(V2Kind::NodeOverride))) => self.v2_override = Some(Deserialize::deserialize(v)?),
             ("spec", Some(Pool(_))) => self.pool_spec = Some(Deserialize::deserialize(v)?),
             ("spec", Some(Node)) => self.node_spec = Some(Deserialize::deserialize(v)?),
             ("status", Some(Node)) => self.node_status = Some(Deserialize::deserialize(v)?),

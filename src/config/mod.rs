@@ -5,6 +5,7 @@
 //! is validated into a model type with defaults filled in, and every problem is reported with
 //! the document, the field path and what is wrong.
 
+pub mod cilium_v2;
 pub mod crd;
 pub mod error;
 pub mod k8s;
@@ -46,6 +47,8 @@ pub struct World {
     pub virtual_ips: Vec<Arc<VirtualIp>>,
     /// What this node's health checks say about them (set by the daemon, not read from files).
     pub vip_health: Arc<VipHealth>,
+    /// Cilium's BGP v2 objects (cluster and peer configs, advertisements, node overrides).
+    pub bgp_v2: cilium_v2::BgpV2,
 }
 
 impl World {
@@ -63,7 +66,11 @@ impl World {
         self.policies.iter().filter(|p| p.selects(&node.labels)).map(|p| &**p).collect()
     }
 
-    /// Adds another file's objects (moves the pointers; nothing is copied).
+    /// The peering configurations that select `node`, shared with the World.
+    pub fn policies_for_arc(&self, node: &Node) -> Vec<Arc<PeeringPolicy>> {
+        self.policies.iter().filter(|p| p.selects(&node.labels)).cloned().collect()
+    }
+
     /// Keeps only the Secrets of the BGP secrets namespace (`authSecretRef` names a Secret
     /// there, as in Cilium); one warning per Secret dropped.
     pub fn keep_secrets_of(&mut self, namespace: &str) -> Vec<String> {
@@ -82,6 +89,7 @@ impl World {
         warnings
     }
 
+    /// Adds another file's objects (moves the pointers; nothing is copied).
     pub fn extend(&mut self, other: World) {
         fn add<T>(to: &mut Vec<T>, more: Vec<T>) {
             if to.is_empty() {
@@ -97,6 +105,7 @@ impl World {
         add(&mut self.endpoint_slices, other.endpoint_slices);
         add(&mut self.secrets, other.secrets);
         add(&mut self.virtual_ips, other.virtual_ips);
+        self.bgp_v2.extend(other.bgp_v2);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).
@@ -116,6 +125,7 @@ impl World {
         dups(self.services.iter().map(|s| s.key()), "Service", &mut v);
         dups(self.endpoint_slices.iter().map(|s| s.key()), "EndpointSlice", &mut v);
         dups(self.virtual_ips.iter().map(|s| s.name.clone()), "VirtualIP", &mut v);
+        self.bgp_v2.duplicates(&mut v);
         v
     }
 
@@ -136,6 +146,10 @@ impl World {
                         names.join(", ")
                     ),
                 ));
+            } else if ps.is_empty()
+                && let Err(c) = cilium_v2::resolve(n, self)
+            {
+                v.push(ConfigError::new(&n.name, "", c.0));
             }
         }
         v

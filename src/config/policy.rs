@@ -254,6 +254,8 @@ pub struct CommunitiesSpec {
 pub enum PolicyKind {
     Cilium,
     Kbgp,
+    /// Combined for one node from Cilium's v2 objects; named after the cluster config.
+    CiliumV2,
 }
 
 impl PolicyKind {
@@ -261,6 +263,7 @@ impl PolicyKind {
         match self {
             PolicyKind::Cilium => "CiliumBGPPeeringPolicy",
             PolicyKind::Kbgp => "BGPPeeringPolicy",
+            PolicyKind::CiliumV2 => "CiliumBGPClusterConfig",
         }
     }
 }
@@ -282,14 +285,132 @@ pub struct ServiceAdvertisements {
     pub cluster_ip: bool,
 }
 
+/// One BGP router of a node: its AS, its neighbors and what they are sent.
+///
+/// Every API kbgp reads (Cilium's v1 and v2, MetalLB's, kbgp's own) ends up as this: the
+/// planner knows nothing of where it came from, except the [`Origin`] texts `kbgp why` shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VirtualRouter {
     pub local_asn: u32,
-    pub export_pod_cidr: bool,
-    /// `None` or empty: no Service is announced.
-    pub service_selector: Option<LabelSelector>,
-    pub advertise: ServiceAdvertisements,
+    /// What the neighbors are sent: each neighbor names one entry ([`Neighbor::exports`]).
+    /// Cilium v1 and kbgp policies have one per virtual router; Cilium v2 one per distinct
+    /// choice of advertisements by a peer's families; MetalLB one per distinct set of
+    /// BGPAdvertisements that name the peer.
+    pub exports: Vec<Exports>,
     pub neighbors: Vec<Neighbor>,
+    /// The router id, when the configuration sets it (CiliumBGPNodeConfigOverride, MetalLB
+    /// `routerID`); else the node annotation's or the node's IPv4 address.
+    pub router_id: Option<std::net::Ipv4Addr>,
+    /// The port to listen on (CiliumBGPNodeConfigOverride `localPort`).
+    pub local_port: Option<u16>,
+}
+
+/// Where a piece of the model comes from, as `kbgp why` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A virtual router of a CiliumBGPPeeringPolicy or BGPPeeringPolicy: its own fields
+    /// (`exportPodCIDR`, `serviceSelector`, `serviceAdvertisements`).
+    VirtualRouter { asn: u32 },
+    /// An object of another API and the place in it, e.g. `CiliumBGPAdvertisement
+    /// bgp-advertisements, advertisements[1]` or `BGPAdvertisement metallb-system/rack0`.
+    Object(std::sync::Arc<str>),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::VirtualRouter { asn } => write!(f, "virtual router AS{asn}"),
+            Origin::Object(o) => f.write_str(o),
+        }
+    }
+}
+
+/// The attributes an export adds to its routes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExportAttrs {
+    pub communities: Vec<Community>,
+    pub large_communities: Vec<LargeCommunity>,
+    /// LOCAL_PREF (sent to iBGP peers only); when several exports give one, the highest wins.
+    pub local_preference: Option<u32>,
+}
+
+/// What one set of neighbors is sent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exports {
+    pub pod_cidrs: Vec<PodCidrExport>,
+    pub services: Vec<ServiceExport>,
+}
+
+/// The node's pod CIDRs (Node `spec.podCIDRs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodCidrExport {
+    pub origin: Origin,
+    /// `false` only for a v1 virtual router with `exportPodCIDR: false`, so that `kbgp why`
+    /// can say so.
+    pub enabled: bool,
+    /// The families it goes to (an address of another family is not announced by it).
+    pub families: Vec<Family>,
+    pub attrs: ExportAttrs,
+}
+
+/// Which Services an export picks by their labels.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServiceMatch {
+    /// Cilium's `serviceSelector` (v1) or `selector` (v2): absent or empty selects none.
+    Selector(Option<LabelSelector>),
+    /// Cilium v2's Service advertisement `selector`, where an empty selector selects every
+    /// Service and an absent one none.
+    SelectorEmptyAll(Option<LabelSelector>),
+    /// MetalLB's `serviceSelectors`: any of them; none listed selects every Service.
+    AnyOf(Vec<LabelSelector>),
+}
+
+/// MetalLB's `ipAddressPools` and `ipAddressPoolSelectors`: a LoadBalancer IP is exported only
+/// from a pool they name or select.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolFilter {
+    pub names: Vec<String>,
+    pub selectors: Vec<LabelSelector>,
+}
+
+/// Addresses of the Services an export picks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceExport {
+    pub origin: Origin,
+    pub selector: ServiceMatch,
+    /// `None`: an address of any pool (or of none).
+    pub pools: Option<PoolFilter>,
+    pub addresses: ServiceAdvertisements,
+    /// Announce the covering prefix of this length instead of the /32 (Cilium's
+    /// `aggregationLengthIPv4`, MetalLB's `aggregationLength`); 32: the address itself.
+    pub aggregate_v4: u8,
+    /// The same for IPv6 (128: the address itself).
+    pub aggregate_v6: u8,
+    pub families: Vec<Family>,
+    pub attrs: ExportAttrs,
+}
+
+impl ServiceExport {
+    /// The export a v1 virtual router's own fields make.
+    pub fn v1(asn: u32, selector: Option<LabelSelector>, addresses: ServiceAdvertisements) -> ServiceExport {
+        ServiceExport {
+            origin: Origin::VirtualRouter { asn },
+            selector: ServiceMatch::Selector(selector),
+            pools: None,
+            addresses,
+            aggregate_v4: 32,
+            aggregate_v6: 128,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            attrs: ExportAttrs::default(),
+        }
+    }
+}
+
+impl VirtualRouter {
+    /// The exports of `n`.
+    pub fn exports_of(&self, n: &Neighbor) -> Option<&Exports> {
+        self.exports.get(n.exports)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -334,6 +455,8 @@ pub struct Neighbor {
     pub auth_secret: Option<String>,
     /// BFD (RFC 5880).
     pub bfd: Option<Bfd>,
+    /// Index of what it is sent in its virtual router's [`VirtualRouter::exports`].
+    pub exports: usize,
 }
 
 /// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
@@ -636,6 +759,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         ttl_security,
         auth_secret,
         bfd,
+        exports: 0,
     })
 }
 
@@ -755,12 +879,22 @@ impl PeeringPolicy {
                 }
             }
             if let Some(local_asn) = asn {
+                let local_asn = local_asn as u32;
+                let exports = Exports {
+                    pod_cidrs: vec![PodCidrExport {
+                        origin: Origin::VirtualRouter { asn: local_asn },
+                        enabled: v.export_pod_cidr.unwrap_or(false),
+                        families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+                        attrs: ExportAttrs::default(),
+                    }],
+                    services: vec![ServiceExport::v1(local_asn, v.service_selector.clone(), advertise)],
+                };
                 vrs.push(VirtualRouter {
-                    local_asn: local_asn as u32,
-                    export_pod_cidr: v.export_pod_cidr.unwrap_or(false),
-                    service_selector: v.service_selector.clone(),
-                    advertise,
+                    local_asn,
+                    exports: vec![exports],
                     neighbors,
+                    router_id: None,
+                    local_port: None,
                 });
             }
         }

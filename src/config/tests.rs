@@ -29,8 +29,10 @@ fn the_seed_manifests_load_as_they_are() {
     assert_eq!(p.name, "rack0-65005");
     let vr = &p.virtual_routers[0];
     assert_eq!(vr.local_asn, 65005);
-    assert!(vr.export_pod_cidr);
-    assert!(vr.advertise.load_balancer_ip && !vr.advertise.cluster_ip && !vr.advertise.external_ip);
+    let ex = &vr.exports[0];
+    assert!(ex.pod_cidrs[0].enabled);
+    let a = ex.services[0].addresses;
+    assert!(a.load_balancer_ip && !a.cluster_ip && !a.external_ip);
     let n = &vr.neighbors[0];
     assert_eq!(n.address, "10.0.5.1".parse::<IpAddr>().unwrap());
     assert_eq!((n.port, n.peer_asn, n.hold_time, n.keepalive, n.connect_retry_secs), (179, 65005, 90, 30, 120));

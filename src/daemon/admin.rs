@@ -211,7 +211,7 @@ fn status(view: &View, established: usize) -> api::Status {
         source: view.source.clone(),
         started_at: view.started_at,
         uptime_seconds: now.saturating_sub(view.started_at),
-        policy: view.plan.policy.clone(),
+        policy: view.plan.policy_name(),
         config_error: view.config_error.clone(),
         peers: view.peers.len(),
         established,

@@ -249,7 +249,7 @@ pub fn start(
                     // Say so before the sessions go, so the status does not show a stopped
                     // kbgp as up. (A crash cannot; the pod's restart count and metrics can.)
                     if opts.node_status && writer.created {
-                        let policy = view.read().ok().and_then(|v| v.plan.policy.clone());
+                        let policy = view.read().ok().and_then(|v| v.plan.policy_name());
                         let status = stopped(node_status(policy, None, &collect_peers(&view).await));
                         let _ = tokio::time::timeout(Duration::from_secs(2), writer.write(&status)).await;
                     }
@@ -261,7 +261,7 @@ pub fn start(
                 Ok(v) => {
                     // Only the Events need the per-Service summary.
                     let services = if opts.service_events { v.plan.services(&v.world) } else { Default::default() };
-                    (v.plan.policy.clone(), v.config_error.clone(), services, !v.plan.node.is_empty())
+                    (v.plan.policy_name(), v.config_error.clone(), services, !v.plan.node.is_empty())
                 }
                 Err(_) => return,
             };

@@ -7,10 +7,12 @@
 
 use super::LocalEndpoints;
 use crate::config::meta::SelectorMatch;
-use crate::config::policy::VirtualRouter;
-use crate::config::{Node, Service, ServiceType, VipHealth, VirtualIp};
+use crate::config::policy::{Origin, PodCidrExport, ServiceExport, ServiceMatch, VirtualRouter};
+use crate::config::{LbPool, Node, Service, ServiceType, VipHealth, VirtualIp};
+use crate::wire::Family;
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use crate::config::k8s::LB_CLASSES;
 
@@ -46,6 +48,14 @@ pub struct Candidate {
     /// The VirtualIP it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_ip: Option<String>,
+    /// Which of its virtual router's export sets considered it (the neighbors that name that
+    /// set get it); VirtualIPs go to every set.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exports: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Candidate {
@@ -151,41 +161,134 @@ impl Source<'_> {
                 Source::VirtualIp(v) => Some(v.name.clone()),
                 _ => None,
             },
+            exports: 0,
         }
     }
 }
 
-/// The node's pod CIDRs as candidates of `vr`.
-pub fn pod_cidrs<'a, R: Record>(vr: &VirtualRouter, node: &'a Node, mut out: impl FnMut(IpNet, Source<'a>, R)) {
+/// The node's pod CIDRs as candidates of pod CIDR export `e` of virtual router `asn`.
+pub fn pod_cidrs<'a, R: Record>(
+    asn: u32,
+    e: &PodCidrExport,
+    node: &'a Node,
+    mut out: impl FnMut(IpNet, Source<'a>, R),
+) {
     for p in &node.pod_cidrs {
         let mut r = R::default();
         r.check(true, || format!("it is a pod CIDR of node {} (spec.podCIDRs)", node.name));
-        let asn = vr.local_asn;
-        r.check(vr.export_pod_cidr, || {
-            format!("exportPodCIDR is {} on AS{asn}", if vr.export_pod_cidr { "true" } else { "false" })
-        });
+        match &e.origin {
+            Origin::VirtualRouter { .. } => r.check(e.enabled, || {
+                format!("exportPodCIDR is {} on AS{asn}", if e.enabled { "true" } else { "false" })
+            }),
+            Origin::Object(o) => r.check(e.enabled, || format!("{o} advertises the node's pod CIDRs")),
+        }
+        family(&mut r, p, &e.families, &e.origin);
         out(*p, Source::PodCidr(node), r);
     }
 }
 
-/// Whether `vr` selects the Service, in words.
-fn selected(vr: &VirtualRouter, s: &Service) -> Result<String, String> {
-    let asn = vr.local_asn;
-    match &vr.service_selector {
-        None => Err(format!("virtual router AS{asn} has no serviceSelector, so it announces no Service")),
-        Some(sel) => match sel.explain(&s.selector_labels()) {
-            SelectorMatch::Matched => {
-                Ok(format!("the serviceSelector of AS{asn} ({}) matches the Service's labels", sel.describe()))
-            }
-            SelectorMatch::Empty => Err(format!("the serviceSelector of AS{asn} is empty, which selects no Service")),
-            SelectorMatch::Failed(why) => Err(format!("the serviceSelector of AS{asn} does not match: {why}")),
-        },
+/// Whether the export goes to the address's family (Cilium v2 selects advertisements per
+/// family of a peer).
+fn family<R: Record>(r: &mut R, p: &IpNet, families: &[Family], origin: &Origin) {
+    let f = Family::of_prefix(p);
+    if !families.contains(&f) {
+        r.check(false, || format!("{origin} is selected only for {}", families_text(families)));
     }
 }
 
-/// The addresses of one Service that `vr` would consider, each with its checks.
+fn families_text(families: &[Family]) -> String {
+    families.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether export `e` selects the Service, in words.
+fn selected(e: &ServiceExport, s: &Service) -> Result<String, String> {
+    let labels = s.selector_labels();
+    match (&e.origin, &e.selector) {
+        (Origin::VirtualRouter { asn }, ServiceMatch::Selector(sel)) => match sel {
+            None => Err(format!("virtual router AS{asn} has no serviceSelector, so it announces no Service")),
+            Some(sel) => match sel.explain(&labels) {
+                SelectorMatch::Matched => {
+                    Ok(format!("the serviceSelector of AS{asn} ({}) matches the Service's labels", sel.describe()))
+                }
+                SelectorMatch::Empty => {
+                    Err(format!("the serviceSelector of AS{asn} is empty, which selects no Service"))
+                }
+                SelectorMatch::Failed(why) => Err(format!("the serviceSelector of AS{asn} does not match: {why}")),
+            },
+        },
+        (o, ServiceMatch::Selector(sel) | ServiceMatch::SelectorEmptyAll(sel)) => {
+            let empty_all = matches!(e.selector, ServiceMatch::SelectorEmptyAll(_));
+            match sel {
+                None => Err(format!("{o} has no selector, so it selects no Service")),
+                Some(sel) => match sel.explain(&labels) {
+                    SelectorMatch::Matched => {
+                        Ok(format!("the selector of {o} ({}) matches the Service's labels", sel.describe()))
+                    }
+                    SelectorMatch::Empty if empty_all => Ok(format!("the selector of {o} is empty: every Service")),
+                    SelectorMatch::Empty => Err(format!("the selector of {o} is empty, which selects no Service")),
+                    SelectorMatch::Failed(why) => Err(format!("the selector of {o} does not match: {why}")),
+                },
+            }
+        }
+        (o, ServiceMatch::AnyOf(list)) => {
+            if list.is_empty() {
+                return Ok(format!("{o} has no serviceSelectors: every Service of its pools"));
+            }
+            let mut first = None;
+            for (i, sel) in list.iter().enumerate() {
+                match sel.explain(&labels) {
+                    SelectorMatch::Matched | SelectorMatch::Empty => {
+                        return Ok(format!(
+                            "serviceSelectors[{i}] of {o} ({}) matches the Service's labels",
+                            sel.describe()
+                        ));
+                    }
+                    SelectorMatch::Failed(why) => {
+                        first.get_or_insert(why);
+                    }
+                }
+            }
+            Err(format!("no serviceSelectors of {o} match: {}", first.unwrap_or_default()))
+        }
+    }
+}
+
+/// Whether an address is in a pool the export takes (MetalLB's `ipAddressPools`).
+fn in_pools(e: &ServiceExport, ip: &IpAddr, pools: &[Arc<LbPool>]) -> Option<Result<String, String>> {
+    let f = e.pools.as_ref()?;
+    let o = &e.origin;
+    for p in pools.iter().filter(|p| p.contains(ip)) {
+        if f.names.contains(&p.name) {
+            return Some(Ok(format!("it is in {} {}, named by {o}", p.kind.kind_name(), p.name)));
+        }
+        if let Some(i) = f.selectors.iter().position(|s| s.matches(&p.labels)) {
+            return Some(Ok(format!(
+                "it is in {} {}, selected by ipAddressPoolSelectors[{i}] of {o}",
+                p.kind.kind_name(),
+                p.name
+            )));
+        }
+    }
+    Some(Err(format!("it is in no address pool that {o} names or selects")))
+}
+
+/// The prefix announced for `ip`: the address, or its covering prefix (aggregation).
+fn prefix_of(e: &ServiceExport, ip: IpAddr) -> IpNet {
+    let (len, max) = match ip {
+        IpAddr::V4(_) => (e.aggregate_v4, 32),
+        IpAddr::V6(_) => (e.aggregate_v6, 128),
+    };
+    if len >= max {
+        return IpNet::from(ip);
+    }
+    IpNet::new(ip, len).map(|n| n.trunc()).unwrap_or_else(|_| IpNet::from(ip))
+}
+
+/// The addresses of one Service that export `e` would consider, each with its checks.
+/// `pools` are the World's (for exports that take addresses of some pools only).
 pub fn service<'a, R: Record>(
-    vr: &VirtualRouter,
+    e: &ServiceExport,
+    pools: &[Arc<LbPool>],
     s: &'a Service,
     local: LocalEndpoints,
     mut out: impl FnMut(IpNet, Source<'a>, R),
@@ -193,28 +296,39 @@ pub fn service<'a, R: Record>(
     if s.ingress_ips.is_empty() && s.external_ips.is_empty() && s.cluster_ips.is_empty() {
         return;
     }
-    let asn = vr.local_asn;
-    let sel = selected(vr, s);
+    let sel = selected(e, s);
     let traffic = |r: &mut R, policy: &str, local_policy: bool| {
         if local_policy {
             r.check(local.serves(), || local.describe(policy));
         }
     };
     let includes = |r: &mut R, what: &str, yes: bool| {
-        r.check(yes, || {
-            if yes {
-                format!("serviceAdvertisements of AS{asn} includes {what}")
-            } else {
-                format!("serviceAdvertisements does not include {what}")
-            }
+        r.check(yes, || match (&e.origin, yes) {
+            (Origin::VirtualRouter { asn }, true) => format!("serviceAdvertisements of AS{asn} includes {what}"),
+            (Origin::VirtualRouter { .. }, false) => format!("serviceAdvertisements does not include {what}"),
+            (o, true) => format!("{o} advertises {what}"),
+            (o, false) => format!("{o} does not advertise {what}"),
         })
+    };
+    // Cilium keeps the host route of an address whose traffic policy is Local: only the
+    // nodes with an endpoint announce it, which an aggregate would hide.
+    let emit = |r: &mut R, ip: IpAddr, local_policy: bool| {
+        let p = if local_policy { IpNet::from(ip) } else { prefix_of(e, ip) };
+        family(r, &p, &e.families, &e.origin);
+        if p.prefix_len() != p.max_prefix_len() {
+            r.check(true, || format!("{o} aggregates it: announced as the covering {p}", o = e.origin));
+        }
+        p
     };
     let name = || s.key();
     for ip in &s.ingress_ips {
         let mut r = R::default();
         r.check(true, || format!("Service {} has it as a LoadBalancer IP (status.loadBalancer.ingress)", name()));
         r.check_result(&sel);
-        includes(&mut r, "LoadBalancerIP", vr.advertise.load_balancer_ip);
+        includes(&mut r, "LoadBalancerIP", e.addresses.load_balancer_ip);
+        if let Some(p) = in_pools(e, ip, pools) {
+            r.check_result(&p);
+        }
         if s.kind != ServiceType::LoadBalancer {
             r.check(false, || "the Service is not of type LoadBalancer".into());
         }
@@ -229,28 +343,27 @@ pub fn service<'a, R: Record>(
             });
         }
         traffic(&mut r, "externalTrafficPolicy", s.external_traffic_local);
-        out(host(*ip), Source::Service(s, AddressKind::LoadBalancer), r);
+        let p = emit(&mut r, *ip, s.external_traffic_local);
+        out(p, Source::Service(s, AddressKind::LoadBalancer), r);
     }
     for ip in &s.external_ips {
         let mut r = R::default();
         r.check(true, || format!("Service {} has it as an external IP (spec.externalIPs)", name()));
         r.check_result(&sel);
-        includes(&mut r, "ExternalIP", vr.advertise.external_ip);
+        includes(&mut r, "ExternalIP", e.addresses.external_ip);
         traffic(&mut r, "externalTrafficPolicy", s.external_traffic_local);
-        out(host(*ip), Source::Service(s, AddressKind::External), r);
+        let p = emit(&mut r, *ip, s.external_traffic_local);
+        out(p, Source::Service(s, AddressKind::External), r);
     }
     for ip in &s.cluster_ips {
         let mut r = R::default();
         r.check(true, || format!("Service {} has it as its cluster IP (spec.clusterIPs)", name()));
         r.check_result(&sel);
-        includes(&mut r, "ClusterIP", vr.advertise.cluster_ip);
+        includes(&mut r, "ClusterIP", e.addresses.cluster_ip);
         traffic(&mut r, "internalTrafficPolicy", s.internal_traffic_local);
-        out(host(*ip), Source::Service(s, AddressKind::Cluster), r);
+        let p = emit(&mut r, *ip, s.internal_traffic_local);
+        out(p, Source::Service(s, AddressKind::Cluster), r);
     }
-}
-
-fn host(ip: IpAddr) -> IpNet {
-    IpNet::from(ip)
 }
 
 /// The addresses of a VirtualIP that `vr` of `node` would consider, each with its checks.

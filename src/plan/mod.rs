@@ -30,8 +30,8 @@ pub use annotation::{VRouterOverrides, parse_overrides};
 pub use candidate::{Candidate, Step};
 pub use planner::{Collect, Count, GroupRoutes, Planner, RouteSink, RouteUpdate};
 
-use crate::config::policy::{Neighbor, PathAttributeRule, VirtualRouter};
-use crate::config::{Node, World};
+use crate::config::policy::{Neighbor, PathAttributeRule, ServiceExport, VirtualRouter};
+use crate::config::{Node, PeeringPolicy, World};
 use crate::session::SessionConfig;
 use crate::session::config::Auth;
 pub use crate::session::config::{PeerKey, PeerSettings};
@@ -41,6 +41,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::config::k8s::LB_CLASSES;
@@ -50,6 +51,8 @@ pub use crate::config::k8s::LB_CLASSES;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     pub local_asn: u32,
+    /// Which of the virtual router's export sets ([`VirtualRouter::exports`]) it is sent.
+    pub exports: usize,
     pub families: Vec<Family>,
     pub rules: Vec<PathAttributeRule>,
     /// The VirtualIPs restricted to some neighbors (`peers`) that include these, by name.
@@ -83,8 +86,10 @@ pub struct VRouterPlan {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     pub node: String,
-    /// The policy that selected the node, if any.
-    pub policy: Option<String>,
+    /// The node's peering configuration, resolved from whichever API it came from (a
+    /// CiliumBGPPeeringPolicy or BGPPeeringPolicy as it is; Cilium v2's objects combined for
+    /// this node), if any selects it.
+    pub policy: Option<Arc<PeeringPolicy>>,
     pub vrouters: Vec<VRouterPlan>,
     pub notes: Vec<String>,
 }
@@ -103,9 +108,14 @@ impl Plan {
         self.vrouters.iter().flat_map(|v| v.peers.iter().map(move |p| (v, p)))
     }
 
-    /// The node's virtual routers as configured in `world`, each with its plan.
-    pub(crate) fn configured<'a>(&'a self, world: &'a World) -> Vec<(&'a VirtualRouter, &'a VRouterPlan)> {
-        let Some(policy) = self.policy.as_ref().and_then(|n| world.policies.iter().find(|p| &p.name == n)) else {
+    /// What selected the node, as `kind name` (`CiliumBGPPeeringPolicy rack0`), if anything.
+    pub fn policy_name(&self) -> Option<String> {
+        self.policy.as_ref().map(|p| p.name.clone())
+    }
+
+    /// The node's virtual routers as configured, each with its plan.
+    pub(crate) fn configured(&self) -> Vec<(&VirtualRouter, &VRouterPlan)> {
+        let Some(policy) = self.policy.as_deref() else {
             return Vec::new();
         };
         self.vrouters
@@ -119,24 +129,34 @@ impl Plan {
     pub fn explain(&self, world: &World, target: &IpNet) -> Vec<Vec<Candidate>> {
         let Some(node) = world.node(&self.node) else { return Vec::new() };
         let endpoints = local_endpoints(world, &node.name);
-        let configured = self.configured(world);
+        let configured = self.configured();
         self.vrouters
             .iter()
             .map(|v| {
                 let mut out = Vec::new();
                 let Some((vr, _)) = configured.iter().find(|(_, p)| p.local_asn == v.local_asn) else { return out };
-                let mut keep = |p: IpNet, src: candidate::Source, r: Explain| {
-                    if why::relevant(&p, target) {
-                        out.push(src.candidate(p, r));
-                    }
-                };
-                candidate::pod_cidrs(vr, node, &mut keep);
                 for vip in &world.virtual_ips {
-                    candidate::virtual_ip(vr, node, vip, &world.vip_health, &mut keep);
+                    candidate::virtual_ip(vr, node, vip, &world.vip_health, |p, src: candidate::Source, r: Explain| {
+                        if why::relevant(&p, target) {
+                            out.push(src.candidate(p, r));
+                        }
+                    });
                 }
-                for s in &world.services {
-                    let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-                    candidate::service(vr, s, local, &mut keep);
+                for (i, set) in vr.exports.iter().enumerate() {
+                    let mut keep = |p: IpNet, src: candidate::Source, r: Explain| {
+                        if why::relevant(&p, target) {
+                            out.push(Candidate { exports: i, ..src.candidate(p, r) });
+                        }
+                    };
+                    for e in &set.pod_cidrs {
+                        candidate::pod_cidrs(vr.local_asn, e, node, &mut keep);
+                    }
+                    for e in &set.services {
+                        for s in &world.services {
+                            let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                            candidate::service(e, &world.pools, s, local, &mut keep);
+                        }
+                    }
                 }
                 out
             })
@@ -149,28 +169,32 @@ impl Plan {
         let mut out: std::collections::BTreeMap<String, ServiceAnnouncement> = Default::default();
         let Some(node) = world.node(&self.node) else { return out };
         let endpoints = local_endpoints(world, &node.name);
-        let configured = self.configured(world);
+        let configured = self.configured();
         for s in &world.services {
             let local = endpoints.get(&s.key()).copied().unwrap_or_default();
             let mut e = ServiceAnnouncement::default();
-            let mut refused: Option<(IpNet, &VirtualRouter, &VRouterPlan)> = None;
+            let mut refused: Option<(IpNet, &ServiceExport, usize, &VRouterPlan)> = None;
             for (vr, v) in &configured {
-                candidate::service(vr, s, local, |p, _, r: Decide| {
-                    if r.passed() && v.peers.iter().any(|peer| peer.takes(&p)) {
-                        e.announced.insert(p);
-                    } else if refused.is_none() {
-                        refused = Some((p, vr, v));
+                for (i, set) in vr.exports.iter().enumerate() {
+                    for x in &set.services {
+                        candidate::service(x, &world.pools, s, local, |p, _, r: Decide| {
+                            if r.passed() && v.peers.iter().any(|peer| peer.group.exports == i && peer.takes(&p)) {
+                                e.announced.insert(p);
+                            } else if refused.is_none() {
+                                refused = Some((p, x, i, v));
+                            }
+                        });
                     }
-                });
+                }
             }
-            if let Some((p, vr, v)) = refused {
+            if let Some((p, x, i, v)) = refused {
                 // The reason in words, for this one address only.
-                candidate::service(vr, s, local, |q, src, r: Explain| {
+                candidate::service(x, &world.pools, s, local, |q, src, r: Explain| {
                     if q == p && e.not_announced.is_none() {
                         let c = src.candidate(q, r);
                         let why = if !c.advertised {
                             c.reason()
-                        } else if v.peers.is_empty() {
+                        } else if !v.peers.iter().any(|peer| peer.group.exports == i) {
                             "the virtual router has no peer for it".to_string()
                         } else {
                             "no neighbor of the virtual router is configured for its address family".to_string()
@@ -190,10 +214,36 @@ impl Plan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanError {
     UnknownNode(String),
-    MultiplePolicies { node: String, policies: Vec<String> },
-    NoRouterId { node: String, asn: u32 },
-    Annotation { node: String, key: String, message: String },
-    PassiveWithoutListener { node: String, asn: u32, peer: IpAddr },
+    MultiplePolicies {
+        node: String,
+        policies: Vec<String>,
+    },
+    NoRouterId {
+        node: String,
+        asn: u32,
+    },
+    Annotation {
+        node: String,
+        key: String,
+        message: String,
+    },
+    PassiveWithoutListener {
+        node: String,
+        asn: u32,
+        peer: IpAddr,
+    },
+    /// The node's configuration objects contradict each other.
+    Conflict {
+        node: String,
+        message: String,
+    },
+    /// More than 64 `advertisedPathAttributes` rules and exports apply to one neighbor.
+    TooManyExports {
+        node: String,
+        asn: u32,
+        peer: IpAddr,
+        count: usize,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -218,6 +268,12 @@ impl fmt::Display for PlanError {
                 f,
                 "node {node}: neighbor {peer} of virtual router AS{asn} is passive but nothing listens: \
                  set the annotation kbgp.io/virtual-router.{asn}: \"local-port=179\""
+            ),
+            PlanError::Conflict { node, message } => write!(f, "node {node}: {message}"),
+            PlanError::TooManyExports { node, asn, peer, count } => write!(
+                f,
+                "node {node}: neighbor {peer} of virtual router AS{asn} has {count} path attribute rules and \
+                 advertisements; at most 64 are supported"
             ),
         }
     }
@@ -319,12 +375,19 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> Pe
     s.graceful_restart = n.graceful_restart;
     s.long_lived_stale_time = n.long_lived_stale_time;
     let ebgp = local_asn != n.peer_asn;
+    // With peer AS 0 (learned from the OPEN) the session may turn out iBGP: a TTL of 1 would
+    // cut a multihop iBGP session, so only a multihop TTL is set.
+    let ttl = match (n.peer_asn, ebgp) {
+        (0, _) => (n.ebgp_multihop_ttl > 1).then_some(n.ebgp_multihop_ttl),
+        (_, true) => Some(if n.ttl_security { 255 } else { n.ebgp_multihop_ttl }),
+        (_, false) => None,
+    };
     PeerSettings {
         session: s,
         address: n.address,
         port: n.port,
         // GTSM (RFC 5082 §3): send with 255, accept only 255 (a directly connected peer).
-        ttl: ebgp.then_some(if n.ttl_security { 255 } else { n.ebgp_multihop_ttl }),
+        ttl,
         min_ttl: (ebgp && n.ttl_security).then_some(255),
         auth,
         max_received_routes: n.max_received_routes,
@@ -364,7 +427,27 @@ fn vip_notes(plan: &mut Plan, node: &Node, policy: &crate::config::PeeringPolicy
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
     let mut plan = Plan { node: node.name.clone(), ..Default::default() };
-    let policies = world.policies_for(node);
+    let mut policies = world.policies_for_arc(node);
+    let v2 = crate::config::cilium_v2::resolve(node, world);
+    match (v2, policies.first()) {
+        (Ok(r), None) => {
+            plan.notes.extend(r.notes);
+            policies.extend(r.policy.map(Arc::new));
+        }
+        (Err(c), None) => return Err(PlanError::Conflict { node: node.name.clone(), message: c.0 }),
+        (Ok(crate::config::cilium_v2::Resolved { policy: None, .. }), Some(_)) => {}
+        (_, Some(p)) => {
+            // Cilium's rule: a CiliumBGPPeeringPolicy wins over the v2 objects.
+            let names: Vec<&str> = world.bgp_v2.cluster_configs_for(node).map(|c| c.name.as_str()).collect();
+            plan.notes.push(format!(
+                "CiliumBGPClusterConfig {} also selects node {}; {} {} takes precedence, as in Cilium",
+                names.join(", "),
+                node.name,
+                p.kind.kind_name(),
+                p.name
+            ));
+        }
+    }
     let policy = match policies.as_slice() {
         [] => {
             plan.notes.push(format!("no peering policy selects node {}: nothing to announce", node.name));
@@ -374,7 +457,7 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
             }
             return Ok(plan);
         }
-        [p] => *p,
+        [p] => p.clone(),
         many => {
             return Err(PlanError::MultiplePolicies {
                 node: node.name.clone(),
@@ -382,10 +465,11 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
             });
         }
     };
-    plan.policy = Some(policy.name.clone());
     let overrides = parse_overrides(node)?;
     for vr in &policy.virtual_routers {
-        let o = overrides.get(&vr.local_asn).cloned().unwrap_or_default();
+        let mut o = overrides.get(&vr.local_asn).cloned().unwrap_or_default();
+        o.router_id = vr.router_id.or(o.router_id);
+        o.local_port = vr.local_port.or(o.local_port);
         let rid = router_id(node, vr.local_asn, &o)?;
         let mut peers = Vec::new();
         for n in &vr.neighbors {
@@ -396,11 +480,22 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                     peer: n.address,
                 });
             }
+            let count =
+                n.path_attributes.len() + vr.exports.get(n.exports).map_or(0, |e| e.services.len() + e.pod_cidrs.len());
+            if count > 64 {
+                return Err(PlanError::TooManyExports {
+                    node: node.name.clone(),
+                    asn: vr.local_asn,
+                    peer: n.address,
+                    count,
+                });
+            }
             peers.push(PeerPlan {
                 key: PeerKey { local_asn: vr.local_asn, address: n.address },
                 settings: settings(n, vr.local_asn, rid, auth(n, &policy.name, world)),
                 group: GroupKey {
                     local_asn: vr.local_asn,
+                    exports: n.exports,
                     families: n.families.clone(),
                     rules: n.path_attributes.clone(),
                     vips: world
@@ -416,7 +511,8 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
         }
         plan.vrouters.push(VRouterPlan { local_asn: vr.local_asn, router_id: rid, listen_port: o.local_port, peers });
     }
-    vip_notes(&mut plan, node, policy, world);
+    vip_notes(&mut plan, node, &policy, world);
+    plan.policy = Some(policy);
     Ok(plan)
 }
 

@@ -9,12 +9,13 @@
 //! change, the first World) plans everything again and comes back as
 //! [`RouteUpdate::Full`], which the tables apply as a difference.
 //!
-//! The state is one count per announced prefix and virtual router (how many Service
-//! addresses ask for it), so a prefix two Services share stays until both are gone.
+//! The state is, per export set of a virtual router and per Service export in it, one count
+//! per announced prefix (how many Service addresses ask for it), so a prefix two Services
+//! share, or an aggregate several addresses fall under, stays until all of them are gone.
 
 use super::candidate::{self, Decide, Record};
 use super::{GroupKey, LocalEndpoints, Plan, PlanError, local_endpoints, plan};
-use crate::config::policy::{PathAttributeRule, SelectorType, VirtualRouter};
+use crate::config::policy::{Exports, PathAttributeRule, SelectorType, ServiceExport, VirtualRouter};
 use crate::config::{Node, Service, World};
 use crate::rib::{AdvertAttrs, Advertisement};
 use crate::wire::Family;
@@ -136,10 +137,12 @@ impl Count {
     }
 }
 
-/// Which rules of a group apply to a route: bit i for `rules[i]`.
+/// What applies to a route of a group: bit i for the group's `advertisedPathAttributes`
+/// rule i, then one bit per Service export of its set, then one per pod CIDR export
+/// (at most 64 in all, checked by [`plan`](super::plan)).
 type Mask = u64;
 
-/// One export group's attribute sets, by the rules that apply.
+/// One export group's attribute sets, by what applies.
 struct Group {
     key: GroupKey,
     attrs: HashMap<Mask, Arc<AdvertAttrs>>,
@@ -214,11 +217,65 @@ struct VipRoute {
 /// The VirtualIP routes of a virtual router, by prefix. Few: kept in full and compared whole.
 type VipRoutes = std::collections::BTreeMap<IpNet, VipRoute>;
 
+/// The routes one export set of a virtual router asks for.
+struct Set {
+    /// Per Service export, how many Service addresses ask for each prefix.
+    wanted: Vec<Counts>,
+    /// The node's pod CIDRs, with the pod CIDR exports (bit j for export j) that announce them.
+    pods: Vec<(IpNet, Mask)>,
+    /// The Service exports (bit j for export j) that go to IPv4, and to IPv6.
+    v4: Mask,
+    v6: Mask,
+}
+
+impl Set {
+    /// The Service exports that ask for `p`, from export `from` on.
+    fn svc_mask_from(&self, from: usize, p: &IpNet) -> Mask {
+        let mut m = 0;
+        for (j, c) in self.wanted.iter().enumerate().skip(from) {
+            if c.get(p) > 0 {
+                m |= 1 << j;
+            }
+        }
+        m
+    }
+
+    fn svc_mask(&self, p: &IpNet) -> Mask {
+        self.svc_mask_from(0, p)
+    }
+
+    fn pod_mask(&self, p: &IpNet) -> Mask {
+        self.pods.iter().find(|(q, _)| q == p).map_or(0, |(_, m)| *m)
+    }
+
+    /// Every prefix a Service export asks for, once, with the exports that ask for it.
+    fn services(&self) -> impl Iterator<Item = (IpNet, Mask)> + '_ {
+        self.wanted.iter().enumerate().flat_map(move |(j, c)| {
+            c.iter().filter_map(move |(p, _)| {
+                if j > 0 && self.wanted[..j].iter().any(|o| o.get(&p) > 0) {
+                    return None;
+                }
+                let rest = if self.wanted.len() > j + 1 { self.svc_mask_from(j + 1, &p) } else { 0 };
+                Some((p, (1 << j) | rest))
+            })
+        })
+    }
+
+    /// Prefixes it asks for.
+    fn len(&self, vips: &VipRoutes) -> usize {
+        let services = match self.wanted.as_slice() {
+            [one] => one.len(),
+            _ => self.services().count(),
+        };
+        let pods = self.pods.iter().filter(|(p, _)| self.svc_mask(p) == 0).count();
+        let vips = vips.keys().filter(|p| self.svc_mask(p) == 0 && self.pod_mask(p) == 0).count();
+        services + pods + vips
+    }
+}
+
 struct VRouter {
-    /// Service addresses that ask for each prefix.
-    wanted: Counts,
-    /// The node's pod CIDRs, when the virtual router exports them.
-    pods: Vec<IpNet>,
+    /// One per export set of the virtual router.
+    sets: Vec<Set>,
     /// VirtualIPs that are up; a VirtualIP's route wins over a Service's or pod CIDR's.
     vips: VipRoutes,
     groups: Vec<Group>,
@@ -253,18 +310,36 @@ fn rule_applies(rule: &PathAttributeRule, pod: bool, svc: bool, prefix: &IpNet, 
     }
 }
 
-/// The attributes of the rules in `mask`: every rule's communities, and the highest
+/// The attributes of what `mask` holds (see [`Mask`]): every community, and the highest
 /// LOCAL_PREF any of them sets.
-fn attrs_of(rules: &[PathAttributeRule], mask: Mask) -> AdvertAttrs {
+fn attrs_of(rules: &[PathAttributeRule], exports: &Exports, mask: Mask) -> AdvertAttrs {
     let mut a = AdvertAttrs::default();
-    for (i, rule) in rules.iter().enumerate().take(64) {
-        if mask & (1 << i) == 0 {
-            continue;
-        }
-        a.communities.extend(rule.communities.iter().copied());
-        a.large_communities.extend(rule.large_communities.iter().copied());
-        if let Some(lp) = rule.local_preference {
+    let mut add = |communities: &[_], large: &[_], lp: Option<u32>| {
+        a.communities.extend_from_slice(communities);
+        a.large_communities.extend_from_slice(large);
+        if let Some(lp) = lp {
             a.local_pref = Some(a.local_pref.map_or(lp, |x: u32| x.max(lp)));
+        }
+    };
+    let (r, s) = (rules.len(), exports.services.len());
+    let sources = rules
+        .iter()
+        .map(|x| (&x.communities, &x.large_communities, x.local_preference))
+        .chain(
+            exports
+                .services
+                .iter()
+                .map(|e| (&e.attrs.communities, &e.attrs.large_communities, e.attrs.local_preference)),
+        )
+        .chain(
+            exports
+                .pod_cidrs
+                .iter()
+                .map(|e| (&e.attrs.communities, &e.attrs.large_communities, e.attrs.local_preference)),
+        );
+    for (i, (c, l, lp)) in sources.enumerate().take(r + s + exports.pod_cidrs.len()).take(64) {
+        if mask & (1 << i) != 0 {
+            add(c, l, lp);
         }
     }
     a.communities.sort();
@@ -274,39 +349,47 @@ fn attrs_of(rules: &[PathAttributeRule], mask: Mask) -> AdvertAttrs {
     a
 }
 
-/// The route of `prefix` in group `g`, with `svc` Service addresses asking for it: a
-/// VirtualIP's, if one is up for it and goes to the group, else the Service's or pod CIDR's.
+/// The route of `prefix` in group `g` of export set `set`, with `svc` the Service exports
+/// that ask for it: a VirtualIP's, if one is up for it and goes to the group, else the
+/// Service's or pod CIDR's.
 #[allow(clippy::too_many_arguments)]
 fn route(
     interned: &mut std::collections::HashMap<AdvertAttrs, Arc<AdvertAttrs>>,
     g: &mut Group,
-    pods: &[IpNet],
+    exports: &Exports,
+    set: &Set,
     vips: &VipRoutes,
     prefix: &IpNet,
-    svc: u32,
+    svc: Mask,
     node: &Node,
     world: &World,
 ) -> Option<Arc<AdvertAttrs>> {
+    let family = Family::of_prefix(prefix);
+    if !g.key.families.contains(&family) {
+        return None;
+    }
     if let Some(v) = vips.get(prefix)
-        && g.key.families.contains(&Family::of_prefix(prefix))
         && (!v.restricted || g.key.vips.contains(&v.name))
     {
         return Some(v.attrs.clone());
     }
-    let pod = pods.contains(prefix);
-    if (svc == 0 && !pod) || !g.key.families.contains(&Family::of_prefix(prefix)) {
+    let svc = svc & if prefix.addr().is_ipv4() { set.v4 } else { set.v6 };
+    let pod = set.pod_mask(prefix);
+    if svc == 0 && pod == 0 {
         return None;
     }
     let mut mask = 0;
     for (i, rule) in g.key.rules.iter().enumerate().take(64) {
-        if rule_applies(rule, pod, svc > 0, prefix, node, world) {
+        if rule_applies(rule, pod != 0, svc != 0, prefix, node, world) {
             mask |= 1 << i;
         }
     }
+    let (r, s) = (g.key.rules.len() as u32, exports.services.len() as u32);
+    mask |= svc.checked_shl(r).unwrap_or(0) | pod.checked_shl(r + s).unwrap_or(0);
     if let Some(a) = g.attrs.get(&mask) {
         return Some(a.clone());
     }
-    let a = attrs_of(&g.key.rules, mask);
+    let a = attrs_of(&g.key.rules, exports, mask);
     let a = interned.entry(a.clone()).or_insert_with(|| Arc::new(a)).clone();
     g.attrs.insert(mask, a.clone());
     Some(a)
@@ -347,13 +430,21 @@ fn vip_routes(
     out
 }
 
-/// Calls `f` with each prefix `vr` announces for Service `s`.
-fn announced(vr: &VirtualRouter, s: &Service, local: LocalEndpoints, mut f: impl FnMut(IpNet)) {
-    candidate::service(vr, s, local, |p, _, r: Decide| {
+/// Calls `f` with each prefix export `e` announces for Service `s`.
+fn announced(e: &ServiceExport, world: &World, s: &Service, local: LocalEndpoints, mut f: impl FnMut(IpNet)) {
+    candidate::service(e, &world.pools, s, local, |p, _, r: Decide| {
         if r.passed() {
             f(p)
         }
     });
+}
+
+/// The families an export goes to, as bit `j` in the IPv4 and IPv6 masks.
+fn family_bits(families: &[Family], j: usize) -> (Mask, Mask) {
+    let bit = 1u64.checked_shl(j as u32).unwrap_or(0);
+    let v4 = if families.contains(&Family::IPV4_UNICAST) { bit } else { 0 };
+    let v6 = if families.contains(&Family::IPV6_UNICAST) { bit } else { 0 };
+    (v4, v6)
 }
 
 impl Planner {
@@ -374,10 +465,7 @@ impl Planner {
     pub fn update_into(&mut self, world: Arc<World>, sink: &mut impl RouteSink) -> Result<Arc<Plan>, PlanError> {
         let new_plan = plan(&self.node, &world)?;
         let incremental = self.state.as_ref().is_some_and(|s| {
-            *s.plan == new_plan
-                && s.world.node(&self.node) == world.node(&self.node)
-                && s.world.pools == world.pools
-                && selected(&s.plan, &s.world) == selected(&new_plan, &world)
+            *s.plan == new_plan && s.world.node(&self.node) == world.node(&self.node) && s.world.pools == world.pools
         });
         if incremental && let Some(mut st) = self.state.take() {
             self.delta(&mut st, &world, sink);
@@ -393,12 +481,10 @@ impl Planner {
         Ok(plan)
     }
 
-    /// Prefixes planned, over every virtual router (a prefix two routers announce counts twice).
+    /// Prefixes planned, over every export set of every virtual router (a prefix two sets
+    /// announce counts twice).
     pub fn prefixes(&self) -> usize {
-        let wanted = |v: &VRouter| {
-            let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).count();
-            v.wanted.len() + pods + v.vips.keys().filter(|p| v.wanted.get(p) == 0 && !v.pods.contains(p)).count()
-        };
+        let wanted = |v: &VRouter| v.sets.iter().map(|s| s.len(&v.vips)).sum::<usize>();
         self.state.as_ref().map_or(0, |s| s.vrouters.iter().map(wanted).sum())
     }
 
@@ -408,28 +494,46 @@ impl Planner {
         let mut vrouters = Vec::new();
         let node = world.node(&self.node);
         let addresses: usize = world.services.iter().map(|s| s.ingress_ips.len()).sum();
-        for (vr, vp) in plan.configured(&world) {
-            let mut v =
-                VRouter { wanted: Counts::default(), pods: Vec::new(), vips: VipRoutes::new(), groups: Vec::new() };
+        for (vr, vp) in plan.configured() {
+            let mut v = VRouter { sets: Vec::new(), vips: VipRoutes::new(), groups: Vec::new() };
             if let Some(node) = node {
-                candidate::pod_cidrs(vr, node, |p, _, r: Decide| {
-                    if r.passed() {
-                        v.pods.push(p);
-                    }
-                });
                 v.vips = vip_routes(&mut self.interned, vr, node, &world);
             }
-            // Room for every address up front (no rehash while a million go in), given back
-            // when the virtual router selects far fewer.
-            v.wanted.v4.reserve(addresses);
-            for s in &world.services {
-                let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-                announced(vr, s, local, |p| {
-                    v.wanted.add(p);
-                });
-            }
-            if v.wanted.v4.len() < v.wanted.v4.capacity() / 4 {
-                v.wanted.v4.shrink_to_fit();
+            for exports in &vr.exports {
+                let mut set = Set { wanted: Vec::new(), pods: Vec::new(), v4: 0, v6: 0 };
+                if let Some(node) = node {
+                    for (j, e) in exports.pod_cidrs.iter().enumerate() {
+                        candidate::pod_cidrs(vr.local_asn, e, node, |p, _, r: Decide| {
+                            if !r.passed() {
+                                return;
+                            }
+                            match set.pods.iter_mut().find(|(q, _)| *q == p) {
+                                Some((_, m)) => *m |= 1 << j,
+                                None => set.pods.push((p, 1 << j)),
+                            }
+                        });
+                    }
+                }
+                for (j, e) in exports.services.iter().enumerate() {
+                    let (v4, v6) = family_bits(&e.families, j);
+                    set.v4 |= v4;
+                    set.v6 |= v6;
+                    let mut wanted = Counts::default();
+                    // Room for every address up front (no rehash while a million go in),
+                    // given back when the export selects far fewer.
+                    wanted.v4.reserve(addresses);
+                    for s in &world.services {
+                        let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                        announced(e, &world, s, local, |p| {
+                            wanted.add(p);
+                        });
+                    }
+                    if wanted.v4.len() < wanted.v4.capacity() / 4 {
+                        wanted.v4.shrink_to_fit();
+                    }
+                    set.wanted.push(wanted);
+                }
+                v.sets.push(set);
             }
             for p in &vp.peers {
                 if !v.groups.iter().any(|g| g.key == p.group) {
@@ -445,13 +549,17 @@ impl Planner {
     fn emit(&mut self, st: &mut State, sink: &mut impl RouteSink) {
         sink.reset();
         let Some(node) = st.world.node(&self.node) else { return };
-        for v in &mut st.vrouters {
+        for ((vr, _), v) in st.plan.configured().into_iter().zip(&mut st.vrouters) {
             for g in &mut v.groups {
                 sink.begin(&g.key);
-                let pods = v.pods.iter().filter(|p| v.wanted.get(p) == 0).map(|p| (*p, 0));
-                let vips = v.vips.keys().filter(|p| v.wanted.get(p) == 0 && !v.pods.contains(p)).map(|p| (*p, 0));
-                for (p, n) in v.wanted.iter().chain(pods).chain(vips) {
-                    if let Some(attrs) = route(&mut self.interned, g, &v.pods, &v.vips, &p, n, node, &st.world) {
+                let (Some(exports), Some(set)) = (vr.exports.get(g.key.exports), v.sets.get(g.key.exports)) else {
+                    sink.end(&g.key);
+                    continue;
+                };
+                let pods = set.pods.iter().filter(|(p, _)| set.svc_mask(p) == 0).map(|(p, _)| (*p, 0));
+                let vips = v.vips.keys().filter(|p| set.svc_mask(p) == 0 && set.pod_mask(p) == 0).map(|p| (*p, 0));
+                for (p, m) in set.services().chain(pods).chain(vips) {
+                    if let Some(attrs) = route(&mut self.interned, g, exports, set, &v.vips, &p, m, node, &st.world) {
                         sink.put(&g.key, p, Some(&attrs));
                     }
                 }
@@ -471,53 +579,58 @@ impl Planner {
             return;
         }
         let Some(node) = world.node(&self.node) else { return };
-        let configured: Vec<&VirtualRouter> = st.plan.configured(world).into_iter().map(|(vr, _)| vr).collect();
-        for (v, vr) in st.vrouters.iter_mut().zip(configured) {
-            // Each touched prefix with its count before the change.
-            let mut before: HashMap<IpNet, u32> = HashMap::new();
-            for (old, new) in &changed {
-                if let Some(o) = old {
-                    let local = st.endpoints.get(&o.key()).copied().unwrap_or_default();
-                    announced(vr, o, local, |p| {
-                        let n = v.wanted.sub(&p);
-                        before.entry(p).or_insert(n);
-                    });
-                }
-                if let Some(s) = new {
-                    let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-                    announced(vr, s, local, |p| {
-                        let n = v.wanted.add(p);
-                        before.entry(p).or_insert(n);
-                    });
-                }
-            }
-            let replaced = vips_changed.then(|| {
-                let new = vip_routes(&mut self.interned, vr, node, world);
-                for p in new.keys().chain(v.vips.keys()) {
-                    before.entry(*p).or_insert_with(|| v.wanted.get(p));
-                }
-                std::mem::replace(&mut v.vips, new)
-            });
-            let old_vips = replaced.as_ref().unwrap_or(&v.vips);
-            for g in &mut v.groups {
-                for (p, was) in &before {
-                    let now = v.wanted.get(p);
-                    let old = route(&mut self.interned, g, &v.pods, old_vips, p, *was, node, world);
-                    let new = route(&mut self.interned, g, &v.pods, &v.vips, p, now, node, world);
-                    if old != new {
-                        sink.put(&g.key, *p, new.as_ref());
+        for ((vr, _), v) in st.plan.configured().into_iter().zip(st.vrouters.iter_mut()) {
+            let new_vips = vips_changed.then(|| vip_routes(&mut self.interned, vr, node, world));
+            for (k, (set, exports)) in v.sets.iter_mut().zip(&vr.exports).enumerate() {
+                // Each touched prefix with the Service exports that asked for it before.
+                let mut before: HashMap<IpNet, Mask> = HashMap::new();
+                for (old, new) in &changed {
+                    for (j, e) in exports.services.iter().enumerate() {
+                        if let Some(o) = old {
+                            let local = st.endpoints.get(&o.key()).copied().unwrap_or_default();
+                            announced(e, world, o, local, |p| {
+                                if !before.contains_key(&p) {
+                                    before.insert(p, set.svc_mask(&p));
+                                }
+                                set.wanted[j].sub(&p);
+                            });
+                        }
+                        if let Some(s) = new {
+                            let local = endpoints.get(&s.key()).copied().unwrap_or_default();
+                            announced(e, world, s, local, |p| {
+                                if !before.contains_key(&p) {
+                                    before.insert(p, set.svc_mask(&p));
+                                }
+                                set.wanted[j].add(p);
+                            });
+                        }
                     }
                 }
+                if let Some(new) = &new_vips {
+                    for p in new.keys().chain(v.vips.keys()) {
+                        if !before.contains_key(p) {
+                            before.insert(*p, set.svc_mask(p));
+                        }
+                    }
+                }
+                let now_vips = new_vips.as_ref().unwrap_or(&v.vips);
+                for g in v.groups.iter_mut().filter(|g| g.key.exports == k) {
+                    for (p, was) in &before {
+                        let now = set.svc_mask(p);
+                        let old = route(&mut self.interned, g, exports, set, &v.vips, p, *was, node, world);
+                        let new = route(&mut self.interned, g, exports, set, now_vips, p, now, node, world);
+                        if old != new {
+                            sink.put(&g.key, *p, new.as_ref());
+                        }
+                    }
+                }
+            }
+            if let Some(new) = new_vips {
+                v.vips = new;
             }
         }
         st.endpoints = endpoints;
     }
-}
-
-/// The policy the plan names, as configured in `world`.
-fn selected<'a>(plan: &Plan, world: &'a World) -> Option<&'a crate::config::PeeringPolicy> {
-    let name = plan.policy.as_ref()?;
-    world.policies.iter().find(|p| &p.name == name).map(|p| &**p)
 }
 
 /// The Services whose object or local endpoints differ: (before, after), either absent.

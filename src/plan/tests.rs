@@ -84,7 +84,7 @@ fn the_seed_gives_the_service_ip_and_the_pod_cidr() {
     let svc = service("nginx-service", "advertise-bgp: \"true\"", "");
     let w = world(&[POLICY, NODE, &svc]);
     let p = plan("kind-worker", &w).unwrap();
-    assert_eq!(p.policy.as_deref(), Some("rack0-65005"));
+    assert_eq!(p.policy_name().as_deref(), Some("rack0-65005"));
     assert_eq!(routes(&p), vec!["10.1.0.0/24", "20.0.0.100/32"]);
     let (vr, peer) = p.peers().next().unwrap();
     assert_eq!(vr.router_id, Ipv4Addr::new(10, 0, 5, 11));

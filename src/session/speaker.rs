@@ -187,6 +187,14 @@ impl Speaker {
         let groups: HashSet<&GroupKey> = wanted.values().map(|p| &p.group).collect();
         let restarted = self.restarted.take();
         for (key, p) in &wanted {
+            if let Some(e) = self.peers.get_mut(key)
+                && e.group != p.group
+                && e.core.settings().same_session(&p.settings)
+            {
+                // Another export group, the same session: the peer moves to the new table.
+                e.group = p.group.clone();
+                e.core.table_replaced(now);
+            }
             let at = match self.peers.get_mut(key) {
                 Some(e) if e.core.settings() == &p.settings => continue,
                 Some(e) if e.core.settings().same_session(&p.settings) => {
@@ -384,12 +392,25 @@ mod tests {
         let w = world("", 3);
         let mut w2 = (*w).clone();
         let mut p = (*w2.policies[0]).clone();
-        p.virtual_routers[0].export_pod_cidr = false;
+        p.virtual_routers[0].exports[0].pod_cidrs[0].enabled = false;
         w2.policies[0] = Arc::new(p);
         let a = s.apply(Arc::new(w2), now, now, |_| 1).unwrap();
         assert!(a.full && a.changes.is_empty(), "the session stays");
         let (_, table) = s.get(&key).unwrap();
         assert_eq!((table.total(), table.version()), (3, v + 1), "one withdrawal, one version");
+    }
+
+    #[test]
+    fn new_path_attributes_move_the_peer_to_a_full_table() {
+        let mut s = Speaker::new("n1");
+        let now = Instant::now();
+        apply(&mut s, world("", 3), now);
+        let key = s.keys().next().unwrap();
+        let rules = "      advertisedPathAttributes: [{selectorType: CiliumLoadBalancerIPPool, communities: {standard: [\"65000:1\"]}}]\n";
+        let a = s.apply(world(rules, 3), now, now, |_| 1).unwrap();
+        assert!(a.changes.is_empty(), "the core stays");
+        let (_, table) = s.get(&key).unwrap();
+        assert_eq!(table.total(), 4, "the peer's new group has every route");
     }
 
     #[test]

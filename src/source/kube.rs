@@ -15,6 +15,7 @@
 //! - Kinds whose CRD is not installed (Cilium's, or kbgp's) count as empty and are looked for
 //!   again every 30 s.
 
+use crate::config::cilium_v2;
 use crate::config::error::Diag;
 use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
@@ -50,9 +51,13 @@ pub enum Kind {
     /// The Secrets of the BGP secrets namespace (TCP MD5 passwords).
     Secret,
     VirtualIp,
+    CiliumClusterConfig,
+    CiliumPeerConfig,
+    CiliumAdvertisement,
+    CiliumNodeOverride,
 }
 
-pub const KINDS: [Kind; 9] = [
+pub const KINDS: [Kind; 13] = [
     Kind::Node,
     Kind::Service,
     Kind::EndpointSlice,
@@ -62,6 +67,10 @@ pub const KINDS: [Kind; 9] = [
     Kind::CiliumPool,
     Kind::Secret,
     Kind::VirtualIp,
+    Kind::CiliumClusterConfig,
+    Kind::CiliumPeerConfig,
+    Kind::CiliumAdvertisement,
+    Kind::CiliumNodeOverride,
 ];
 
 impl Kind {
@@ -76,10 +85,30 @@ impl Kind {
             Kind::CiliumPool => "ciliumloadbalancerippools.cilium.io",
             Kind::Secret => "secrets",
             Kind::VirtualIp => "virtualips.kbgp.io",
+            Kind::CiliumClusterConfig => "ciliumbgpclusterconfigs.cilium.io",
+            Kind::CiliumPeerConfig => "ciliumbgppeerconfigs.cilium.io",
+            Kind::CiliumAdvertisement => "ciliumbgpadvertisements.cilium.io",
+            Kind::CiliumNodeOverride => "ciliumbgpnodeconfigoverrides.cilium.io",
         }
     }
 
-    /// The custom resource behind a CRD kind.
+    /// The custom resources a CRD kind may be served as, the preferred version first: Cilium
+    /// 1.18 serves its BGP v2 kinds as cilium.io/v2, 1.16–1.17 as cilium.io/v2alpha1.
+    pub fn api_resources(self) -> Vec<ApiResource> {
+        let (k, p) = match self {
+            Kind::CiliumClusterConfig => ("CiliumBGPClusterConfig", "ciliumbgpclusterconfigs"),
+            Kind::CiliumPeerConfig => ("CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
+            Kind::CiliumAdvertisement => ("CiliumBGPAdvertisement", "ciliumbgpadvertisements"),
+            Kind::CiliumNodeOverride => ("CiliumBGPNodeConfigOverride", "ciliumbgpnodeconfigoverrides"),
+            _ => return self.api_resource().into_iter().collect(),
+        };
+        ["v2", "v2alpha1"]
+            .iter()
+            .map(|v| ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", v, k), p))
+            .collect()
+    }
+
+    /// The custom resource behind a CRD kind (its preferred version).
     pub fn api_resource(self) -> Option<ApiResource> {
         let (g, v, k, p) = match self {
             Kind::KbgpPolicy => ("kbgp.io", "v1alpha1", "BGPPeeringPolicy", "bgppeeringpolicies"),
@@ -103,6 +132,10 @@ pub enum Obj {
     Pool(Arc<LbPool>),
     Secret(Arc<Secret>),
     VirtualIp(Arc<VirtualIp>),
+    ClusterConfig(Arc<cilium_v2::ClusterConfig>),
+    PeerConfig(Arc<cilium_v2::PeerConfig>),
+    Advertisement(Arc<cilium_v2::Advertisement>),
+    NodeOverride(Arc<cilium_v2::NodeOverride>),
 }
 
 /// What a watcher reports.
@@ -204,6 +237,10 @@ impl Store {
                     (_, Obj::Pool(p)) => w.pools.push(p.clone()),
                     (_, Obj::Secret(x)) => w.secrets.push(x.clone()),
                     (_, Obj::VirtualIp(v)) => w.virtual_ips.push(v.clone()),
+                    (_, Obj::ClusterConfig(c)) => w.bgp_v2.cluster_configs.push(c.clone()),
+                    (_, Obj::PeerConfig(c)) => w.bgp_v2.peer_configs.push(c.clone()),
+                    (_, Obj::Advertisement(a)) => w.bgp_v2.advertisements.push(a.clone()),
+                    (_, Obj::NodeOverride(o)) => w.bgp_v2.overrides.push(o.clone()),
                 }
             }
         }
@@ -211,6 +248,11 @@ impl Store {
         w.policies.sort_by(|a, b| a.name.cmp(&b.name));
         w.pools.sort_by(|a, b| a.name.cmp(&b.name));
         w.virtual_ips.sort_by(|a, b| a.name.cmp(&b.name));
+        let v2 = &mut w.bgp_v2;
+        v2.cluster_configs.sort_by(|a, b| a.name.cmp(&b.name));
+        v2.peer_configs.sort_by(|a, b| a.name.cmp(&b.name));
+        v2.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
+        v2.overrides.sort_by(|a, b| a.name.cmp(&b.name));
         w
     }
 }
@@ -339,6 +381,46 @@ pub fn convert_virtual_ip(o: &DynamicObject) -> Result<Obj, String> {
     }
 }
 
+/// One of Cilium's BGP v2 kinds from the API server (either version: their shape is the same).
+pub fn convert_v2(o: &DynamicObject, kind: Kind) -> Result<Obj, String> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let spec = o.data.get("spec").cloned().unwrap_or_default();
+    fn spec_raw<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+        raw(v).map_err(|e| format!("spec.{e}"))
+    }
+    let mut warnings = Vec::new();
+    let (obj, errs) = match kind {
+        Kind::CiliumClusterConfig => {
+            let spec = spec_raw(spec)?;
+            let (c, e) = diag_result(&name, |d| cilium_v2::ClusterConfig::from_raw(&name, &spec, d));
+            (c.map(|c| Obj::ClusterConfig(Arc::new(c))), e)
+        }
+        Kind::CiliumPeerConfig => {
+            let spec = spec_raw(spec)?;
+            let (c, e) = diag_result(&name, |d| cilium_v2::PeerConfig::from_raw(&name, &spec, d, &mut warnings));
+            (c.map(|c| Obj::PeerConfig(Arc::new(c))), e)
+        }
+        Kind::CiliumAdvertisement => {
+            let spec = spec_raw(spec)?;
+            let labels = o.metadata.labels.clone().unwrap_or_default();
+            let (a, e) = diag_result(&name, |d| cilium_v2::Advertisement::from_raw(&name, &labels, &spec, d));
+            (a.map(|a| Obj::Advertisement(Arc::new(a))), e)
+        }
+        _ => {
+            let spec = spec_raw(spec)?;
+            let (x, e) = diag_result(&name, |d| cilium_v2::NodeOverride::from_raw(&name, &spec, d));
+            (x.map(|x| Obj::NodeOverride(Arc::new(x))), e)
+        }
+    };
+    for w in warnings {
+        warn!("{w}");
+    }
+    match obj {
+        Some(o) if errs.is_empty() => Ok(o),
+        _ => Err(errs.join("; ")),
+    }
+}
+
 // ---- the watchers ----
 
 async fn watch_kind<K>(
@@ -426,22 +508,27 @@ fn forbidden(e: &watcher::Error) -> bool {
 
 /// Waits until a CRD kind is served, reporting it absent meanwhile.
 async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) -> Option<ApiResource> {
-    let ar = kind.api_resource()?;
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let ars = kind.api_resources();
+    if ars.is_empty() {
+        return None;
+    }
     let mut reported = false;
     loop {
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => return Some(ar),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                if !reported {
-                    info!(kind = kind.name(), "not installed in this cluster; looking again every 30 s");
-                    if tx.send(Update::Absent(kind)).await.is_err() {
-                        return None;
-                    }
-                    reported = true;
-                }
+        let mut absent = 0;
+        for ar in &ars {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => return Some(ar.clone()),
+                Err(kube::Error::Api(s)) if s.code == 404 => absent += 1,
+                Err(e) => debug!(kind = kind.name(), "cannot tell whether it is installed yet: {e}"),
             }
-            Err(e) => debug!(kind = kind.name(), "cannot tell whether it is installed yet: {e}"),
+        }
+        if absent == ars.len() && !reported {
+            info!(kind = kind.name(), "not installed in this cluster; looking again every 30 s");
+            if tx.send(Update::Absent(kind)).await.is_err() {
+                return None;
+            }
+            reported = true;
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
@@ -520,7 +607,17 @@ pub fn start(
         let api = Api::<K8sSecret>::namespaced(c, &secrets_namespace);
         watch_kind(Kind::Secret, api, watcher::Config::default(), convert_secret, t, m).await
     });
-    for kind in [Kind::KbgpPolicy, Kind::CiliumPolicy, Kind::KbgpPool, Kind::CiliumPool, Kind::VirtualIp] {
+    for kind in [
+        Kind::KbgpPolicy,
+        Kind::CiliumPolicy,
+        Kind::KbgpPool,
+        Kind::CiliumPool,
+        Kind::VirtualIp,
+        Kind::CiliumClusterConfig,
+        Kind::CiliumPeerConfig,
+        Kind::CiliumAdvertisement,
+        Kind::CiliumNodeOverride,
+    ] {
         let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
         tokio::spawn(async move {
             let Some(ar) = wait_for_crd(kind, &c, &t).await else { return };
@@ -530,6 +627,10 @@ pub fn start(
                 Kind::CiliumPolicy => convert_policy(o, PolicyKind::Cilium),
                 Kind::KbgpPool => convert_pool(o, PoolKind::Kbgp),
                 Kind::VirtualIp => convert_virtual_ip(o),
+                Kind::CiliumClusterConfig
+                | Kind::CiliumPeerConfig
+                | Kind::CiliumAdvertisement
+                | Kind::CiliumNodeOverride => convert_v2(o, kind),
                 _ => convert_pool(o, PoolKind::Cilium),
             };
             watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
