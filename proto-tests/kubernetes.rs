@@ -568,3 +568,86 @@ fn a_virtual_ip_from_the_api_server_follows_its_health_check() {
     wait_routes(s.peer.as_ref(), &base, Duration::from_secs(20));
     assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), transitions, "a session was reset");
 }
+
+const V2_CLUSTER: &str = "apis/cilium.io/v2/ciliumbgpclusterconfigs";
+const V2_PEERS: &str = "apis/cilium.io/v2/ciliumbgppeerconfigs";
+const V2_ADVERTS: &str = "apis/cilium.io/v2/ciliumbgpadvertisements";
+
+/// Cilium's v2 objects from the API server give FRR the same routes and attributes as the
+/// v1 policy with path attributes; an advertisement's labels and a Service's follow.
+#[test]
+fn cilium_v2_objects_from_the_api_server_give_the_v1_routes() {
+    let s = setup("k8s-v2");
+    s.server.apply(SERVICES, &service("nginx-service", "20.0.0.100", "true", ""));
+    wait_routes(s.peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.100/32"]), Duration::from_secs(60));
+    // The v1 policy with a community and LOCAL_PREF on the pool's routes.
+    let v1 = format!(
+        r#"{{apiVersion: cilium.io/v2alpha1, kind: CiliumBGPPeeringPolicy, metadata: {{name: rack0-65005}},
+           spec: {{nodeSelector: {{matchLabels: {{rack: rack0}}}},
+                  virtualRouters: [{{localASN: 65005, exportPodCIDR: true,
+                                     serviceSelector: {{matchLabels: {{advertise-bgp: "true"}}}},
+                                     neighbors: [{{peerAddress: "{}/24", peerASN: 65005, connectRetryTimeSeconds: 5,
+                                       advertisedPathAttributes: [{{selectorType: CiliumLoadBalancerIPPool,
+                                         communities: {{standard: ["65000:100"]}}, localPreference: 200}}]}}]}}]}}}}"#,
+        s._lab.peer_v4
+    );
+    s.server.apply(CILIUM_POLICIES, &v1);
+    let attrs = |r: &std::collections::BTreeMap<IpNet, common::peer::SeenRoute>| {
+        r.values()
+            .map(|x| (x.prefix, x.next_hop, x.communities.clone(), x.local_pref, x.as_path.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut want = None;
+    wait_for("the v1 attributes at FRR", Duration::from_secs(30), || {
+        let r = s.peer.routes()?;
+        match r.get(&"20.0.0.100/32".parse().unwrap()) {
+            Some(x) if x.communities == ["65000:100"] && x.local_pref == Some(200) => {
+                want = Some(attrs(&r));
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let want = want.unwrap();
+    // The same intent in v2; the v1 policy goes (it would win over v2, as in Cilium).
+    s.server.apply(
+        V2_CLUSTER,
+        &format!(
+            r#"{{apiVersion: cilium.io/v2, kind: CiliumBGPClusterConfig, metadata: {{name: rack0}},
+               spec: {{nodeSelector: {{matchLabels: {{rack: rack0}}}},
+                      bgpInstances: [{{name: rack0-65005, localASN: 65005,
+                        peers: [{{name: rr, peerAddress: "{}", peerASN: 65005, peerConfigRef: {{name: rr}}}}]}}]}}}}"#,
+            s._lab.peer_v4
+        ),
+    );
+    s.server.apply(
+        V2_PEERS,
+        r#"{apiVersion: cilium.io/v2, kind: CiliumBGPPeerConfig, metadata: {name: rr},
+           spec: {timers: {connectRetryTimeSeconds: 5},
+                  families: [{afi: ipv4, safi: unicast, advertisements: {matchLabels: {advertise: bgp}}}]}}"#,
+    );
+    s.server.apply(
+        V2_ADVERTS,
+        r#"{apiVersion: cilium.io/v2, kind: CiliumBGPAdvertisement, metadata: {name: bgp, labels: {advertise: bgp}},
+           spec: {advertisements: [{advertisementType: PodCIDR},
+             {advertisementType: Service, service: {addresses: [LoadBalancerIP]},
+              selector: {matchLabels: {advertise-bgp: "true"}},
+              attributes: {communities: {standard: ["65000:100"]}, localPreference: 200}}]}}"#,
+    );
+    s.server.delete(CILIUM_POLICIES, None, "rack0-65005");
+    // The settings differ (hold time default, no /24): the session restarts, then the same
+    // routes with the same attributes come back.
+    wait_for("the v2 routes at FRR, as the v1 ones", Duration::from_secs(60), || {
+        let got = attrs(&s.peer.routes()?);
+        if got == want { Ok(()) } else { Err(format!("{got:?} != {want:?}")) }
+    });
+    // The advertisement loses its label: nothing is advertised, the session stays.
+    let up = s.kbgp.metric("kbgp_session_transitions_total", &[]);
+    s.server.apply(
+        V2_ADVERTS,
+        r#"{apiVersion: cilium.io/v2, kind: CiliumBGPAdvertisement, metadata: {name: bgp, labels: {advertise: other}},
+           spec: {advertisements: [{advertisementType: PodCIDR}]}}"#,
+    );
+    wait_routes(s.peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
+    assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), up);
+}
