@@ -496,29 +496,16 @@ impl PeerConfig {
                 d.err("spec.transport.sourceInterface", "is not supported by kbgp");
             }
         }
-        if let Some(t) = &spec.timers {
-            let mut get = |field: &str, v: Option<i64>, lo: i64, hi: i64, default: i64| match v.filter(|v| *v != 0) {
-                None => Some(default),
-                Some(v) => d.range(&format!("spec.timers.{field}"), v, lo, hi),
-            };
-            let retry = get(
-                "connectRetryTimeSeconds",
+        if let Some(t) = &spec.timers
+            && let Some(times) = policy::parse_timers(
+                d,
+                "spec.timers",
                 t.connect_retry_time_seconds,
-                1,
-                i32::MAX as i64,
-                policy::DEFAULT_CONNECT_RETRY as i64,
-            );
-            let hold = get("holdTimeSeconds", t.hold_time_seconds, 3, 65535, policy::DEFAULT_HOLD_TIME as i64);
-            let keep =
-                get("keepAliveTimeSeconds", t.keep_alive_time_seconds, 1, 65535, policy::DEFAULT_KEEPALIVE as i64);
-            if let (Some(h), Some(k)) = (hold, keep)
-                && k > h
-            {
-                d.err("spec.timers.keepAliveTimeSeconds", format!("{k} is larger than holdTimeSeconds ({h})"));
-            }
-            if let (Some(r), Some(h), Some(k)) = (retry, hold, keep) {
-                (c.connect_retry_secs, c.hold_time, c.keepalive) = (r as u32, h as u16, k as u16);
-            }
+                t.hold_time_seconds,
+                t.keep_alive_time_seconds,
+            )
+        {
+            (c.connect_retry_secs, c.hold_time, c.keepalive) = times;
         }
         match spec.auth_secret_ref.as_deref() {
             Some("") => d.err("spec.authSecretRef", "must name a Secret"),
@@ -531,12 +518,7 @@ impl PeerConfig {
                     "is a kbgp extension: use apiVersion kbgp.io/v1alpha1, kind BGPPeeringPolicy",
                 );
             }
-            if g.enabled {
-                c.graceful_restart = match g.restart_time_seconds.filter(|v| *v != 0) {
-                    None => Some(policy::DEFAULT_RESTART_TIME),
-                    Some(v) => d.range("spec.gracefulRestart.restartTimeSeconds", v, 1, 4095).map(|v| v as u16),
-                };
-            }
+            c.graceful_restart = policy::parse_restart_time(d, "spec.gracefulRestart.restartTimeSeconds", g);
         }
         if let Some(t) = spec.ebgp_multihop
             && let Some(t) = d.range("spec.ebgpMultihop", t, 1, 255)
@@ -547,14 +529,7 @@ impl PeerConfig {
             c.families.clear();
             for (i, f) in spec.families.iter().enumerate() {
                 let p = format!("spec.families[{i}]");
-                let family = match (f.afi.as_str(), f.safi.as_str()) {
-                    ("ipv4", "unicast") => Family::IPV4_UNICAST,
-                    ("ipv6", "unicast") => Family::IPV6_UNICAST,
-                    (afi, safi) => {
-                        d.err(&p, format!("{afi}/{safi} is not supported: kbgp speaks ipv4/unicast and ipv6/unicast"));
-                        continue;
-                    }
-                };
+                let Some(family) = policy::parse_family(d, &p, &f.afi, &f.safi) else { continue };
                 if c.families.iter().any(|(x, _)| *x == family) {
                     d.err(&p, format!("{}/{} is listed twice", f.afi, f.safi));
                     continue;

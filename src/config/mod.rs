@@ -61,13 +61,8 @@ impl World {
         self.virtual_ips.iter().filter(|v| v.selects(&node.labels)).map(|v| &**v)
     }
 
-    /// Policies that select `node`.
-    pub fn policies_for(&self, node: &Node) -> Vec<&PeeringPolicy> {
-        self.policies.iter().filter(|p| p.selects(&node.labels)).map(|p| &**p).collect()
-    }
-
-    /// The peering configurations that select `node`, shared with the World.
-    pub fn policies_for_arc(&self, node: &Node) -> Vec<Arc<PeeringPolicy>> {
+    /// Policies that select `node`, shared with the World.
+    pub fn policies_for(&self, node: &Node) -> Vec<Arc<PeeringPolicy>> {
         self.policies.iter().filter(|p| p.selects(&node.labels)).cloned().collect()
     }
 

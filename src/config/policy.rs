@@ -485,14 +485,52 @@ pub fn parse_peer_address(s: &str) -> Result<IpAddr, String> {
     addr.trim().parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address (with or without a /length)"))
 }
 
-fn parse_family(d: &mut Diag, path: &str, f: &FamilySpec) -> Option<Family> {
-    match (f.afi.as_str(), f.safi.as_str()) {
+/// An `afi`/`safi` pair of `families`: ipv4 or ipv6, unicast.
+pub(crate) fn parse_family(d: &mut Diag, path: &str, afi: &str, safi: &str) -> Option<Family> {
+    match (afi, safi) {
         ("ipv4", "unicast") => Some(Family::IPV4_UNICAST),
         ("ipv6", "unicast") => Some(Family::IPV6_UNICAST),
         _ => {
-            d.err(path, format!("{}/{} is not supported: kbgp speaks ipv4/unicast and ipv6/unicast", f.afi, f.safi));
+            d.err(path, format!("{afi}/{safi} is not supported: kbgp speaks ipv4/unicast and ipv6/unicast"));
             None
         }
+    }
+}
+
+/// Connect retry, hold and keepalive times, seconds (absent or 0: Cilium's defaults, 120, 90
+/// and 30), each checked with its field name under `prefix`, the keepalive at most the hold
+/// time. Cilium's v1 neighbors and v2 `timers` have the same fields.
+pub(crate) fn parse_timers(
+    d: &mut Diag,
+    prefix: &str,
+    retry: Option<i64>,
+    hold: Option<i64>,
+    keepalive: Option<i64>,
+) -> Option<(u32, u16, u16)> {
+    let mut get = |field: &str, v: Option<i64>, lo: i64, hi: i64, default: i64| match v.filter(|v| *v != 0) {
+        None => Some(default),
+        Some(v) => d.range(&format!("{prefix}.{field}"), v, lo, hi),
+    };
+    let retry = get("connectRetryTimeSeconds", retry, 1, i32::MAX as i64, DEFAULT_CONNECT_RETRY as i64);
+    let hold = get("holdTimeSeconds", hold, 3, 65535, DEFAULT_HOLD_TIME as i64);
+    let keepalive = get("keepAliveTimeSeconds", keepalive, 1, 65535, DEFAULT_KEEPALIVE as i64);
+    let (retry, hold, keepalive) = (retry?, hold?, keepalive?);
+    if keepalive > hold {
+        d.err(format!("{prefix}.keepAliveTimeSeconds"), format!("{keepalive} is larger than holdTimeSeconds ({hold})"));
+        return None;
+    }
+    Some((retry as u32, hold as u16, keepalive as u16))
+}
+
+/// The Restart Time offered when `gracefulRestart` is enabled (absent or 0: 120), checked as
+/// `path`; `None` when it is disabled or wrong.
+pub(crate) fn parse_restart_time(d: &mut Diag, path: &str, g: &GracefulRestartSpec) -> Option<u16> {
+    if !g.enabled {
+        return None;
+    }
+    match g.restart_time_seconds.filter(|v| *v != 0) {
+        None => Some(DEFAULT_RESTART_TIME),
+        Some(v) => d.range(path, v, 1, 4095).map(|v| v as u16),
     }
 }
 
@@ -611,32 +649,11 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
     let ttl = n
         .ebgp_multihop_ttl
         .map_or(Some(DEFAULT_EBGP_MULTIHOP_TTL as i64), |v| d.range(&format!("{path}.eBGPMultihopTTL"), v, 1, 255));
-    let retry = n.connect_retry_time_seconds.filter(|v| *v != 0).map_or(Some(DEFAULT_CONNECT_RETRY as i64), |v| {
-        d.range(&format!("{path}.connectRetryTimeSeconds"), v, 1, i32::MAX as i64)
-    });
-    let hold = n
-        .hold_time_seconds
-        .filter(|v| *v != 0)
-        .map_or(Some(DEFAULT_HOLD_TIME as i64), |v| d.range(&format!("{path}.holdTimeSeconds"), v, 3, 65535));
-    let keepalive = n
-        .keep_alive_time_seconds
-        .filter(|v| *v != 0)
-        .map_or(Some(DEFAULT_KEEPALIVE as i64), |v| d.range(&format!("{path}.keepAliveTimeSeconds"), v, 1, 65535));
-    if let (Some(h), Some(k)) = (hold, keepalive)
-        && k > h
-    {
-        d.err(format!("{path}.keepAliveTimeSeconds"), format!("{k} is larger than holdTimeSeconds ({h})"));
-    }
-    let graceful_restart = match &n.graceful_restart {
-        Some(g) if g.enabled => g
-            .restart_time_seconds
-            .filter(|v| *v != 0)
-            .map_or(Some(DEFAULT_RESTART_TIME as i64), |v| {
-                d.range(&format!("{path}.gracefulRestart.restartTimeSeconds"), v, 1, 4095)
-            })
-            .map(|v| v as u16),
-        _ => None,
-    };
+    let timers = parse_timers(d, path, n.connect_retry_time_seconds, n.hold_time_seconds, n.keep_alive_time_seconds);
+    let graceful_restart = n
+        .graceful_restart
+        .as_ref()
+        .and_then(|g| parse_restart_time(d, &format!("{path}.gracefulRestart.restartTimeSeconds"), g));
     let long_lived_stale_time = match &n.graceful_restart {
         Some(g) if g.long_lived_stale_time_seconds.is_some() && !g.enabled => {
             d.err(
@@ -662,7 +679,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         Some(list) => {
             let mut v: Vec<Family> = Vec::new();
             for (i, f) in list.iter().enumerate() {
-                if let Some(f) = parse_family(d, &format!("{path}.families[{i}]"), f)
+                if let Some(f) = parse_family(d, &format!("{path}.families[{i}]"), &f.afi, &f.safi)
                     && !v.contains(&f)
                 {
                     v.push(f);
@@ -746,9 +763,9 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         port: port? as u16,
         peer_asn: peer_asn? as u32,
         ebgp_multihop_ttl: ttl? as u8,
-        connect_retry_secs: retry? as u32,
-        hold_time: hold? as u16,
-        keepalive: keepalive? as u16,
+        connect_retry_secs: timers?.0,
+        hold_time: timers?.1,
+        keepalive: timers?.2,
         graceful_restart,
         long_lived_stale_time,
         families,

@@ -48,14 +48,10 @@ pub struct Candidate {
     /// The VirtualIP it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_ip: Option<String>,
-    /// Which of its virtual router's export sets considered it (the neighbors that name that
-    /// set get it); VirtualIPs go to every set.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub exports: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
+    /// Which of its virtual router's export sets considered it: only the neighbors that name
+    /// that set get it. `None` (VirtualIPs): every set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exports: Option<usize>,
 }
 
 impl Candidate {
@@ -161,7 +157,7 @@ impl Source<'_> {
                 Source::VirtualIp(v) => Some(v.name.clone()),
                 _ => None,
             },
-            exports: 0,
+            exports: None,
         }
     }
 }

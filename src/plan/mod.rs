@@ -108,7 +108,7 @@ impl Plan {
         self.vrouters.iter().flat_map(|v| v.peers.iter().map(move |p| (v, p)))
     }
 
-    /// What selected the node, as `kind name` (`CiliumBGPPeeringPolicy rack0`), if anything.
+    /// The name of what selected the node (a policy, or a CiliumBGPClusterConfig), if anything.
     pub fn policy_name(&self) -> Option<String> {
         self.policy.as_ref().map(|p| p.name.clone())
     }
@@ -145,7 +145,7 @@ impl Plan {
                 for (i, set) in vr.exports.iter().enumerate() {
                     let mut keep = |p: IpNet, src: candidate::Source, r: Explain| {
                         if why::relevant(&p, target) {
-                            out.push(Candidate { exports: i, ..src.candidate(p, r) });
+                            out.push(Candidate { exports: Some(i), ..src.candidate(p, r) });
                         }
                     };
                     for e in &set.pod_cidrs {
@@ -427,18 +427,11 @@ fn vip_notes(plan: &mut Plan, node: &Node, policy: &crate::config::PeeringPolicy
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
     let mut plan = Plan { node: node.name.clone(), ..Default::default() };
-    let mut policies = world.policies_for_arc(node);
-    let v2 = crate::config::cilium_v2::resolve(node, world);
-    match (v2, policies.first()) {
-        (Ok(r), None) => {
-            plan.notes.extend(r.notes);
-            policies.extend(r.policy.map(Arc::new));
-        }
-        (Err(c), None) => return Err(PlanError::Conflict { node: node.name.clone(), message: c.0 }),
-        (Ok(crate::config::cilium_v2::Resolved { policy: None, .. }), Some(_)) => {}
-        (_, Some(p)) => {
-            // Cilium's rule: a CiliumBGPPeeringPolicy wins over the v2 objects.
-            let names: Vec<&str> = world.bgp_v2.cluster_configs_for(node).map(|c| c.name.as_str()).collect();
+    let mut policies = world.policies_for(node);
+    if let Some(p) = policies.first() {
+        // Cilium's rule: a CiliumBGPPeeringPolicy wins over the v2 objects.
+        let names: Vec<&str> = world.bgp_v2.cluster_configs_for(node).map(|c| c.name.as_str()).collect();
+        if !names.is_empty() {
             plan.notes.push(format!(
                 "CiliumBGPClusterConfig {} also selects node {}; {} {} takes precedence, as in Cilium",
                 names.join(", "),
@@ -447,6 +440,11 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                 p.name
             ));
         }
+    } else {
+        let r = crate::config::cilium_v2::resolve(node, world)
+            .map_err(|c| PlanError::Conflict { node: node.name.clone(), message: c.0 })?;
+        plan.notes.extend(r.notes);
+        policies.extend(r.policy.map(Arc::new));
     }
     let policy = match policies.as_slice() {
         [] => {
@@ -480,8 +478,7 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
                     peer: n.address,
                 });
             }
-            let count =
-                n.path_attributes.len() + vr.exports.get(n.exports).map_or(0, |e| e.services.len() + e.pod_cidrs.len());
+            let count = n.path_attributes.len() + vr.exports_of(n).map_or(0, |e| e.services.len() + e.pod_cidrs.len());
             if count > 64 {
                 return Err(PlanError::TooManyExports {
                     node: node.name.clone(),

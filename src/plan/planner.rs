@@ -261,15 +261,21 @@ impl Set {
         })
     }
 
+    /// The pod CIDRs and VirtualIP prefixes no Service export asks for (each once, with no
+    /// Service export bit).
+    fn others<'a>(&'a self, vips: &'a VipRoutes) -> impl Iterator<Item = (IpNet, Mask)> + 'a {
+        let pods = self.pods.iter().filter(|(p, _)| self.svc_mask(p) == 0).map(|(p, _)| *p);
+        let vips = vips.keys().filter(|p| self.svc_mask(p) == 0 && self.pod_mask(p) == 0).copied();
+        pods.chain(vips).map(|p| (p, 0))
+    }
+
     /// Prefixes it asks for.
     fn len(&self, vips: &VipRoutes) -> usize {
         let services = match self.wanted.as_slice() {
             [one] => one.len(),
             _ => self.services().count(),
         };
-        let pods = self.pods.iter().filter(|(p, _)| self.svc_mask(p) == 0).count();
-        let vips = vips.keys().filter(|p| self.svc_mask(p) == 0 && self.pod_mask(p) == 0).count();
-        services + pods + vips
+        services + self.others(vips).count()
     }
 }
 
@@ -321,7 +327,6 @@ fn attrs_of(rules: &[PathAttributeRule], exports: &Exports, mask: Mask) -> Adver
             a.local_pref = Some(a.local_pref.map_or(lp, |x: u32| x.max(lp)));
         }
     };
-    let (r, s) = (rules.len(), exports.services.len());
     let sources = rules
         .iter()
         .map(|x| (&x.communities, &x.large_communities, x.local_preference))
@@ -337,7 +342,7 @@ fn attrs_of(rules: &[PathAttributeRule], exports: &Exports, mask: Mask) -> Adver
                 .iter()
                 .map(|e| (&e.attrs.communities, &e.attrs.large_communities, e.attrs.local_preference)),
         );
-    for (i, (c, l, lp)) in sources.enumerate().take(r + s + exports.pod_cidrs.len()).take(64) {
+    for (i, (c, l, lp)) in sources.enumerate().take(64) {
         if mask & (1 << i) != 0 {
             add(c, l, lp);
         }
@@ -556,9 +561,7 @@ impl Planner {
                     sink.end(&g.key);
                     continue;
                 };
-                let pods = set.pods.iter().filter(|(p, _)| set.svc_mask(p) == 0).map(|(p, _)| (*p, 0));
-                let vips = v.vips.keys().filter(|p| set.svc_mask(p) == 0 && set.pod_mask(p) == 0).map(|p| (*p, 0));
-                for (p, m) in set.services().chain(pods).chain(vips) {
+                for (p, m) in set.services().chain(set.others(&v.vips)) {
                     if let Some(attrs) = route(&mut self.interned, g, exports, set, &v.vips, &p, m, node, &st.world) {
                         sink.put(&g.key, p, Some(&attrs));
                     }

@@ -61,7 +61,10 @@ fn candidates(p: &Planned, w: &World) -> Vec<Candidate> {
         all.extend(per_vr.drain(..).next().unwrap_or_default());
     }
     for c in &all {
-        let planned = p.vrouters[0].peers.iter().any(|peer| peer.takes(&c.prefix));
+        let planned = p.vrouters[0]
+            .peers
+            .iter()
+            .any(|peer| peer.takes(&c.prefix) && c.exports.is_none_or(|e| e == peer.group.exports));
         if !p.vrouters[0].peers.is_empty() {
             assert_eq!(
                 c.advertised && planned,

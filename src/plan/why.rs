@@ -259,7 +259,12 @@ pub fn why(target: IpNet, world: &World, alloc: &Allocation, plan: &Plan) -> Why
             let mut planned = Vec::new();
             for c in candidates.iter().filter(|c| c.advertised) {
                 let family = crate::wire::Family::of_prefix(&c.prefix);
-                if p.takes(&c.prefix) {
+                if c.exports.is_some_and(|e| e != p.group.exports) {
+                    steps.push(Step::fail(format!(
+                        "{} is not for this peer: the advertisements it is sent do not include it",
+                        c.prefix
+                    )));
+                } else if p.takes(&c.prefix) {
                     planned.push(c.prefix);
                     steps.push(Step::pass(format!("{} is planned for this peer", c.prefix)));
                 } else {

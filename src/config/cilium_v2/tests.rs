@@ -323,3 +323,24 @@ fn the_example_gives_the_routes_of_the_seed_policies() {
         }
     }
 }
+
+#[test]
+fn why_tells_peers_of_different_export_sets_apart() {
+    // A second peer without peerConfigRef: its own export set, which advertises nothing.
+    let v2 = V2.replace(
+        "      peerConfigRef: {name: leaf}\n",
+        "      peerConfigRef: {name: leaf}\n    - name: other\n      peerAddress: 10.0.5.2\n      peerASN: 65005\n",
+    );
+    let web = service("web", "20.0.0.100", "advertise-bgp: \"true\"", "");
+    let w = world(&[NODE, &v2, &web]);
+    let (plan, _) = planned(&w).unwrap();
+    assert_eq!(plan.policy.as_ref().unwrap().virtual_routers[0].exports.len(), 2);
+    let why = crate::plan::why::why("20.0.0.100/32".parse().unwrap(), &w, &Default::default(), &plan);
+    let peers = &why.vrouters[0].peers;
+    let leaf = peers.iter().find(|p| p.address.to_string() == "10.0.5.1").unwrap();
+    let other = peers.iter().find(|p| p.address.to_string() == "10.0.5.2").unwrap();
+    assert!(leaf.announces(), "{leaf:?}");
+    assert!(!other.announces(), "{other:?}");
+    assert!(other.planned.is_empty());
+    assert!(why.verdict.contains("to 1 of 2 peers (10.0.5.1)"), "{}", why.verdict);
+}
