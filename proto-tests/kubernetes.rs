@@ -348,7 +348,7 @@ fn real_cluster_read_only() {
         let mut worlds = kbgp::source::kube::start(
             client,
             node.clone(),
-            "kube-system".into(),
+            kbgp::config::Namespaces::default(),
             Duration::from_millis(100),
             metrics.clone(),
         );

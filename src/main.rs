@@ -55,6 +55,11 @@ enum Cmd {
         /// passwords, key `password`), as Cilium's --bgp-secrets-namespace.
         #[arg(long, default_value = "kube-system")]
         bgp_secrets_namespace: String,
+        /// The namespace of MetalLB's objects (IPAddressPool, BGPPeer, BGPAdvertisement,
+        /// Community, BFDProfile) and of the Secrets BGPPeers' passwordSecret names, as
+        /// MetalLB reads them from its own namespace.
+        #[arg(long, default_value = kbgp::config::metallb::DEFAULT_NAMESPACE)]
+        metallb_namespace: String,
         /// On SIGTERM / SIGINT: `keep` the routes at peers with graceful restart while kbgp
         /// restarts (Cease with the N bit of RFC 8538, or no NOTIFICATION), or `withdraw`
         /// them (Hard Reset, Cease 6/9). Without graceful restart a peer always drops them.
@@ -157,6 +162,9 @@ enum Cmd {
         /// The namespace of the Secrets that authSecretRef names, as for `kbgp run`.
         #[arg(long, default_value = "kube-system")]
         bgp_secrets_namespace: String,
+        /// The namespace of MetalLB's objects, as for `kbgp run`.
+        #[arg(long, default_value = kbgp::config::metallb::DEFAULT_NAMESPACE)]
+        metallb_namespace: String,
     },
 }
 
@@ -172,7 +180,7 @@ fn init_logs(format: &str) {
     }
 }
 
-fn check(files: &[PathBuf], node: Option<&str>, secrets_namespace: &str) -> ExitCode {
+fn check(files: &[PathBuf], node: Option<&str>, namespaces: &kbgp::config::Namespaces) -> ExitCode {
     let mut loaded = match kbgp::config::load_files(files) {
         Ok(l) => l,
         Err(errs) => {
@@ -182,7 +190,7 @@ fn check(files: &[PathBuf], node: Option<&str>, secrets_namespace: &str) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    let dropped = loaded.world.keep_secrets_of(secrets_namespace);
+    let dropped = loaded.world.scope(namespaces);
     for w in loaded.warnings.iter().chain(&dropped) {
         println!("warning: {w}");
     }
@@ -320,7 +328,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let admin_socket = (cli.admin_socket.as_os_str() != "none").then(|| cli.admin_socket.clone());
     match cli.cmd {
-        Cmd::Check { files, node, bgp_secrets_namespace } => check(&files, node.as_deref(), &bgp_secrets_namespace),
+        Cmd::Check { files, node, bgp_secrets_namespace, metallb_namespace } => check(
+            &files,
+            node.as_deref(),
+            &kbgp::config::Namespaces { bgp_secrets: bgp_secrets_namespace, metallb: metallb_namespace },
+        ),
         Cmd::Crds { out } => {
             for (name, text) in kbgp::config::crd::crds() {
                 match &out {
@@ -345,6 +357,7 @@ fn main() -> ExitCode {
             watch_interval,
             coalesce_window_ms,
             bgp_secrets_namespace,
+            metallb_namespace,
             lb_ipam,
             lease_namespace,
             lease_name,
@@ -376,7 +389,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
                 coalesce_window: Duration::from_millis(coalesce_window_ms),
-                bgp_secrets_namespace,
+                namespaces: kbgp::config::Namespaces { bgp_secrets: bgp_secrets_namespace, metallb: metallb_namespace },
                 lb_ipam,
                 admin_socket,
                 node_status: kbgp::daemon::node_status::Options {

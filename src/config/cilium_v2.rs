@@ -761,14 +761,16 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
                     }
                 },
             };
-            if let Some(o) = o
-                && o.local_addresses.iter().any(|(n, _)| *n == peer.name)
+            let local_address =
+                o.and_then(|o| o.local_addresses.iter().find(|(n, _)| *n == peer.name)).map(|(_, a)| *a);
+            if let Some(a) = local_address
+                && a.is_ipv4() != address.is_ipv4()
             {
-                out.notes.push(format!(
-                    "CiliumBGPNodeConfigOverride {}: localAddress of peer {:?} is not supported yet; the kernel \
-                     chooses the source address",
+                return Err(Conflict(format!(
+                    "CiliumBGPNodeConfigOverride {}: localAddress {a} of peer {:?} is not of the family of its \
+                     peerAddress {address}",
                     node.name, peer.name
-                ));
+                )));
             }
             let exports = exports_for(&pc, v2);
             let index = match vr.exports.iter().position(|e| *e == exports) {
@@ -794,9 +796,10 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
                 max_received_routes: policy::DEFAULT_MAX_RECEIVED_ROUTES,
                 over_max_received: Default::default(),
                 ttl_security: false,
-                auth_secret: pc.auth_secret.clone(),
+                auth: pc.auth_secret.clone().map(policy::AuthRef::Secret),
                 bfd: None,
                 exports: index,
+                local_address,
             });
         }
         vrs.push(vr);

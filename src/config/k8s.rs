@@ -40,6 +40,13 @@ pub struct NodeRaw {
     pub status: NodeStatusRaw,
 }
 
+/// A Namespace: its name and labels (what MetalLB's `namespaceSelectors` look at).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A node, as the planner needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Node {

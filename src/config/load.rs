@@ -15,6 +15,9 @@ use super::k8s::{
     ServiceSpecRaw, ServiceStatusRaw,
 };
 use super::meta::ObjectMeta;
+use super::metallb::{
+    self, AddressPoolSpec, BfdProfileSpec, BgpAdvertisementSpec, BgpPeerSpec, Communities, CommunitySpec,
+};
 use super::policy::{PeeringPolicy, PeeringPolicySpec, PolicyKind};
 use super::pool::{LbPool, PoolKind, PoolRaw, PoolSpec};
 use super::vip::{VirtualIPSpec, VirtualIp};
@@ -48,10 +51,23 @@ enum V2Kind {
     NodeOverride,
 }
 
+/// MetalLB's kinds.
+#[derive(Clone, Copy)]
+enum MlKind {
+    Pool,
+    Peer { v1beta1: bool },
+    Advertisement,
+    Community,
+    BfdProfile,
+    L2Advertisement,
+}
+
 /// What a document is, from its apiVersion and kind.
 #[derive(Clone, Copy)]
 enum Kind {
     V2(V2Kind),
+    MetalLb(MlKind),
+    Namespace,
     Policy(PolicyKind),
     Pool(PoolKind),
     Node,
@@ -70,6 +86,14 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
         ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPAdvertisement") => Kind::V2(V2Kind::Advertisement),
         ("cilium.io/v2" | "cilium.io/v2alpha1", "CiliumBGPNodeConfigOverride") => Kind::V2(V2Kind::NodeOverride),
         ("kbgp.io/v1alpha1", "BGPPeeringPolicy") => Kind::Policy(PolicyKind::Kbgp),
+        ("metallb.io/v1beta1", "IPAddressPool") => Kind::MetalLb(MlKind::Pool),
+        ("metallb.io/v1beta1", "BGPPeer") => Kind::MetalLb(MlKind::Peer { v1beta1: true }),
+        ("metallb.io/v1beta2", "BGPPeer") => Kind::MetalLb(MlKind::Peer { v1beta1: false }),
+        ("metallb.io/v1beta1", "BGPAdvertisement") => Kind::MetalLb(MlKind::Advertisement),
+        ("metallb.io/v1beta1", "Community") => Kind::MetalLb(MlKind::Community),
+        ("metallb.io/v1beta1", "BFDProfile") => Kind::MetalLb(MlKind::BfdProfile),
+        ("metallb.io/v1beta1", "L2Advertisement") => Kind::MetalLb(MlKind::L2Advertisement),
+        ("v1", "Namespace") => Kind::Namespace,
         ("cilium.io/v2alpha1" | "cilium.io/v2", "CiliumLoadBalancerIPPool") => Kind::Pool(PoolKind::Cilium),
         ("kbgp.io/v1alpha1", "LoadBalancerIPPool") => Kind::Pool(PoolKind::Kbgp),
         ("v1", "Node") => Kind::Node,
@@ -85,6 +109,8 @@ fn classify(api_version: &str, kind: &str) -> Option<Kind> {
 /// A document read into its raw type: where both readers meet.
 enum RawDoc {
     V2(V2Raw),
+    MetalLb(ObjectMeta, MlRaw),
+    Namespace(ObjectMeta),
     Policy(PolicyKind, PeeringPolicySpec),
     Pool(PoolKind, PoolRaw),
     Node(NodeRaw),
@@ -100,6 +126,52 @@ enum V2Raw {
     PeerConfig(PeerConfigSpec),
     Advertisement(BTreeMap<String, String>, AdvertisementSpec),
     NodeOverride(NodeOverrideSpec),
+}
+
+/// A MetalLB document's spec.
+enum MlRaw {
+    Pool(AddressPoolSpec),
+    Peer(bool, Box<BgpPeerSpec>),
+    Advertisement(BgpAdvertisementSpec),
+    Community(CommunitySpec),
+    BfdProfile(BfdProfileSpec),
+}
+
+/// A document whose spec is read by the careful reader only (MetalLB's kinds, Namespaces).
+#[derive(Deserialize)]
+struct MetaDoc<T> {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: T,
+}
+
+/// A Namespace: only its metadata matters (its `spec` and `status` are not read).
+#[derive(Deserialize)]
+struct NamespaceDoc {
+    #[serde(default)]
+    metadata: ObjectMeta,
+}
+
+impl MlKind {
+    fn raw(self, v: serde_yaml::Value, name: &str, e: &mut Vec<ConfigError>) -> Option<RawDoc> {
+        fn doc<T: DeserializeOwned + Default>(
+            v: serde_yaml::Value,
+            name: &str,
+            e: &mut Vec<ConfigError>,
+        ) -> Option<(ObjectMeta, T)> {
+            typed::<MetaDoc<T>>(v, name, e).map(|d| (d.metadata, d.spec))
+        }
+        let (meta, raw) = match self {
+            MlKind::Pool => doc(v, name, e).map(|(m, s)| (m, MlRaw::Pool(s)))?,
+            MlKind::Peer { v1beta1 } => doc(v, name, e).map(|(m, s)| (m, MlRaw::Peer(v1beta1, Box::new(s))))?,
+            MlKind::Advertisement => doc(v, name, e).map(|(m, s)| (m, MlRaw::Advertisement(s)))?,
+            MlKind::Community => doc(v, name, e).map(|(m, s)| (m, MlRaw::Community(s)))?,
+            MlKind::BfdProfile => doc(v, name, e).map(|(m, s)| (m, MlRaw::BfdProfile(s)))?,
+            MlKind::L2Advertisement => return None,
+        };
+        Some(RawDoc::MetalLb(meta, raw))
+    }
 }
 
 /// A Cilium BGP v2 document; apiVersion and kind were read already.
@@ -170,6 +242,35 @@ impl<'s> Loader<'s> {
         let w = &mut self.loaded.world;
         let mut d = Diag { doc: name, errors: &mut self.errors };
         match raw {
+            RawDoc::Namespace(meta) => {
+                w.namespaces.push(Arc::new(super::Namespace { name: name.to_string(), labels: meta.labels }))
+            }
+            RawDoc::MetalLb(meta, raw) => {
+                let ns = meta.namespace.clone();
+                let ml = &mut w.metallb;
+                let warnings = &mut self.loaded.warnings;
+                match raw {
+                    MlRaw::Pool(spec) => {
+                        w.pools.extend(metallb::pool_from_raw(&meta, name, &spec, &mut d).map(Arc::new))
+                    }
+                    MlRaw::Peer(v1beta1, spec) => ml.peers.extend(
+                        metallb::Peer::from_raw(name, &spec, v1beta1, &mut d, warnings)
+                            .map(|p| Arc::new(metallb::Peer { namespace: ns, ..p })),
+                    ),
+                    MlRaw::Advertisement(spec) => ml.advertisements.extend(
+                        metallb::Advertisement::from_raw(name, &spec, &mut d)
+                            .map(|a| Arc::new(metallb::Advertisement { namespace: ns, ..a })),
+                    ),
+                    MlRaw::Community(spec) => ml.communities.extend(
+                        Communities::from_raw(name, &spec, &mut d)
+                            .map(|c| Arc::new(Communities { namespace: ns, ..c })),
+                    ),
+                    MlRaw::BfdProfile(spec) => ml.bfd_profiles.extend(
+                        metallb::BfdProfile::from_raw(name, &spec, &mut d, warnings)
+                            .map(|b| Arc::new(metallb::BfdProfile { namespace: ns, ..b })),
+                    ),
+                }
+            }
             RawDoc::V2(raw) => {
                 let v2 = &mut w.bgp_v2;
                 match raw {
@@ -253,6 +354,15 @@ impl<'s> Loader<'s> {
         let e = &mut self.errors;
         let raw = match k {
             Kind::V2(vk) => vk.raw(v, &name, e).map(RawDoc::V2),
+            Kind::MetalLb(MlKind::L2Advertisement) => {
+                self.loaded.warnings.push(format!(
+                    "L2Advertisement {name}: layer 2 (ARP/NDP) announcement is not done by kbgp, which announces over \
+                     BGP only; ignored (a BGPAdvertisement announces the pool's addresses)"
+                ));
+                None
+            }
+            Kind::MetalLb(mk) => mk.raw(v, &name, e),
+            Kind::Namespace => typed::<NamespaceDoc>(v, &name, e).map(|d| RawDoc::Namespace(d.metadata)),
             Kind::Policy(pk) => typed::<PolicyRaw>(v, &name, e).map(|r| RawDoc::Policy(pk, r.spec)),
             Kind::Pool(pk) => typed(v, &name, e).map(|r| RawDoc::Pool(pk, r)),
             Kind::Node => typed(v, &name, e).map(RawDoc::Node),
@@ -342,8 +452,9 @@ impl<'s> Loader<'s> {
                 endpoints: f.endpoints.unwrap_or_default(),
             }),
             Kind::VirtualIp => RawDoc::VirtualIp(f.vip_spec.ok_or(Bail)?),
-            // Secrets are small and rare: the careful reader takes them.
-            Kind::Secret | Kind::List => return Err(Bail),
+            // Secrets, MetalLB's kinds and Namespaces are few and small: the careful reader
+            // takes them.
+            Kind::Secret | Kind::MetalLb(_) | Kind::Namespace | Kind::List => return Err(Bail),
         };
         self.accept(&name, raw);
         Ok(())
@@ -430,6 +541,14 @@ pub(super) fn load_careful(text: &str, source: &str) -> Result<Loaded, Vec<Confi
             }
         }
     }
+    l.finish()
+}
+
+/// One object (e.g. from the API server) through the careful reader: the World it makes,
+/// exactly as the same object in a file would.
+pub fn load_value(v: serde_yaml::Value, label: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let mut l = Loader::new(label);
+    l.document(label.to_string(), v);
     l.finish()
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod k8s;
 pub mod load;
 pub mod meta;
+pub mod metallb;
 pub mod node_status;
 pub mod policy;
 pub mod pool;
@@ -19,8 +20,8 @@ pub mod vip;
 mod yaml;
 
 pub use error::ConfigError;
-pub use k8s::{Endpoint, EndpointSlice, Node, Service, ServiceType};
-pub use load::{Loaded, expand, load_file, load_files, load_str};
+pub use k8s::{Endpoint, EndpointSlice, Namespace, Node, Service, ServiceType};
+pub use load::{Loaded, expand, load_file, load_files, load_str, load_value};
 pub use meta::LabelSelector;
 pub use policy::{Neighbor, PeeringPolicy, PolicyKind, VirtualRouter};
 pub use pool::LbPool;
@@ -49,6 +50,28 @@ pub struct World {
     pub vip_health: Arc<VipHealth>,
     /// Cilium's BGP v2 objects (cluster and peer configs, advertisements, node overrides).
     pub bgp_v2: cilium_v2::BgpV2,
+    /// MetalLB's BGP objects (peers, advertisements, communities, BFD profiles); its pools
+    /// are in `pools`.
+    pub metallb: metallb::MetalLb,
+    /// Secrets of the MetalLB namespace (BGPPeer `passwordSecret`).
+    pub metallb_secrets: Vec<Arc<Secret>>,
+    /// Namespaces and their labels (MetalLB's `serviceAllocation.namespaceSelectors`).
+    pub namespaces: Vec<Arc<Namespace>>,
+}
+
+/// The namespaces kbgp reads namespaced configuration from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespaces {
+    /// Secrets that Cilium's `authSecretRef` names (`--bgp-secrets-namespace`).
+    pub bgp_secrets: String,
+    /// MetalLB's objects and the Secrets its BGPPeers name (`--metallb-namespace`).
+    pub metallb: String,
+}
+
+impl Default for Namespaces {
+    fn default() -> Namespaces {
+        Namespaces { bgp_secrets: "kube-system".into(), metallb: metallb::DEFAULT_NAMESPACE.into() }
+    }
 }
 
 impl World {
@@ -66,21 +89,45 @@ impl World {
         self.policies.iter().filter(|p| p.selects(&node.labels)).cloned().collect()
     }
 
-    /// Keeps only the Secrets of the BGP secrets namespace (`authSecretRef` names a Secret
-    /// there, as in Cilium); one warning per Secret dropped.
-    pub fn keep_secrets_of(&mut self, namespace: &str) -> Vec<String> {
+    /// Keeps what kbgp reads of namespaced objects, as the API server watches would: the
+    /// Secrets of the BGP secrets namespace (Cilium's `authSecretRef`) and of the MetalLB
+    /// namespace (MetalLB's `passwordSecret`), MetalLB's objects of its namespace (or of none,
+    /// in a file). One warning per object dropped.
+    pub fn scope(&mut self, ns: &Namespaces) -> Vec<String> {
         let mut warnings = Vec::new();
-        self.secrets.retain(|s| {
-            let keep = s.namespace == namespace;
+        let (mut bgp, mut metallb) = (Vec::new(), Vec::new());
+        for s in std::mem::take(&mut self.secrets).into_iter().chain(std::mem::take(&mut self.metallb_secrets)) {
+            let is_bgp = s.namespace == ns.bgp_secrets;
+            let is_metallb = s.namespace == ns.metallb;
+            if is_metallb {
+                metallb.push(s.clone());
+            }
+            if is_bgp {
+                bgp.push(s);
+            } else if !is_metallb {
+                warnings.push(format!(
+                    "Secret {}/{} ignored: kbgp reads the Secrets of the BGP secrets namespace {} \
+                     (--bgp-secrets-namespace, for authSecretRef) and of the MetalLB namespace {} \
+                     (--metallb-namespace, for passwordSecret)",
+                    s.namespace, s.name, ns.bgp_secrets, ns.metallb
+                ));
+            }
+        }
+        (self.secrets, self.metallb_secrets) = (bgp, metallb);
+        self.pools.retain(|p| {
+            let keep = p.namespace.as_deref().is_none_or(|n| n == ns.metallb);
             if !keep {
                 warnings.push(format!(
-                    "Secret {}/{} ignored: authSecretRef reads Secrets of the BGP secrets namespace {namespace} \
-                     (--bgp-secrets-namespace)",
-                    s.namespace, s.name
+                    "IPAddressPool {}/{} ignored: MetalLB's objects are read from the MetalLB namespace {} \
+                     (--metallb-namespace), as MetalLB reads them",
+                    p.namespace.as_deref().unwrap_or_default(),
+                    p.name,
+                    ns.metallb
                 ));
             }
             keep
         });
+        warnings.extend(self.metallb.keep_namespace(&ns.metallb));
         warnings
     }
 
@@ -100,7 +147,10 @@ impl World {
         add(&mut self.endpoint_slices, other.endpoint_slices);
         add(&mut self.secrets, other.secrets);
         add(&mut self.virtual_ips, other.virtual_ips);
+        add(&mut self.metallb_secrets, other.metallb_secrets);
+        add(&mut self.namespaces, other.namespaces);
         self.bgp_v2.extend(other.bgp_v2);
+        self.metallb.extend(other.metallb);
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).
@@ -120,12 +170,15 @@ impl World {
         dups(self.services.iter().map(|s| s.key()), "Service", &mut v);
         dups(self.endpoint_slices.iter().map(|s| s.key()), "EndpointSlice", &mut v);
         dups(self.virtual_ips.iter().map(|s| s.name.clone()), "VirtualIP", &mut v);
+        dups(self.namespaces.iter().map(|n| n.name.clone()), "Namespace", &mut v);
         self.bgp_v2.duplicates(&mut v);
+        self.metallb.duplicates(&mut v);
         v
     }
 
     /// Problems that involve several documents, for `kbgp check`: a Node selected by more than
-    /// one peering policy (Cilium allows one policy per node).
+    /// one peering policy (Cilium allows one policy per node), Cilium v2 or MetalLB objects
+    /// that do not combine on a node, a MetalLB advertisement aggregating above its pool.
     pub fn cross_check(&self) -> Vec<ConfigError> {
         let mut v = Vec::new();
         for n in &self.nodes {
@@ -147,6 +200,15 @@ impl World {
                 v.push(ConfigError::new(&n.name, "", c.0));
             }
         }
+        let aggregation = metallb::aggregation_errors(self);
+        if aggregation.is_empty() {
+            for n in &self.nodes {
+                if let Err(c) = metallb::resolve(n, self) {
+                    v.push(ConfigError::new(&n.name, "", c.0));
+                }
+            }
+        }
+        v.extend(aggregation);
         v
     }
 }

@@ -256,6 +256,8 @@ pub enum PolicyKind {
     Kbgp,
     /// Combined for one node from Cilium's v2 objects; named after the cluster config.
     CiliumV2,
+    /// Combined for one node from MetalLB's BGPPeers; named after the MetalLB namespace.
+    MetalLb,
 }
 
 impl PolicyKind {
@@ -264,6 +266,7 @@ impl PolicyKind {
             PolicyKind::Cilium => "CiliumBGPPeeringPolicy",
             PolicyKind::Kbgp => "BGPPeeringPolicy",
             PolicyKind::CiliumV2 => "CiliumBGPClusterConfig",
+            PolicyKind::MetalLb => "BGPPeer",
         }
     }
 }
@@ -371,6 +374,8 @@ pub enum ServiceMatch {
 pub struct PoolFilter {
     pub names: Vec<String>,
     pub selectors: Vec<LabelSelector>,
+    /// Neither names nor selectors given: every MetalLB pool.
+    pub all: bool,
 }
 
 /// Addresses of the Services an export picks.
@@ -451,12 +456,26 @@ pub struct Neighbor {
     pub over_max_received: OverLimit,
     /// GTSM (RFC 5082): TTL 255 out, at least 255 in.
     pub ttl_security: bool,
-    /// TCP MD5 (RFC 2385): the Secret holding the password.
-    pub auth_secret: Option<String>,
+    /// TCP MD5 (RFC 2385): where the password is.
+    pub auth: Option<AuthRef>,
     /// BFD (RFC 5880).
     pub bfd: Option<Bfd>,
     /// Index of what it is sent in its virtual router's [`VirtualRouter::exports`].
     pub exports: usize,
+    /// The local address of the session (MetalLB `sourceAddress`, Cilium
+    /// `CiliumBGPNodeConfigOverride` `localAddress`); `None`: the kernel chooses.
+    pub local_address: Option<IpAddr>,
+}
+
+/// Where a session's TCP MD5 password comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AuthRef {
+    /// Key `password` of this Secret in the BGP secrets namespace (Cilium's `authSecretRef`).
+    Secret(String),
+    /// Key `password` of this Secret in the MetalLB namespace (MetalLB's `passwordSecret`).
+    MetalLbSecret(String),
+    /// Given in the configuration (MetalLB's `password`).
+    Password(crate::config::secret::SecretValue),
 }
 
 /// What a neighbor's session does past `maxReceivedRoutes` (RFC 4486).
@@ -667,12 +686,12 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         }),
         None => None,
     };
-    let auth_secret = match n.auth_secret_ref.as_deref() {
+    let auth = match n.auth_secret_ref.as_deref() {
         Some("") => {
             d.err(format!("{path}.authSecretRef"), "must name a Secret");
             None
         }
-        other => other.map(str::to_owned),
+        other => other.map(|s| AuthRef::Secret(s.to_owned())),
     };
     let families = match &n.families {
         None => vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
@@ -774,13 +793,14 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         max_received_routes: max_received_routes?,
         over_max_received: over_max_received?,
         ttl_security,
-        auth_secret,
+        auth,
         bfd,
         exports: 0,
+        local_address: None,
     })
 }
 
-fn parse_bfd(d: &mut Diag, path: &str, b: &BfdSpec, multihop_ttl: Option<i64>) -> Option<Bfd> {
+pub(crate) fn parse_bfd(d: &mut Diag, path: &str, b: &BfdSpec, multihop_ttl: Option<i64>) -> Option<Bfd> {
     let before = d.errors.len();
     let ms = |d: &mut Diag, field: &str, v: Option<i64>| {
         v.map_or(Some(300), |v| d.range(&format!("{path}.{field}"), v, 10, 60000))

@@ -116,6 +116,8 @@ pub enum PoolKind {
     #[default]
     Cilium,
     Kbgp,
+    /// `metallb.io/v1beta1 IPAddressPool`.
+    MetalLb,
 }
 
 impl PoolKind {
@@ -123,6 +125,7 @@ impl PoolKind {
         match self {
             PoolKind::Cilium => "CiliumLoadBalancerIPPool",
             PoolKind::Kbgp => "LoadBalancerIPPool",
+            PoolKind::MetalLb => "IPAddressPool",
         }
     }
 }
@@ -131,6 +134,8 @@ impl PoolKind {
 pub struct LbPool {
     pub kind: PoolKind,
     pub name: String,
+    /// MetalLB's pools are namespaced; Cilium's and kbgp's are not (`None`).
+    pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
     pub blocks: Vec<Block>,
@@ -140,6 +145,26 @@ pub struct LbPool {
     /// Whether the first and last address of a `cidr` block may be handed out (Cilium ≥ 1.16
     /// default: yes; `allowFirstLastIPs: "No"` reserves them).
     pub allow_first_last_ips: bool,
+    /// Whether LB IPAM picks addresses from it for Services that do not ask for one
+    /// (MetalLB's `autoAssign`; always for Cilium's and kbgp's pools).
+    pub auto_assign: bool,
+    /// Never hand out an IPv4 address ending in .0 or .255 (MetalLB's `avoidBuggyIPs`).
+    pub avoid_buggy_ips: bool,
+    /// MetalLB's `serviceAllocation`: which Services may use the pool, and its priority.
+    pub allocation: Option<ServiceAllocation>,
+}
+
+/// MetalLB's `serviceAllocation` of a pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceAllocation {
+    /// Lower first; 0 (unset) after every positive priority.
+    pub priority: u32,
+    /// With `namespace_selectors`: the namespaces whose Services may use the pool (none
+    /// listed: any namespace).
+    pub namespaces: Vec<String>,
+    pub namespace_selectors: Vec<LabelSelector>,
+    /// Any of them must match the Service's labels (none: any Service).
+    pub service_selectors: Vec<LabelSelector>,
 }
 
 impl LbPool {
@@ -208,12 +233,16 @@ impl LbPool {
         LbPool {
             kind,
             name: name.to_string(),
+            namespace: None,
             labels: r.metadata.labels.clone(),
             creation_timestamp: r.metadata.creation_timestamp.clone(),
             blocks,
             service_selector: r.spec.service_selector.clone(),
             disabled: r.spec.disabled,
             allow_first_last_ips,
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: None,
         }
     }
 

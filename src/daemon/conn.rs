@@ -139,6 +139,9 @@ pub struct SocketOpts {
     pub ttl: Option<u8>,
     pub min_ttl: Option<u8>,
     pub md5: Option<crate::config::secret::SecretValue>,
+    /// Bind outgoing connections to this address (MetalLB `sourceAddress`, Cilium
+    /// `localAddress`).
+    pub local_address: Option<IpAddr>,
 }
 
 impl SocketOpts {
@@ -147,7 +150,7 @@ impl SocketOpts {
             crate::session::config::Auth::Md5(k) => Some(k.clone()),
             _ => None,
         };
-        SocketOpts { ttl: s.ttl, min_ttl: s.min_ttl, md5 }
+        SocketOpts { ttl: s.ttl, min_ttl: s.min_ttl, md5, local_address: s.local_address }
     }
 }
 
@@ -164,6 +167,11 @@ pub async fn connect(peer: SocketAddr, o: &SocketOpts) -> io::Result<TcpStream> 
     }
     if let Some(k) = &o.md5 {
         set_md5(s.as_fd(), peer.is_ipv6(), peer.ip(), Some(k.bytes()))?;
+    }
+    if let Some(a) = o.local_address {
+        s.bind(&SocketAddr::new(a, 0).into()).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind to the local address {a} (is it on this node?): {e}"))
+        })?;
     }
     s.set_tcp_nodelay(true)?;
     s.set_nonblocking(true)?;

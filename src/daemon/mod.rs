@@ -30,7 +30,7 @@ pub mod node_status;
 pub mod peer;
 pub mod restart_state;
 
-use crate::config::World;
+use crate::config::{Namespaces, World};
 use crate::ipam;
 use crate::metrics::Metrics;
 use crate::plan::{self, Plan};
@@ -58,8 +58,9 @@ pub struct RunOptions {
     pub watch_interval: Duration,
     /// Kubernetes mode: how long watch events are gathered before a new World is planned.
     pub coalesce_window: Duration,
-    /// Where `authSecretRef` Secrets live.
-    pub bgp_secrets_namespace: String,
+    /// Where namespaced configuration is read from (`--bgp-secrets-namespace`,
+    /// `--metallb-namespace`).
+    pub namespaces: Namespaces,
     /// Kubernetes mode: take part in the LB IPAM controller's election.
     pub lb_ipam: Option<ipam::controller::Options>,
     /// Where the admin API listens; `None`: nowhere.
@@ -113,13 +114,13 @@ pub struct FileWorld {
 
 /// Loads and assigns LB IPs the way the cluster's IPAM controller would. Every problem is
 /// one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
-pub fn load(source: &mut FileSource, node: Option<&str>, secrets_namespace: &str) -> Result<FileWorld, String> {
+pub fn load(source: &mut FileSource, node: Option<&str>, namespaces: &Namespaces) -> Result<FileWorld, String> {
     let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
     let node = resolve_node(node, &loaded.world)?;
+    let mut warnings = loaded.warnings;
+    warnings.extend(loaded.world.scope(namespaces));
     let alloc = ipam::allocate(&loaded.world);
     ipam::apply(&mut loaded.world, &alloc);
-    let mut warnings = loaded.warnings;
-    warnings.extend(loaded.world.keep_secrets_of(secrets_namespace));
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
     Ok(FileWorld { node, world: Arc::new(loaded.world), alloc, warnings })
 }
@@ -490,8 +491,7 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let started = Instant::now();
-    let FileWorld { node, world, alloc, warnings } =
-        load(&mut source, opts.node.as_deref(), &opts.bgp_secrets_namespace)?;
+    let FileWorld { node, world, alloc, warnings } = load(&mut source, opts.node.as_deref(), &opts.namespaces)?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -541,7 +541,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             }
         };
         let seen = Instant::now();
-        let planned = load(&mut source, Some(&node), &opts.bgp_secrets_namespace).and_then(|f| {
+        let planned = load(&mut source, Some(&node), &opts.namespaces).and_then(|f| {
             for w in &f.warnings {
                 warn!("{w}");
             }
@@ -589,7 +589,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     let mut worlds = crate::source::kube::start(
         client.clone(),
         node.clone(),
-        opts.bgp_secrets_namespace.clone(),
+        opts.namespaces.clone(),
         opts.coalesce_window,
         metrics.clone(),
     );

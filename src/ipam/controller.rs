@@ -272,6 +272,8 @@ impl Writer {
                 continue;
             }
             let (group, version, k, plural) = match kind {
+                // MetalLB's status (assigned/available per family) is not written yet.
+                PoolKind::MetalLb => continue,
                 PoolKind::Kbgp => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
                 PoolKind::Cilium => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
             };
@@ -281,7 +283,7 @@ impl Writer {
             );
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
             let patch = match kind {
-                PoolKind::Kbgp => json!({"status": st}),
+                PoolKind::Kbgp | PoolKind::MetalLb => json!({"status": st}),
                 PoolKind::Cilium => {
                     let now = Timestamp::now().to_string();
                     let (c, r, m) = match &st.conflict {

@@ -19,6 +19,12 @@
 //!   namespaces allowed by `lbipam.cilium.io/sharing-cross-namespace`).
 //! - Overlapping pools: the newer (by `creationTimestamp`, then name) is conflicting and hands
 //!   out nothing. Every conflict is reported, never silently resolved.
+//! - MetalLB's `IPAddressPool` and annotations: `metallb.io/loadBalancerIPs` asks for
+//!   addresses, `metallb.io/address-pool` for a pool (even one with `autoAssign: false`),
+//!   `metallb.io/allow-shared-ip` is a sharing key (across namespaces, as in MetalLB); the
+//!   `metallb.universe.tf/` prefix too. `serviceAllocation` limits a pool to namespaces and
+//!   Services and orders it by `priority` (lower first, unset last) before every pool without
+//!   one; `autoAssign: false` pools serve only requests; `avoidBuggyIPs` skips .0 and .255.
 //! - Order: Services by `creationTimestamp`, then namespace/name. In a file, Services without
 //!   timestamps that are added later can shift unpinned addresses: pin what must not move.
 
@@ -26,7 +32,7 @@ pub mod controller;
 mod range;
 
 use crate::config::pool::LbPool;
-use crate::config::{Service, World};
+use crate::config::{Namespace, Service, World};
 use range::{Num, bounds, capacity, lowest_free, num, overlaps};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -34,9 +40,24 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Annotations that request addresses, in the order they are looked up.
-pub const IPS_ANNOTATIONS: &[&str] = &["kbgp.io/ips", "lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips"];
-pub const SHARING_KEY_ANNOTATIONS: &[&str] =
-    &["kbgp.io/sharing-key", "lbipam.cilium.io/sharing-key", "io.cilium/lb-ipam-sharing-key"];
+pub const IPS_ANNOTATIONS: &[&str] = &[
+    "kbgp.io/ips",
+    "lbipam.cilium.io/ips",
+    "io.cilium/lb-ipam-ips",
+    "metallb.io/loadBalancerIPs",
+    "metallb.universe.tf/loadBalancerIPs",
+];
+pub const SHARING_KEY_ANNOTATIONS: &[&str] = &[
+    "kbgp.io/sharing-key",
+    "lbipam.cilium.io/sharing-key",
+    "io.cilium/lb-ipam-sharing-key",
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
+/// MetalLB's sharing keys, which hold across namespaces.
+const METALLB_SHARING: &[&str] = &["metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"];
+/// MetalLB's request for a pool by name.
+pub const POOL_ANNOTATIONS: &[&str] = &["metallb.io/address-pool", "metallb.universe.tf/address-pool"];
 pub const SHARING_NAMESPACES_ANNOTATIONS: &[&str] = &[
     "kbgp.io/sharing-cross-namespace",
     "lbipam.cilium.io/sharing-cross-namespace",
@@ -97,6 +118,7 @@ fn sharing_key(s: &Service) -> Option<&str> {
 
 fn allows_namespace(s: &Service, ns: &str) -> bool {
     s.namespace == ns
+        || first_annotation(s, METALLB_SHARING).is_some()
         || first_annotation(s, SHARING_NAMESPACES_ANNOTATIONS)
             .is_some_and(|v| v.split(',').map(str::trim).any(|x| x == "*" || x == ns))
 }
@@ -139,8 +161,31 @@ fn families(s: &Service) -> Vec<bool> {
     }
 }
 
-fn selects(p: &LbPool, s: &Service) -> bool {
-    p.service_selector.as_ref().is_none_or(|sel| sel.matches(&s.selector_labels()))
+/// Whether pool `p` may give addresses to `s`: its `serviceSelector` (Cilium, kbgp) or its
+/// `serviceAllocation` (MetalLB: the namespace among those listed or selected, and a
+/// Service selector matching).
+fn selects(p: &LbPool, s: &Service, namespaces: &[Arc<Namespace>]) -> bool {
+    let labels = s.selector_labels();
+    if !p.service_selector.as_ref().is_none_or(|sel| sel.matches(&labels)) {
+        return false;
+    }
+    let Some(a) = &p.allocation else { return true };
+    let ns_ok = (a.namespaces.is_empty() && a.namespace_selectors.is_empty())
+        || a.namespaces.contains(&s.namespace)
+        || namespaces
+            .iter()
+            .find(|n| n.name == s.namespace)
+            .is_some_and(|n| a.namespace_selectors.iter().any(|sel| sel.matches(&n.labels)));
+    ns_ok && (a.service_selectors.is_empty() || a.service_selectors.iter().any(|sel| sel.matches(&labels)))
+}
+
+/// The order pools are tried in for a Service that asks for none: MetalLB's pools with a
+/// `serviceAllocation` by priority (lower first, unset last), then every other by name.
+fn priority(p: &LbPool) -> (bool, u32) {
+    match &p.allocation {
+        Some(a) => (false, if a.priority == 0 { u32::MAX } else { a.priority }),
+        None => (true, 0),
+    }
 }
 
 fn age_key(ts: &Option<String>, name: &str) -> (bool, String, String) {
@@ -410,6 +455,7 @@ pub fn allocate(world: &World) -> Allocation {
         // A Service that asks for addresses gets those or none: a typo must not turn into
         // some other address.
         let asked = !requested.is_empty() || annotation.is_some();
+        let wanted_pool = first_annotation(s, POOL_ANNOTATIONS).map(str::trim).filter(|p| !p.is_empty());
         if let Some(list) = annotation {
             for item in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
                 match item.parse::<IpAddr>() {
@@ -429,11 +475,24 @@ pub fn allocate(world: &World) -> Allocation {
                     Some(p) if p.disabled => {
                         st.problem(s.key(), format!("requested {ip} is in pool {}, which is disabled", p.name))
                     }
-                    Some(p) if !selects(p, s) => st.problem(
+                    Some(p) if !selects(p, s, &world.namespaces) => st.problem(
                         s.key(),
                         format!(
-                            "requested {ip} is in pool {}, whose serviceSelector does not select this Service",
-                            p.name
+                            "requested {ip} is in pool {}, whose {} does not select this Service",
+                            p.name,
+                            if p.allocation.is_some() { "serviceAllocation" } else { "serviceSelector" }
+                        ),
+                    ),
+                    Some(p) if p.avoid_buggy_ips && range::buggy(num(ip)) => st.problem(
+                        s.key(),
+                        format!("requested {ip} ends in .0 or .255, which pool {} avoids (avoidBuggyIPs)", p.name),
+                    ),
+                    Some(p) if wanted_pool.is_some_and(|w| w != p.name) => st.problem(
+                        s.key(),
+                        format!(
+                            "requested {ip} is in pool {}, not in pool {} that its address-pool annotation names",
+                            p.name,
+                            wanted_pool.unwrap_or_default()
                         ),
                     ),
                     Some(p) => {
@@ -443,7 +502,30 @@ pub fn allocate(world: &World) -> Allocation {
             }
             continue;
         }
-        let candidates: Vec<&LbPool> = usable.iter().filter(|p| !p.disabled && selects(p, s)).copied().collect();
+        let candidates: Vec<&LbPool> = match wanted_pool {
+            // MetalLB: the pool named, even with autoAssign: false.
+            Some(w) => {
+                if !by_name.iter().any(|p| p.name == w) {
+                    st.problem(s.key(), format!("its address-pool annotation names pool {w:?}, which does not exist"));
+                    continue;
+                }
+                usable
+                    .iter()
+                    .filter(|p| p.name == w && !p.disabled && selects(p, s, &world.namespaces))
+                    .copied()
+                    .collect()
+            }
+            None => {
+                let mut c: Vec<&LbPool> = usable
+                    .iter()
+                    .filter(|p| !p.disabled && p.auto_assign && selects(p, s, &world.namespaces))
+                    .copied()
+                    .collect();
+                // Stable: pools of one priority stay in name order.
+                c.sort_by_key(|p| priority(p));
+                c
+            }
+        };
         for v6 in families(s) {
             let fam = if v6 { "IPv6" } else { "IPv4" };
             // An address already shared under this Service's key, if it is compatible.
@@ -466,7 +548,7 @@ pub fn allocate(world: &World) -> Allocation {
                 p.blocks
                     .iter()
                     .filter(|b| bounds(b).0.v6 == v6)
-                    .find_map(|b| lowest_free(b, p.allow_first_last_ips, used))
+                    .find_map(|b| lowest_free(b, p.allow_first_last_ips, p.avoid_buggy_ips, used))
                     .map(|ip| (ip, name(p)))
             });
             match found {
@@ -480,7 +562,11 @@ pub fn allocate(world: &World) -> Allocation {
     }
 
     for p in &world.pools {
-        let total: u128 = p.blocks.iter().map(|b| capacity(b, p.allow_first_last_ips)).fold(0, u128::saturating_add);
+        let total: u128 = p
+            .blocks
+            .iter()
+            .map(|b| capacity(b, p.allow_first_last_ips, p.avoid_buggy_ips))
+            .fold(0, u128::saturating_add);
         let used = st.owners.keys().filter(|ip| p.contains(ip)).count() as u128;
         st.out.pools.push(PoolStatus {
             name: p.name.clone(),

@@ -8,6 +8,7 @@
 use super::LocalEndpoints;
 use crate::config::meta::SelectorMatch;
 use crate::config::policy::{Origin, PodCidrExport, ServiceExport, ServiceMatch, VirtualRouter};
+use crate::config::pool::PoolKind;
 use crate::config::{LbPool, Node, Service, ServiceType, VipHealth, VirtualIp};
 use crate::wire::Family;
 use ipnet::IpNet;
@@ -249,23 +250,30 @@ fn selected(e: &ServiceExport, s: &Service) -> Result<String, String> {
     }
 }
 
-/// Whether an address is in a pool the export takes (MetalLB's `ipAddressPools`).
+/// Whether an address is in a MetalLB pool the export takes (its `ipAddressPools` and
+/// `ipAddressPoolSelectors`; neither: every pool). An address of no MetalLB pool is not
+/// announced by a BGPAdvertisement, as in MetalLB.
 fn in_pools(e: &ServiceExport, ip: &IpAddr, pools: &[Arc<LbPool>]) -> Option<Result<String, String>> {
     let f = e.pools.as_ref()?;
     let o = &e.origin;
-    for p in pools.iter().filter(|p| p.contains(ip)) {
+    // MetalLB's pools never overlap (it refuses them; kbgp's LB IPAM marks the newer one
+    // conflicting), so the first that holds the address is its pool.
+    if let Some(p) = pools.iter().find(|p| p.kind == PoolKind::MetalLb && p.contains(ip)) {
+        if f.all {
+            return Some(Ok(format!("it is in IPAddressPool {}, and {o} names no pools: every pool", p.name)));
+        }
         if f.names.contains(&p.name) {
-            return Some(Ok(format!("it is in {} {}, named by {o}", p.kind.kind_name(), p.name)));
+            return Some(Ok(format!("it is in IPAddressPool {}, named by {o}", p.name)));
         }
         if let Some(i) = f.selectors.iter().position(|s| s.matches(&p.labels)) {
             return Some(Ok(format!(
-                "it is in {} {}, selected by ipAddressPoolSelectors[{i}] of {o}",
-                p.kind.kind_name(),
+                "it is in IPAddressPool {}, selected by ipAddressPoolSelectors[{i}] of {o}",
                 p.name
             )));
         }
+        return Some(Err(format!("its IPAddressPool {} is neither named nor selected by {o}", p.name)));
     }
-    Some(Err(format!("it is in no address pool that {o} names or selects")))
+    Some(Err(format!("it is in no IPAddressPool, so {o} does not announce it")))
 }
 
 /// The prefix announced for `ip`: the address, or its covering prefix (aggregation).

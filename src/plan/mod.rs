@@ -341,13 +341,26 @@ pub(crate) fn local_endpoints(world: &World, node: &str) -> HashMap<String, Loca
 
 /// The TCP MD5 password of neighbor `n` of `policy`, from its `authSecretRef`.
 fn auth(n: &Neighbor, policy: &str, world: &World) -> Auth {
+    use crate::config::policy::AuthRef;
     use crate::config::secret::PASSWORD_KEY;
-    let Some(name) = &n.auth_secret else { return Auth::None };
-    let whose = format!("policy {policy}, neighbor {}: authSecretRef {name}", n.address);
-    let Some(secret) = world.secrets.iter().find(|s| &s.name == name) else {
-        return Auth::Missing(format!(
-            "{whose}: no Secret {name} in the BGP secrets namespace (--bgp-secrets-namespace); the session stays down"
-        ));
+    let (secrets, name, whose, namespace) = match &n.auth {
+        None => return Auth::None,
+        Some(AuthRef::Password(v)) => return Auth::Md5(v.clone()),
+        Some(AuthRef::Secret(name)) => (
+            &world.secrets,
+            name,
+            format!("policy {policy}, neighbor {}: authSecretRef {name}", n.address),
+            "the BGP secrets namespace (--bgp-secrets-namespace)".to_string(),
+        ),
+        Some(AuthRef::MetalLbSecret(name)) => (
+            &world.metallb_secrets,
+            name,
+            format!("BGPPeer of neighbor {}: passwordSecret {name}", n.address),
+            format!("the MetalLB namespace {} (--metallb-namespace)", world.metallb.namespace()),
+        ),
+    };
+    let Some(secret) = secrets.iter().find(|s| &s.name == name) else {
+        return Auth::Missing(format!("{whose}: no Secret {name} in {namespace}; the session stays down"));
     };
     match secret.data.get(PASSWORD_KEY) {
         None => Auth::Missing(format!(
@@ -389,6 +402,7 @@ fn settings(n: &Neighbor, local_asn: u32, router_id: Ipv4Addr, auth: Auth) -> Pe
         // GTSM (RFC 5082 §3): send with 255, accept only 255 (a directly connected peer).
         ttl,
         min_ttl: (ebgp && n.ttl_security).then_some(255),
+        local_address: n.local_address,
         auth,
         max_received_routes: n.max_received_routes,
         over_max_received: n.over_max_received,
@@ -422,11 +436,56 @@ fn vip_notes(plan: &mut Plan, node: &Node, policy: &crate::config::PeeringPolicy
     }
 }
 
+/// A Cilium or kbgp policy and MetalLB's BGPPeers on one node: one configuration, as long as
+/// no neighbor is configured by both and a shared AS has one router id and port.
+fn merge(
+    p: &crate::config::PeeringPolicy,
+    m: crate::config::PeeringPolicy,
+) -> Result<crate::config::PeeringPolicy, crate::config::cilium_v2::Conflict> {
+    use crate::config::cilium_v2::Conflict;
+    let mut out = p.clone();
+    out.name = format!("{} + {} {}", p.name, m.kind.kind_name(), m.name);
+    for vr in m.virtual_routers {
+        let Some(mine) = out.virtual_routers.iter_mut().find(|x| x.local_asn == vr.local_asn) else {
+            out.virtual_routers.push(vr);
+            continue;
+        };
+        let asn = vr.local_asn;
+        if let Some(n) = vr.neighbors.iter().find(|n| mine.neighbors.iter().any(|o| o.address == n.address)) {
+            return Err(Conflict(format!(
+                "neighbor {} of AS{asn} is configured both by {} {} and by MetalLB's BGPPeers; a neighbor may be \
+                 configured by one API only",
+                n.address,
+                p.kind.kind_name(),
+                p.name
+            )));
+        }
+        match (mine.router_id, vr.router_id) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Conflict(format!(
+                    "AS{asn}: router id {a} from {} {} differs from {b} from MetalLB's BGPPeers",
+                    p.kind.kind_name(),
+                    p.name
+                )));
+            }
+            (None, b) => mine.router_id = b,
+            _ => {}
+        }
+        mine.local_port = mine.local_port.or(vr.local_port);
+        let offset = mine.exports.len();
+        mine.exports.extend(vr.exports);
+        mine.neighbors.extend(vr.neighbors.into_iter().map(|n| Neighbor { exports: n.exports + offset, ..n }));
+    }
+    Ok(out)
+}
+
 /// Works out `node`'s peers, their settings and export groups (the routes are the
 /// [`Planner`]'s).
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
     let mut plan = Plan { node: node.name.clone(), ..Default::default() };
+    let conflict =
+        |c: crate::config::cilium_v2::Conflict| PlanError::Conflict { node: node.name.clone(), message: c.0 };
     let mut policies = world.policies_for(node);
     if let Some(p) = policies.first() {
         // Cilium's rule: a CiliumBGPPeeringPolicy wins over the v2 objects.
@@ -441,27 +500,34 @@ pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
             ));
         }
     } else {
-        let r = crate::config::cilium_v2::resolve(node, world)
-            .map_err(|c| PlanError::Conflict { node: node.name.clone(), message: c.0 })?;
+        let r = crate::config::cilium_v2::resolve(node, world).map_err(conflict)?;
         plan.notes.extend(r.notes);
         policies.extend(r.policy.map(Arc::new));
     }
     let policy = match policies.as_slice() {
-        [] => {
-            plan.notes.push(format!("no peering policy selects node {}: nothing to announce", node.name));
-            for v in world.virtual_ips_for(node) {
-                plan.notes
-                    .push(format!("VirtualIP {}: not announced, no peering policy selects node {}", v.name, node.name));
-            }
-            return Ok(plan);
-        }
-        [p] => p.clone(),
+        [] => None,
+        [p] => Some(p.clone()),
         many => {
             return Err(PlanError::MultiplePolicies {
                 node: node.name.clone(),
                 policies: many.iter().map(|p| p.name.clone()).collect(),
             });
         }
+    };
+    let m = crate::config::metallb::resolve(node, world).map_err(conflict)?;
+    plan.notes.extend(m.notes);
+    let policy = match (policy, m.policy) {
+        (p, None) => p,
+        (None, Some(m)) => Some(Arc::new(m)),
+        (Some(p), Some(m)) => Some(Arc::new(merge(&p, m).map_err(conflict)?)),
+    };
+    let Some(policy) = policy else {
+        plan.notes.push(format!("no peering policy selects node {}: nothing to announce", node.name));
+        for v in world.virtual_ips_for(node) {
+            plan.notes
+                .push(format!("VirtualIP {}: not announced, no peering policy selects node {}", v.name, node.name));
+        }
+        return Ok(plan);
     };
     let overrides = parse_overrides(node)?;
     for vr in &policy.virtual_routers {

@@ -87,6 +87,8 @@ pub struct PeerSettings {
     pub ttl: Option<u8>,
     /// GTSM (RFC 5082): the lowest TTL (hop limit) accepted from the peer.
     pub min_ttl: Option<u8>,
+    /// The local address outgoing connections are bound to (`None`: the kernel's choice).
+    pub local_address: Option<IpAddr>,
     pub max_received_routes: usize,
     /// TCP MD5 (RFC 2385).
     pub auth: Auth,

@@ -79,6 +79,7 @@ fn open_sent(now: Instant) -> (Peer, ConnId) {
         port: 179,
         ttl: None,
         min_ttl: None,
+        local_address: None,
         auth: Default::default(),
         max_received_routes: 1000,
         over_max_received: Default::default(),

@@ -15,7 +15,6 @@
 //! - Kinds whose CRD is not installed (Cilium's, or kbgp's) count as empty and are looked for
 //!   again every 30 s.
 
-use crate::config::cilium_v2;
 use crate::config::error::Diag;
 use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
@@ -23,9 +22,12 @@ use crate::config::pool::{PoolKind, PoolRaw};
 use crate::config::secret::{Secret, SecretValue};
 use crate::config::vip::VirtualIPSpec;
 use crate::config::{EndpointSlice, LbPool, Node, PeeringPolicy, Service, VirtualIp, World};
+use crate::config::{Namespace, Namespaces, cilium_v2, metallb};
 use crate::metrics::Metrics;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node as K8sNode, Secret as K8sSecret, Service as K8sService};
+use k8s_openapi::api::core::v1::{
+    Namespace as K8sNamespace, Node as K8sNode, Secret as K8sSecret, Service as K8sService,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice as K8sEndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -55,9 +57,20 @@ pub enum Kind {
     CiliumPeerConfig,
     CiliumAdvertisement,
     CiliumNodeOverride,
+    MetalLbPool,
+    MetalLbPeer,
+    MetalLbAdvertisement,
+    MetalLbCommunity,
+    MetalLbBfdProfile,
+    /// Watched only to say, for each, that kbgp does not do layer 2.
+    MetalLbL2Advertisement,
+    /// The Secrets of the MetalLB namespace (BGPPeer `passwordSecret`).
+    MetalLbSecret,
+    /// Namespaces' labels (IPAddressPool `serviceAllocation.namespaceSelectors`).
+    Namespace,
 }
 
-pub const KINDS: [Kind; 13] = [
+pub const KINDS: [Kind; 21] = [
     Kind::Node,
     Kind::Service,
     Kind::EndpointSlice,
@@ -71,6 +84,24 @@ pub const KINDS: [Kind; 13] = [
     Kind::CiliumPeerConfig,
     Kind::CiliumAdvertisement,
     Kind::CiliumNodeOverride,
+    Kind::MetalLbPool,
+    Kind::MetalLbPeer,
+    Kind::MetalLbAdvertisement,
+    Kind::MetalLbCommunity,
+    Kind::MetalLbBfdProfile,
+    Kind::MetalLbL2Advertisement,
+    Kind::MetalLbSecret,
+    Kind::Namespace,
+];
+
+/// MetalLB's kinds: namespaced, read from the MetalLB namespace only.
+pub const METALLB_KINDS: [Kind; 6] = [
+    Kind::MetalLbPool,
+    Kind::MetalLbPeer,
+    Kind::MetalLbAdvertisement,
+    Kind::MetalLbCommunity,
+    Kind::MetalLbBfdProfile,
+    Kind::MetalLbL2Advertisement,
 ];
 
 impl Kind {
@@ -89,7 +120,21 @@ impl Kind {
             Kind::CiliumPeerConfig => "ciliumbgppeerconfigs.cilium.io",
             Kind::CiliumAdvertisement => "ciliumbgpadvertisements.cilium.io",
             Kind::CiliumNodeOverride => "ciliumbgpnodeconfigoverrides.cilium.io",
+            Kind::MetalLbPool => "ipaddresspools.metallb.io",
+            Kind::MetalLbPeer => "bgppeers.metallb.io",
+            Kind::MetalLbAdvertisement => "bgpadvertisements.metallb.io",
+            Kind::MetalLbCommunity => "communities.metallb.io",
+            Kind::MetalLbBfdProfile => "bfdprofiles.metallb.io",
+            Kind::MetalLbL2Advertisement => "l2advertisements.metallb.io",
+            Kind::MetalLbSecret => "secrets (MetalLB namespace)",
+            Kind::Namespace => "namespaces",
         }
+    }
+
+    /// Kinds that kbgp may not be allowed to read (Secrets, MetalLB's namespace, Namespaces):
+    /// a 403 counts them as none, with a warning, so the rest of the World is planned.
+    pub fn optional(self) -> bool {
+        matches!(self, Kind::Secret | Kind::MetalLbSecret | Kind::Namespace) || METALLB_KINDS.contains(&self)
     }
 
     /// The custom resources a CRD kind may be served as, the preferred version first: Cilium
@@ -100,6 +145,18 @@ impl Kind {
             Kind::CiliumPeerConfig => ("CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
             Kind::CiliumAdvertisement => ("CiliumBGPAdvertisement", "ciliumbgpadvertisements"),
             Kind::CiliumNodeOverride => ("CiliumBGPNodeConfigOverride", "ciliumbgpnodeconfigoverrides"),
+            // MetalLB stores BGPPeer as v1beta2 and serves v1beta1 too (deprecated).
+            Kind::MetalLbPeer => {
+                return ["v1beta2", "v1beta1"]
+                    .iter()
+                    .map(|v| {
+                        ApiResource::from_gvk_with_plural(
+                            &GroupVersionKind::gvk("metallb.io", v, "BGPPeer"),
+                            "bgppeers",
+                        )
+                    })
+                    .collect();
+            }
             _ => return self.api_resource().into_iter().collect(),
         };
         ["v2", "v2alpha1"]
@@ -116,6 +173,11 @@ impl Kind {
             Kind::KbgpPool => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
             Kind::CiliumPool => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
             Kind::VirtualIp => ("kbgp.io", "v1alpha1", "VirtualIP", "virtualips"),
+            Kind::MetalLbPool => ("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools"),
+            Kind::MetalLbAdvertisement => ("metallb.io", "v1beta1", "BGPAdvertisement", "bgpadvertisements"),
+            Kind::MetalLbCommunity => ("metallb.io", "v1beta1", "Community", "communities"),
+            Kind::MetalLbBfdProfile => ("metallb.io", "v1beta1", "BFDProfile", "bfdprofiles"),
+            Kind::MetalLbL2Advertisement => ("metallb.io", "v1beta1", "L2Advertisement", "l2advertisements"),
             _ => return None,
         };
         Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), p))
@@ -136,6 +198,13 @@ pub enum Obj {
     PeerConfig(Arc<cilium_v2::PeerConfig>),
     Advertisement(Arc<cilium_v2::Advertisement>),
     NodeOverride(Arc<cilium_v2::NodeOverride>),
+    MetalLbPeer(Arc<metallb::Peer>),
+    MetalLbAdvertisement(Arc<metallb::Advertisement>),
+    MetalLbCommunities(Arc<metallb::Communities>),
+    MetalLbBfdProfile(Arc<metallb::BfdProfile>),
+    Namespace(Arc<Namespace>),
+    /// An object kbgp reads only to say it does not honour it (L2Advertisement).
+    Unsupported,
 }
 
 /// What a watcher reports.
@@ -161,6 +230,8 @@ pub struct Store {
     synced: HashMap<Kind, bool>,
     /// Validation problems not yet logged, oldest first; the source drains them.
     pub problems: Vec<String>,
+    /// The namespace MetalLB's objects are read from (empty: MetalLB's default).
+    pub metallb_namespace: String,
 }
 
 impl Store {
@@ -235,12 +306,19 @@ impl Store {
                     (_, Obj::EndpointSlice(s)) => w.endpoint_slices.push(s.clone()),
                     (_, Obj::Policy(p)) => w.policies.push(p.clone()),
                     (_, Obj::Pool(p)) => w.pools.push(p.clone()),
-                    (_, Obj::Secret(x)) => w.secrets.push(x.clone()),
                     (_, Obj::VirtualIp(v)) => w.virtual_ips.push(v.clone()),
                     (_, Obj::ClusterConfig(c)) => w.bgp_v2.cluster_configs.push(c.clone()),
                     (_, Obj::PeerConfig(c)) => w.bgp_v2.peer_configs.push(c.clone()),
                     (_, Obj::Advertisement(a)) => w.bgp_v2.advertisements.push(a.clone()),
                     (_, Obj::NodeOverride(o)) => w.bgp_v2.overrides.push(o.clone()),
+                    (Kind::MetalLbSecret, Obj::Secret(x)) => w.metallb_secrets.push(x.clone()),
+                    (_, Obj::Secret(x)) => w.secrets.push(x.clone()),
+                    (_, Obj::MetalLbPeer(x)) => w.metallb.peers.push(x.clone()),
+                    (_, Obj::MetalLbAdvertisement(x)) => w.metallb.advertisements.push(x.clone()),
+                    (_, Obj::MetalLbCommunities(x)) => w.metallb.communities.push(x.clone()),
+                    (_, Obj::MetalLbBfdProfile(x)) => w.metallb.bfd_profiles.push(x.clone()),
+                    (_, Obj::Namespace(x)) => w.namespaces.push(x.clone()),
+                    (_, Obj::Unsupported) => {}
                 }
             }
         }
@@ -253,6 +331,13 @@ impl Store {
         v2.peer_configs.sort_by(|a, b| a.name.cmp(&b.name));
         v2.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
         v2.overrides.sort_by(|a, b| a.name.cmp(&b.name));
+        let ml = &mut w.metallb;
+        ml.namespace = self.metallb_namespace.clone();
+        ml.peers.sort_by(|a, b| a.name.cmp(&b.name));
+        ml.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
+        ml.communities.sort_by(|a, b| a.name.cmp(&b.name));
+        ml.bfd_profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        w.namespaces.sort_by(|a, b| a.name.cmp(&b.name));
         w
     }
 }
@@ -281,7 +366,14 @@ fn diag_result<T>(name: &str, f: impl FnOnce(&mut Diag) -> T) -> (T, Vec<String>
 
 /// Annotation prefixes kbgp reads (LB IPAM requests and sharing; virtual-router overrides);
 /// others, such as kubectl's last-applied-configuration, are not kept.
-const KEPT_ANNOTATIONS: &[&str] = &["kbgp.io/", "lbipam.cilium.io/", "io.cilium/", "cilium.io/bgp-virtual-router."];
+const KEPT_ANNOTATIONS: &[&str] = &[
+    "kbgp.io/",
+    "lbipam.cilium.io/",
+    "io.cilium/",
+    "cilium.io/bgp-virtual-router.",
+    "metallb.io/",
+    "metallb.universe.tf/",
+];
 
 fn keep_annotations(a: &mut std::collections::BTreeMap<String, String>) {
     a.retain(|k, _| KEPT_ANNOTATIONS.iter().any(|p| k.starts_with(p)));
@@ -421,6 +513,44 @@ pub fn convert_v2(o: &DynamicObject, kind: Kind) -> Result<Obj, String> {
     }
 }
 
+/// One of MetalLB's kinds from the API server, through the file loader (the same object in a
+/// file gives the same model). `ar` gives the apiVersion and kind when the object lacks them.
+pub fn convert_metallb(o: &DynamicObject, kind: Kind, ar: &ApiResource) -> Result<Obj, String> {
+    let mut v = serde_json::to_value(o).map_err(|e| e.to_string())?;
+    if let Some(m) = v.as_object_mut() {
+        m.entry("apiVersion").or_insert_with(|| ar.api_version.clone().into());
+        m.entry("kind").or_insert_with(|| ar.kind.clone().into());
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
+            meta.remove("managedFields");
+        }
+    }
+    let name = o.metadata.name.clone().unwrap_or_default();
+    let y: serde_yaml::Value = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let mut l = crate::config::load_value(y, &name)
+        .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+    for w in l.warnings.drain(..) {
+        warn!("{w}");
+    }
+    let w = l.world;
+    let got = match kind {
+        Kind::MetalLbPool => w.pools.into_iter().next().map(Obj::Pool),
+        Kind::MetalLbPeer => w.metallb.peers.into_iter().next().map(Obj::MetalLbPeer),
+        Kind::MetalLbAdvertisement => w.metallb.advertisements.into_iter().next().map(Obj::MetalLbAdvertisement),
+        Kind::MetalLbCommunity => w.metallb.communities.into_iter().next().map(Obj::MetalLbCommunities),
+        Kind::MetalLbBfdProfile => w.metallb.bfd_profiles.into_iter().next().map(Obj::MetalLbBfdProfile),
+        _ => Some(Obj::Unsupported),
+    };
+    got.ok_or_else(|| format!("{name}: not read as a {}", kind.name()))
+}
+
+pub fn convert_namespace(n: &K8sNamespace) -> Result<Obj, String> {
+    Ok(Obj::Namespace(Arc::new(Namespace {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        labels: n.metadata.labels.clone().unwrap_or_default(),
+    })))
+}
+
 // ---- the watchers ----
 
 async fn watch_kind<K>(
@@ -468,11 +598,12 @@ async fn watch_kind<K>(
                 // Secrets kbgp may not read (an install without the Role): counted as none, so
                 // the rest of the World is planned; sessions with authSecretRef stay down and
                 // say that their Secret is missing.
-                if kind == Kind::Secret && !failing && forbidden(&e) {
+                if kind.optional() && !failing && forbidden(&e) {
                     warn!(
                         kind = kind.name(),
-                        "cannot read Secrets (forbidden: is the Role for the BGP secrets namespace installed?); \
-                         sessions with authSecretRef stay down: {e}"
+                        "cannot read {} (forbidden: is its Role installed? see deploy/kubernetes/rbac.yaml); counted \
+                         as none: {e}",
+                        kind.name()
                     );
                     failing = true;
                     if tx.send(Update::Absent(kind)).await.is_err() {
@@ -506,8 +637,14 @@ fn forbidden(e: &watcher::Error) -> bool {
     api.code == 403
 }
 
-/// Waits until a CRD kind is served, reporting it absent meanwhile.
-async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) -> Option<ApiResource> {
+/// Waits until a CRD kind is served, reporting it absent meanwhile. `namespace`: look in that
+/// namespace only (MetalLB's kinds, which kbgp may read there only).
+async fn wait_for_crd(
+    kind: Kind,
+    client: &Client,
+    namespace: Option<&str>,
+    tx: &mpsc::Sender<Update>,
+) -> Option<ApiResource> {
     let ars = kind.api_resources();
     if ars.is_empty() {
         return None;
@@ -516,10 +653,22 @@ async fn wait_for_crd(kind: Kind, client: &Client, tx: &mpsc::Sender<Update>) ->
     loop {
         let mut absent = 0;
         for ar in &ars {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+            let api: Api<DynamicObject> = match namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+                None => Api::all_with(client.clone(), ar),
+            };
             match api.list(&ListParams::default().limit(1)).await {
                 Ok(_) => return Some(ar.clone()),
                 Err(kube::Error::Api(s)) if s.code == 404 => absent += 1,
+                Err(kube::Error::Api(s)) if s.code == 403 && kind.optional() => {
+                    if !reported {
+                        warn!(
+                            kind = kind.name(),
+                            "cannot list it (forbidden: is its Role installed?); counted as none"
+                        );
+                    }
+                    absent += 1;
+                }
                 Err(e) => debug!(kind = kind.name(), "cannot tell whether it is installed yet: {e}"),
             }
         }
@@ -580,7 +729,7 @@ impl std::ops::Deref for Snapshot {
 pub fn start(
     client: Client,
     node: String,
-    secrets_namespace: String,
+    namespaces: Namespaces,
     debounce: Duration,
     metrics: Arc<Metrics>,
 ) -> watch::Receiver<Option<Snapshot>> {
@@ -602,11 +751,29 @@ pub fn start(
         let api = Api::<K8sEndpointSlice>::all(c);
         watch_kind(Kind::EndpointSlice, api, watcher::Config::default(), convert, t, m).await
     });
+    for (kind, ns) in
+        [(Kind::Secret, namespaces.bgp_secrets.clone()), (Kind::MetalLbSecret, namespaces.metallb.clone())]
+    {
+        let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let api = Api::<K8sSecret>::namespaced(c, &ns);
+            watch_kind(kind, api, watcher::Config::default(), convert_secret, t, m).await
+        });
+    }
     let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
     tokio::spawn(async move {
-        let api = Api::<K8sSecret>::namespaced(c, &secrets_namespace);
-        watch_kind(Kind::Secret, api, watcher::Config::default(), convert_secret, t, m).await
+        let api = Api::<K8sNamespace>::all(c);
+        watch_kind(Kind::Namespace, api, watcher::Config::default(), convert_namespace, t, m).await
     });
+    for kind in METALLB_KINDS {
+        let (c, t, m, ns) = (client.clone(), tx.clone(), metrics.clone(), namespaces.metallb.clone());
+        tokio::spawn(async move {
+            let Some(ar) = wait_for_crd(kind, &c, Some(&ns), &t).await else { return };
+            let api: Api<DynamicObject> = Api::namespaced_with(c, &ns, &ar);
+            let convert = move |o: &DynamicObject| convert_metallb(o, kind, &ar);
+            watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
+        });
+    }
     for kind in [
         Kind::KbgpPolicy,
         Kind::CiliumPolicy,
@@ -620,7 +787,7 @@ pub fn start(
     ] {
         let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
         tokio::spawn(async move {
-            let Some(ar) = wait_for_crd(kind, &c, &t).await else { return };
+            let Some(ar) = wait_for_crd(kind, &c, None, &t).await else { return };
             let api: Api<DynamicObject> = Api::all_with(c, &ar);
             let convert = move |o: &DynamicObject| match kind {
                 Kind::KbgpPolicy => convert_policy(o, PolicyKind::Kbgp),
@@ -639,7 +806,7 @@ pub fn start(
     drop(tx);
 
     tokio::spawn(async move {
-        let mut store = Store::default();
+        let mut store = Store { metallb_namespace: namespaces.metallb.clone(), ..Store::default() };
         let mut pending = Debounce::new(debounce);
         // Problems already logged: an object rewritten invalid every second is logged once
         // (the set is bounded; when full it starts over).

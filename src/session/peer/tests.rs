@@ -23,6 +23,7 @@ fn settings(local: &str, peer: &str, passive: bool) -> PeerSettings {
         port: 179,
         ttl: None,
         min_ttl: None,
+        local_address: None,
         auth: Default::default(),
         max_received_routes: 100_000,
         over_max_received: Default::default(),
