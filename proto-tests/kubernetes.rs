@@ -572,11 +572,15 @@ fn a_virtual_ip_from_the_api_server_follows_its_health_check() {
 const V2_CLUSTER: &str = "apis/cilium.io/v2/ciliumbgpclusterconfigs";
 const V2_PEERS: &str = "apis/cilium.io/v2/ciliumbgppeerconfigs";
 const V2_ADVERTS: &str = "apis/cilium.io/v2/ciliumbgpadvertisements";
+const ML_POOLS: &str = "apis/metallb.io/v1beta1/ipaddresspools";
+const ML_PEERS: &str = "apis/metallb.io/v1beta2/bgppeers";
+const ML_ADVERTS: &str = "apis/metallb.io/v1beta1/bgpadvertisements";
+const ML_COMMUNITIES: &str = "apis/metallb.io/v1beta1/communities";
 
 /// Cilium's v2 objects from the API server give FRR the same routes and attributes as the
 /// v1 policy with path attributes; an advertisement's labels and a Service's follow.
 #[test]
-fn cilium_v2_objects_from_the_api_server_give_the_v1_routes() {
+fn cilium_v2_and_metallb_objects_from_the_api_server_give_the_v1_routes() {
     let s = setup("k8s-v2");
     s.server.apply(SERVICES, &service("nginx-service", "20.0.0.100", "true", ""));
     wait_routes(s.peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.100/32"]), Duration::from_secs(60));
@@ -648,6 +652,47 @@ fn cilium_v2_objects_from_the_api_server_give_the_v1_routes() {
         r#"{apiVersion: cilium.io/v2, kind: CiliumBGPAdvertisement, metadata: {name: bgp, labels: {advertise: other}},
            spec: {advertisements: [{advertisementType: PodCIDR}]}}"#,
     );
+    wait_routes(s.peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
+    assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), up);
+
+    // The same intent in MetalLB's API (which has no pod CIDRs): the Service route comes back
+    // with the same attributes. The community is given through a Community alias.
+    let lb_route: Vec<_> = want.iter().filter(|r| r.0.to_string() == "20.0.0.100/32").cloned().collect();
+    assert_eq!(lb_route.len(), 1, "{want:?}");
+    s.server.apply(
+        ML_POOLS,
+        "{apiVersion: metallb.io/v1beta1, kind: IPAddressPool, metadata: {name: lb-pool, namespace: metallb-system},
+          spec: {addresses: [20.0.0.100-20.0.0.200]}}",
+    );
+    s.server.apply(
+        ML_COMMUNITIES,
+        r#"{apiVersion: metallb.io/v1beta1, kind: Community, metadata: {name: c, namespace: metallb-system},
+           spec: {communities: [{name: rack-routes, value: "65000:100"}]}}"#,
+    );
+    s.server.apply(
+        ML_ADVERTS,
+        r#"{apiVersion: metallb.io/v1beta1, kind: BGPAdvertisement, metadata: {name: rack0, namespace: metallb-system},
+           spec: {ipAddressPools: [lb-pool], serviceSelectors: [{matchLabels: {advertise-bgp: "true"}}],
+                  communities: [rack-routes], localPref: 200}}"#,
+    );
+    s.server.delete(V2_CLUSTER, None, "rack0");
+    s.server.delete(CILIUM_POOLS, None, "lb-pool");
+    s.server.apply(
+        ML_PEERS,
+        &format!(
+            r#"{{apiVersion: metallb.io/v1beta2, kind: BGPPeer, metadata: {{name: rr, namespace: metallb-system}},
+               spec: {{myASN: 65005, peerASN: 65005, peerAddress: "{}", connectTime: 5s,
+                      nodeSelectors: [{{matchLabels: {{rack: rack0}}}}]}}}}"#,
+            s._lab.peer_v4
+        ),
+    );
+    wait_for("the MetalLB route at FRR, as the v1 one", Duration::from_secs(60), || {
+        let got = attrs(&s.peer.routes()?);
+        if got == lb_route { Ok(()) } else { Err(format!("{got:?} != {lb_route:?}")) }
+    });
+    // The Service loses its label: withdrawn; the session stays.
+    let up = s.kbgp.metric("kbgp_session_transitions_total", &[]);
+    s.server.apply(SERVICES, &service("nginx-service", "20.0.0.100", "false", ""));
     wait_routes(s.peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
     assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), up);
 }

@@ -30,14 +30,19 @@ struct SeedLab {
 
 impl SeedLab {
     fn up() -> SeedLab {
+        SeedLab::up_as("seedtest")
+    }
+
+    /// The lab under its own name (labs of different names run side by side).
+    fn up_as(name: &str) -> SeedLab {
         common::require("/usr/lib/frr/bgpd");
         common::require("busybox");
         common::require("curl");
-        let dir = std::env::temp_dir().join(format!("kbgp-seedlab-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("kbgp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         common::copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/containerlab/seed-bgp")), &dir);
         let file = dir.join("seed-bgp.clab.yml");
-        let text = std::fs::read_to_string(&file).unwrap().replace("name: seed-bgp", "name: seedtest");
+        let text = std::fs::read_to_string(&file).unwrap().replace("name: seed-bgp", &format!("name: {name}"));
         std::fs::write(&file, text).unwrap();
         let lab = SeedLab { state: dir.join("state"), dir, file };
         let out = lab.lab(&["up", "--kbgp", KBGP_BIN]);
@@ -238,4 +243,120 @@ fn seed_lab_end_to_end() {
     for client in ["client", "client2"] {
         assert_eq!(lab.curl20(client), 20, "{client} with rack0-node1 stopped: answers out of 20");
     }
+}
+
+/// What the FRR routers hold for `prefix`: per path, the next hop, communities, LOCAL_PREF and
+/// AS path, sorted (timestamps and the best-path reasons left out).
+fn bgp_paths(lab: &SeedLab, router: &str, prefix: &str) -> Vec<(String, String, Option<u64>, String)> {
+    let j = lab.vtysh(router, &[&format!("show bgp ipv4 unicast {prefix} json")]);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap_or_default();
+    let mut out: Vec<_> = v["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p.pointer("/nexthops/0/ip").and_then(|x| x.as_str()).unwrap_or_default().to_string(),
+                p.pointer("/community/string").and_then(|x| x.as_str()).unwrap_or_default().to_string(),
+                p["locPrf"].as_u64().or(p["localpref"].as_u64()),
+                p.pointer("/aspath/string").and_then(|x| x.as_str()).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+type View = Vec<(String, String, Vec<(String, String, Option<u64>, String)>)>;
+
+/// Every leaf's and spine's paths for each of `prefixes`.
+fn view(lab: &SeedLab, prefixes: &[&str]) -> View {
+    let mut v = Vec::new();
+    for router in ["leaf01", "leaf02", "spine01", "spine02"] {
+        for p in prefixes {
+            v.push((router.to_string(), p.to_string(), bgp_paths(lab, router, p)));
+        }
+    }
+    v
+}
+
+/// Replaces the manifests that describe the BGP intent with `files` and reloads every node.
+fn switch_to(lab: &SeedLab, files: &[(&str, String)]) {
+    let dir = lab.dir.join("manifests");
+    for old in ["bgp-peering-policies.yaml", "lb-ip-pool.yaml", "cilium-v2.yaml", "metallb.yaml"] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    lab.hup_all();
+}
+
+const POD_CIDRS: [&str; 4] = ["10.1.0.0/24", "10.1.3.0/24", "10.1.1.0/24", "10.1.2.0/24"];
+
+#[test]
+fn the_same_intent_in_cilium_v1_v2_and_metallb_gives_identical_routes() {
+    let lab = SeedLab::up_as("seedapis");
+    let manifests = lab.dir.join("manifests");
+    let read = |f: &str| std::fs::read_to_string(manifests.join(f)).unwrap();
+    let pool = read("lb-ip-pool.yaml");
+    // Cilium v1: the seed's policies, each neighbor with a community and LOCAL_PREF on the
+    // pool's routes.
+    let attrs = "      advertisedPathAttributes:\n      - selectorType: CiliumLoadBalancerIPPool\n        \
+                 communities: {standard: [\"65000:100\"]}\n        localPreference: 200\n";
+    let v1 = read("bgp-peering-policies.yaml")
+        .replace("      peerASN: 65005 # BGP Peer 的ASN\n", &format!("      peerASN: 65005 # BGP Peer 的ASN\n{attrs}"));
+    let v1 =
+        v1.replace("      peerASN: 65010 # BGP Peer 的ASN", &format!("      peerASN: 65010 # BGP Peer 的ASN\n{attrs}"));
+    assert_eq!(v1.matches("advertisedPathAttributes").count(), 2, "{v1}");
+    switch_to(&lab, &[("bgp-peering-policies.yaml", v1), ("lb-ip-pool.yaml", pool.clone())]);
+    let mut all: Vec<&str> = vec!["20.0.0.100/32"];
+    all.extend(POD_CIDRS);
+    let mut want = View::new();
+    wait_for("the v1 routes with their community at every router", Duration::from_secs(60), || {
+        let v = view(&lab, &all);
+        let ok = v.iter().all(|(r, p, paths)| {
+            !paths.is_empty()
+                && (*p != "20.0.0.100/32" || paths.iter().all(|x| x.1 == "65000:100"))
+                && (!r.starts_with("leaf") || *p != "20.0.0.100/32" || paths.iter().any(|x| x.2 == Some(200)))
+        });
+        want = v.clone();
+        if ok { Ok(()) } else { Err(format!("{v:?}")) }
+    });
+    println!("v1, at the routers: {want:#?}");
+
+    // Cilium v2: the example's objects with the same attributes on the Service advertisement.
+    let v2 = include_str!("../examples/cilium-v2.yaml").replace(
+        "        advertise-bgp: \"true\"\n",
+        "        advertise-bgp: \"true\"\n    attributes:\n      communities: {standard: [\"65000:100\"]}\n      localPreference: 200\n",
+    );
+    assert!(v2.contains("localPreference: 200"), "{v2}");
+    switch_to(&lab, &[("cilium-v2.yaml", v2), ("lb-ip-pool.yaml", pool)]);
+    wait_for("the v2 routes, identical to the v1 ones", Duration::from_secs(90), || {
+        let v = view(&lab, &all);
+        if v == want { Ok(()) } else { Err(format!("{v:?}")) }
+    });
+
+    // MetalLB: the example's objects, the seed's addresses as an IPAddressPool, the community
+    // through a Community alias. MetalLB's API has no pod CIDRs: those routes go.
+    let ml = include_str!("../examples/metallb.yaml")
+        .replace("  - 20.0.10.0/24\n", "  - 20.0.0.100-20.0.0.200\n")
+        .replace("  serviceSelectors:\n", "  communities: [rack-routes]\n  localPref: 200\n  serviceSelectors:\n");
+    let community = "---\napiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: communities, namespace: metallb-system}\nspec:\n  communities:\n  - {name: rack-routes, value: \"65000:100\"}\n";
+    assert!(ml.contains("20.0.0.100-20.0.0.200") && ml.contains("localPref: 200"), "{ml}");
+    switch_to(&lab, &[("metallb.yaml", format!("{ml}{community}"))]);
+    let want_lb: View = want.iter().filter(|(_, p, _)| p == "20.0.0.100/32").cloned().collect();
+    wait_for("the MetalLB Service route, identical to the v1 one, and no pod CIDRs", Duration::from_secs(90), || {
+        let lb = view(&lab, &["20.0.0.100/32"]);
+        let pods = view(&lab, &POD_CIDRS);
+        if lb != want_lb {
+            return Err(format!("{lb:?} != {want_lb:?}"));
+        }
+        match pods.iter().find(|(_, _, paths)| !paths.is_empty()) {
+            Some(p) => Err(format!("pod CIDR still announced: {p:?}")),
+            None => Ok(()),
+        }
+    });
+    let why = lab.exec("rack1-node2", &["kbgp", "why", VIP]);
+    assert!(why.contains("BGPAdvertisement metallb-system/advertise-bgp"), "kbgp why:\n{why}");
 }
