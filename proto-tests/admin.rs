@@ -362,3 +362,91 @@ fn every_admin_command_against_frr() {
     let attempts = metric_value(&m, "kbgp_connect_attempts_total", &[("peer", &dead)]);
     assert!(attempts >= 3.0, "the dead peer was retried ({attempts} attempts)");
 }
+
+#[test]
+fn check_diff_previews_a_change_without_applying_it() {
+    let mut lab = Lab::new("adiff");
+    let frr = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
+    );
+    let running = yaml(&lab, false);
+    let kbgp = Kbgp::start_with(&lab, &running, &[]);
+    let up = lab.peer_v4.to_string();
+    let want: BTreeSet<ipnet::IpNet> = [POD_CIDR, "20.0.0.100/32"].iter().map(|p| p.parse().unwrap()).collect();
+    wait_for("FRR has the two routes", Duration::from_secs(60), || {
+        let got = frr.prefixes()?;
+        if got == want { Ok(()) } else { Err(format!("{got:?}")) }
+    });
+    let write = |name: &str, text: &str| {
+        let p = lab.path(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let transitions = kbgp.metric("kbgp_session_transitions_total", &[]);
+
+    // The running configuration itself: no change, exit 0.
+    let same = write("same.yaml", &running);
+    let out = kbgp.cli(&["check", "--diff", &same]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("node node1: no change"), "{}", out.stdout);
+
+    // One more Service and another label: routes added and withdrawn, sessions kept, exit 1.
+    let more = yaml(&lab, true).replace("labels: {advertise-bgp: \"true\"}}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 20.0.0.100}]}}", "labels: {advertise-bgp: \"false\"}}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 20.0.0.100}]}}");
+    assert!(more.contains("advertise-bgp: \"false\""), "{more}");
+    let more = write("more.yaml", &more);
+    let out = kbgp.cli(&["check", "--diff", &more]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("peer {up} (AS65005): session kept; 2 route changes")), "{}", out.stdout);
+    assert!(out.stdout.contains("  + 20.0.0.102/32  -"), "{}", out.stdout);
+    assert!(out.stdout.contains("  - 20.0.0.100/32"), "{}", out.stdout);
+    // -o json for a pipeline.
+    let j = kbgp.cli(&["-o", "json", "check", "--diff", &more]);
+    assert_eq!(j.code, Some(1));
+    let v: Value = serde_json::from_str(&j.stdout).unwrap_or_else(|e| panic!("{e}: {}", j.stdout));
+    let p = v["diff"]["peers"].as_array().unwrap().iter().find(|p| p["address"] == up.as_str()).unwrap().clone();
+    assert_eq!(p["added"][0]["prefix"], "20.0.0.102/32");
+    assert_eq!(p["withdrawn"][0], "20.0.0.100/32");
+    assert_eq!(p["session"]["kind"], "kept");
+
+    // Timers: the session would restart, and the preview says why.
+    let hold = write(
+        "hold.yaml",
+        &running.replace(
+            "connectRetryTimeSeconds: 5}",
+            "connectRetryTimeSeconds: 5, holdTimeSeconds: 9, keepAliveTimeSeconds: 3}",
+        ),
+    );
+    let out = kbgp.cli(&["check", "--diff", &hold]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!("peer {up} (AS65005): session reset (hold time 90 -> 9, keepalive 30 -> 3)")),
+        "{}",
+        out.stdout
+    );
+
+    // kbgp diff -f: objects over the running ones (here one new Service).
+    let svc = write(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: default, labels: {advertise-bgp: \"true\"}}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 20.0.0.102}]}}\n",
+    );
+    let out = kbgp.cli(&["diff", "-f", &svc]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("  + 20.0.0.102/32"), "{}", out.stdout);
+    assert!(!out.stdout.contains("  - "), "nothing else goes: {}", out.stdout);
+
+    // A broken file: exit 2, the error names the field; nothing is asked.
+    let bad = write(
+        "bad.yaml",
+        &running.replace("peerASN: 65005, connectRetryTimeSeconds: 5}", "peerASN: 0, connectRetryTimeSeconds: 5}"),
+    );
+    let out = kbgp.cli(&["check", "--diff", &bad]);
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("peerASN: must be 1..=4294967295, got 0"), "{}", out.stdout);
+
+    // Nothing was applied: FRR holds the same routes and no session moved.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(frr.prefixes().unwrap(), want);
+    assert_eq!(kbgp.metric("kbgp_session_transitions_total", &[]), transitions);
+}

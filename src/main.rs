@@ -165,6 +165,19 @@ enum Cmd {
         /// The namespace of MetalLB's objects, as for `kbgp run`.
         #[arg(long, default_value = kbgp::config::metallb::DEFAULT_NAMESPACE)]
         metallb_namespace: String,
+        /// Ask the running kbgp (its admin socket) what these files, as its whole
+        /// configuration, would change at its peers, without applying anything. Exit code 0:
+        /// no change, 1: changes, 2: an error.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// In a cluster: what these manifests, applied over the live objects, would change at
+    /// this node's peers, without applying anything (as `kubectl diff`). Exit code 0: no
+    /// change, 1: changes, 2: an error.
+    Diff {
+        /// Manifests (files or directories of *.yaml).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -270,6 +283,47 @@ fn check(files: &[PathBuf], node: Option<&str>, namespaces: &kbgp::config::Names
     }
 }
 
+/// `kbgp check --diff` (the files replace the configuration) and `kbgp diff -f` (they go over
+/// the live objects): validated here, planned by the running kbgp. 0: no change, 1: changes,
+/// 2: an error.
+fn preview(cli: &Cli, files: &[PathBuf], overlay: bool) -> ExitCode {
+    use kbgp::admin::api::Preview;
+    let fail = |e: String| {
+        eprintln!("kbgp: {e}");
+        ExitCode::from(2)
+    };
+    if let Err(errs) = kbgp::config::load_files(files) {
+        for e in errs {
+            println!("{e}");
+        }
+        return ExitCode::from(2);
+    }
+    let paths = match kbgp::config::expand(files) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut text = String::new();
+    for p in &paths {
+        match std::fs::read_to_string(p) {
+            Ok(t) => {
+                text.push_str("\n---\n");
+                text.push_str(&t);
+            }
+            Err(e) => return fail(format!("{}: {e}", p.display())),
+        }
+    }
+    let c = kbgp::admin::client::Client::new(&cli.admin_socket);
+    let mode = if overlay { "overlay" } else { "replace" };
+    let p: Preview = match c.call_with("POST", &format!("/v1/diff?mode={mode}"), text.into_bytes()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = show(&cli.output, &p, kbgp::admin::render::preview) {
+        return fail(e);
+    }
+    if p.diff.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
 /// Prints a document as asked: `-o json`, `-o yaml`, or the table `human` makes.
 fn show<T: serde::Serialize>(output: &str, doc: &T, human: impl FnOnce(&T) -> String) -> Result<(), String> {
     let text = match output {
@@ -320,7 +374,7 @@ fn admin(cli: &Cli) -> Result<(), String> {
             let d: api::Done = c.call("POST", &format!("/v1/peers/{peer}/refresh{q}"))?;
             show(out, &d, render::done)
         }
-        Cmd::Run { .. } | Cmd::Crds { .. } | Cmd::Check { .. } => Ok(()),
+        Cmd::Run { .. } | Cmd::Crds { .. } | Cmd::Check { .. } | Cmd::Diff { .. } => Ok(()),
     }
 }
 
@@ -328,7 +382,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let admin_socket = (cli.admin_socket.as_os_str() != "none").then(|| cli.admin_socket.clone());
     match cli.cmd {
-        Cmd::Check { files, node, bgp_secrets_namespace, metallb_namespace } => check(
+        Cmd::Check { ref files, diff: true, .. } => preview(&cli, files, false),
+        Cmd::Diff { ref files } => preview(&cli, files, true),
+        Cmd::Check { files, node, bgp_secrets_namespace, metallb_namespace, diff: false } => check(
             &files,
             node.as_deref(),
             &kbgp::config::Namespaces { bgp_secrets: bgp_secrets_namespace, metallb: metallb_namespace },

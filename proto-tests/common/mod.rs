@@ -366,6 +366,8 @@ pub struct Kbgp {
 #[derive(Debug)]
 pub struct CliOut {
     pub ok: bool,
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -451,6 +453,7 @@ impl Kbgp {
             .expect("run the kbgp CLI");
         CliOut {
             ok: out.status.success(),
+            code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }

@@ -9,6 +9,7 @@
 //! | `GET /v1/routes/advertised?peer=&family=` | `[`[`Route`]`]`: what each peer has from us |
 //! | `GET /v1/routes/received?peer=&family=` | `[`[`Route`]`]`: what each peer sent us |
 //! | `GET /v1/why?target=IP-OR-PREFIX` | [`crate::plan::why::Why`] |
+//! | `POST /v1/diff?mode=replace\|overlay` (body: YAML) | [`Preview`]: what that configuration would change |
 //! | `POST /v1/peers/ADDRESS/reset?soft=BOOL&vrouter=ASN` | [`Done`] |
 //! | `POST /v1/peers/ADDRESS/refresh?vrouter=ASN` | [`Done`] |
 //!
@@ -17,6 +18,15 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// What a configuration would change at the node's peers (`kbgp check --diff`, `kbgp diff`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub diff: crate::plan::diff::Diff,
+    /// What loading it said (ignored kinds, LB IPAM problems).
+    pub warnings: Vec<String>,
+}
 
 /// Where `kbgp run` serves the admin API unless told otherwise (`--admin-socket`,
 /// `$KBGP_ADMIN_SOCKET`).

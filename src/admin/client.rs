@@ -1,10 +1,12 @@
-//! The CLI's side of the admin API: one HTTP/1.1 request per connection over the Unix socket,
-//! blocking, with a timeout. Every failure is one line that says what to do.
+//! The CLI's side of the admin API: one HTTP/1.1 request per connection over the Unix socket
+//! (hyper's client on a small runtime of its own), with a timeout. Every failure is one line
+//! that says what to do.
 
 use super::api::ApiError;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,59 +17,18 @@ pub struct Client {
     pub socket: PathBuf,
 }
 
-/// Percent-encodes a query value (addresses and prefixes stay readable).
-pub fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// `?k=v&...` from the pairs that have a value, each value encoded; empty if none has one.
+/// `?k=v&...` from the pairs that have a value, each value form-encoded; empty if none has
+/// one.
 pub fn query(pairs: &[(&str, Option<String>)]) -> String {
-    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
-    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
-}
-
-/// Splits an HTTP/1.1 response into status and body (chunked or not).
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the answer has no HTTP header")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or("the answer has no HTTP status line")?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or("a chunk size line is cut off")?;
-        let size_text = String::from_utf8_lossy(&rest[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok((status, out));
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+            any = true;
         }
-        if rest.len() < size {
-            return Err("a chunk is cut off".into());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or(&[]);
     }
+    if any { format!("?{}", q.finish()) } else { String::new() }
 }
 
 impl Client {
@@ -75,9 +36,9 @@ impl Client {
         Client { socket: socket.to_path_buf() }
     }
 
-    fn connect(&self) -> Result<UnixStream, String> {
+    fn connect_error(&self, e: std::io::Error) -> String {
         let p = self.socket.display();
-        UnixStream::connect(&self.socket).map_err(|e| match e.kind() {
+        match e.kind() {
             std::io::ErrorKind::NotFound => format!(
                 "{p} does not exist: is `kbgp run` running on this node? (or pass --admin-socket / set \
                  KBGP_ADMIN_SOCKET to where it listens)"
@@ -89,24 +50,45 @@ impl Client {
                 format!("{p}: permission denied: run as root or as a member of the socket's group")
             }
             _ => format!("{p}: {e}"),
-        })
+        }
+    }
+
+    /// One request; its status and body.
+    async fn send(&self, method: &str, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), String> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| self.connect_error(e))?;
+        let p = self.socket.display();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{p}: {e}"))?;
+        let driver = tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "kbgp")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("cannot make the request: {e}"))?;
+        let resp = sender.send_request(req).await.map_err(|e| format!("{p}: sending the request: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| format!("{p}: reading the answer: {e}"))?.to_bytes();
+        drop(sender);
+        let _ = driver.await;
+        Ok((status, body))
     }
 
     /// Sends one request; a 2xx answer is decoded as `T`, anything else becomes its error line.
     pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T, String> {
-        let mut s = self.connect()?;
-        let _ = s.set_read_timeout(Some(TIMEOUT));
-        let _ = s.set_write_timeout(Some(TIMEOUT));
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: kbgp\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).map_err(|e| format!("{}: sending the request: {e}", self.socket.display()))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                format!("kbgp did not answer within {} s", TIMEOUT.as_secs())
-            }
-            _ => format!("{}: reading the answer: {e}", self.socket.display()),
-        })?;
-        let (status, body) = parse_response(&raw)?;
+        self.call_with(method, path, Vec::new())
+    }
+
+    /// [`call`](Self::call) with a request body.
+    pub fn call_with<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the client's runtime: {e}"))?;
+        let (status, body) = rt
+            .block_on(async { tokio::time::timeout(TIMEOUT, self.send(method, path, body)).await })
+            .map_err(|_| format!("kbgp did not answer within {} s", TIMEOUT.as_secs()))??;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ApiError>(&body) {
                 Ok(ApiError { error, hint: Some(h) }) => format!("{error} ({h})"),
@@ -125,16 +107,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_plain_and_chunked() {
-        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]").unwrap();
-        assert_eq!((s, b.as_slice()), (200, &b"[]"[..]));
-        let raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let (s, b) = parse_response(raw).unwrap();
-        assert_eq!((s, b.as_slice()), (404, &b"abcde"[..]));
-        assert!(parse_response(b"garbage").is_err());
-    }
-
-    #[test]
     fn a_missing_socket_says_what_to_do() {
         let c = Client::new(Path::new("/nonexistent/kbgp.sock"));
         let e = c.call::<serde_json::Value>("GET", "/v1/status").unwrap_err();
@@ -143,9 +115,13 @@ mod tests {
 
     #[test]
     fn query_values_are_encoded() {
-        assert_eq!(encode("2001:db8::/64"), "2001:db8::/64");
-        assert_eq!(encode("a b&c"), "a%20b%26c");
-        assert_eq!(query(&[("target", Some("a b".into())), ("vrouter", None)]), "?target=a%20b");
+        assert_eq!(query(&[("target", Some("2001:db8::/64".into()))]), "?target=2001%3Adb8%3A%3A%2F64");
+        assert_eq!(query(&[("target", Some("a b&c".into())), ("vrouter", None)]), "?target=a+b%26c");
+        assert_eq!(query(&[("a", Some("1".into())), ("b", Some("2".into()))]), "?a=1&b=2");
         assert_eq!(query(&[("vrouter", None)]), "");
+        // What the daemon decodes.
+        let back: Vec<(String, String)> =
+            form_urlencoded::parse(b"target=2001%3Adb8%3A%3A%2F64&x=a+b%26c").into_owned().collect();
+        assert_eq!(back, [("target".into(), "2001:db8::/64".into()), ("x".into(), "a b&c".into())]);
     }
 }

@@ -308,6 +308,46 @@ pub fn done(d: &Done) -> String {
     format!("{} (vrouter AS{}): {}\n", d.peer, d.vrouter, d.message)
 }
 
+/// A preview: per peer what would change, or that nothing would.
+pub fn preview(p: &crate::admin::api::Preview) -> String {
+    use crate::plan::diff::SessionChange;
+    let d = &p.diff;
+    let mut out = String::new();
+    for w in &p.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if d.policy_before != d.policy_after {
+        let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "(none)".into());
+        out.push_str(&format!("node {}: policy {} -> {}\n", d.node, name(&d.policy_before), name(&d.policy_after)));
+    }
+    if d.peers.is_empty() {
+        out.push_str(&format!("node {}: no change to any peer's session or routes\n", d.node));
+    }
+    for x in &d.peers {
+        let session = match &x.session {
+            SessionChange::Kept => "session kept".to_string(),
+            SessionChange::New => "new session".to_string(),
+            SessionChange::Removed => "session closed, its routes withdrawn".to_string(),
+            SessionChange::Reset { because } => format!("session reset ({})", because.join(", ")),
+        };
+        let n = x.added.len() + x.withdrawn.len() + x.changed.len();
+        out.push_str(&format!("peer {} (AS{}): {session}; {n} route changes\n", x.address, x.vrouter));
+        for r in &x.added {
+            out.push_str(&format!("  + {}  {}\n", r.prefix, r.attributes));
+        }
+        for r in &x.withdrawn {
+            out.push_str(&format!("  - {r}\n"));
+        }
+        for c in &x.changed {
+            out.push_str(&format!("  ~ {}  {} -> {}\n", c.prefix, c.before, c.after));
+        }
+    }
+    for n in &d.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

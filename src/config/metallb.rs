@@ -354,36 +354,39 @@ impl MetalLb {
     pub fn keep_namespace(&mut self, namespace: &str) -> Vec<String> {
         self.namespace = namespace.to_string();
         let mut warnings = Vec::new();
-        fn keep<T>(
+        /// Keeps the objects of `ns`; one without a namespace (from a file) is put in it.
+        fn keep<T: Clone>(
             v: &mut Vec<Arc<T>>,
             kind: &str,
             ns: &str,
-            of: impl Fn(&T) -> (&str, Option<&str>),
+            of: impl Fn(&mut T) -> (&str, &mut Option<String>),
             w: &mut Vec<String>,
         ) {
-            v.retain(|x| {
-                let (name, n) = of(x);
-                let ok = n.is_none_or(|n| n == ns);
-                if !ok {
-                    w.push(format!(
-                        "{kind} {}/{name} ignored: MetalLB's objects are read from the MetalLB namespace {ns} \
-                         (--metallb-namespace), as MetalLB reads them",
-                        n.unwrap_or_default()
-                    ));
+            v.retain_mut(|x| {
+                let mut probe = (**x).clone();
+                let (name, n) = of(&mut probe);
+                match n.as_deref() {
+                    Some(n) if n == ns => true,
+                    None => {
+                        *n = Some(ns.to_string());
+                        *x = Arc::new(probe);
+                        true
+                    }
+                    Some(other) => {
+                        w.push(format!(
+                            "{kind} {other}/{name} ignored: MetalLB's objects are read from the MetalLB namespace \
+                             {ns} (--metallb-namespace), as MetalLB reads them"
+                        ));
+                        false
+                    }
                 }
-                ok
             });
         }
-        keep(&mut self.peers, "BGPPeer", namespace, |x| (&x.name, x.namespace.as_deref()), &mut warnings);
-        keep(
-            &mut self.advertisements,
-            "BGPAdvertisement",
-            namespace,
-            |x| (&x.name, x.namespace.as_deref()),
-            &mut warnings,
-        );
-        keep(&mut self.communities, "Community", namespace, |x| (&x.name, x.namespace.as_deref()), &mut warnings);
-        keep(&mut self.bfd_profiles, "BFDProfile", namespace, |x| (&x.name, x.namespace.as_deref()), &mut warnings);
+        let w = &mut warnings;
+        keep(&mut self.peers, "BGPPeer", namespace, |x| (&x.name, &mut x.namespace), w);
+        keep(&mut self.advertisements, "BGPAdvertisement", namespace, |x| (&x.name, &mut x.namespace), w);
+        keep(&mut self.communities, "Community", namespace, |x| (&x.name, &mut x.namespace), w);
+        keep(&mut self.bfd_profiles, "BFDProfile", namespace, |x| (&x.name, &mut x.namespace), w);
         warnings
     }
 

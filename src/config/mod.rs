@@ -114,6 +114,9 @@ impl World {
             }
         }
         (self.secrets, self.metallb_secrets) = (bgp, metallb);
+        for p in self.pools.iter_mut().filter(|p| p.kind == pool::PoolKind::MetalLb && p.namespace.is_none()) {
+            Arc::make_mut(p).namespace = Some(ns.metallb.clone());
+        }
         self.pools.retain(|p| {
             let keep = p.namespace.as_deref().is_none_or(|n| n == ns.metallb);
             if !keep {
@@ -151,6 +154,43 @@ impl World {
         add(&mut self.namespaces, other.namespaces);
         self.bgp_v2.extend(other.bgp_v2);
         self.metallb.extend(other.metallb);
+    }
+
+    /// The objects of `other` put over this World, as `kubectl apply` would: one of the same
+    /// kind and name (namespace and name, where namespaced) is replaced, others are added.
+    /// What the daemon sets itself (VirtualIP health) is kept.
+    pub fn overlay(&mut self, other: World) {
+        fn put<T>(to: &mut Vec<Arc<T>>, more: Vec<Arc<T>>, key: impl Fn(&T) -> String) {
+            for x in more {
+                let k = key(&x);
+                match to.iter_mut().find(|y| key(y) == k) {
+                    Some(y) => *y = x,
+                    None => to.push(x),
+                }
+            }
+        }
+        fn ns(n: &Option<String>, name: &str) -> String {
+            format!("{}/{name}", n.as_deref().unwrap_or_default())
+        }
+        put(&mut self.policies, other.policies, |p| format!("{:?}/{}", p.kind, p.name));
+        put(&mut self.pools, other.pools, |p| format!("{:?}/{}", p.kind, ns(&p.namespace, &p.name)));
+        put(&mut self.nodes, other.nodes, |n| n.name.clone());
+        put(&mut self.services, other.services, |s| s.key());
+        put(&mut self.endpoint_slices, other.endpoint_slices, |s| s.key());
+        put(&mut self.secrets, other.secrets, |s| format!("{}/{}", s.namespace, s.name));
+        put(&mut self.metallb_secrets, other.metallb_secrets, |s| format!("{}/{}", s.namespace, s.name));
+        put(&mut self.virtual_ips, other.virtual_ips, |v| v.name.clone());
+        put(&mut self.namespaces, other.namespaces, |n| n.name.clone());
+        let (v2, o2) = (&mut self.bgp_v2, other.bgp_v2);
+        put(&mut v2.cluster_configs, o2.cluster_configs, |c| c.name.clone());
+        put(&mut v2.peer_configs, o2.peer_configs, |c| c.name.clone());
+        put(&mut v2.advertisements, o2.advertisements, |c| c.name.clone());
+        put(&mut v2.overrides, o2.overrides, |c| c.name.clone());
+        let (m, om) = (&mut self.metallb, other.metallb);
+        put(&mut m.peers, om.peers, |c| ns(&c.namespace, &c.name));
+        put(&mut m.advertisements, om.advertisements, |c| ns(&c.namespace, &c.name));
+        put(&mut m.communities, om.communities, |c| ns(&c.namespace, &c.name));
+        put(&mut m.bfd_profiles, om.bfd_profiles, |c| ns(&c.namespace, &c.name));
     }
 
     /// Objects of one kind with the same name (Services: namespace and name).

@@ -47,12 +47,14 @@ pub struct View {
     pub peers: Vec<(PeerKey, mpsc::Sender<Cmd>)>,
     /// The VirtualIPs' health checks, as of their last result.
     pub health: Vec<crate::plan::why::HealthView>,
+    /// Where namespaced configuration is read from (for previews of other configurations).
+    pub namespaces: crate::config::Namespaces,
 }
 
 pub type SharedView = Arc<RwLock<View>>;
 
 impl View {
-    pub fn new(node: String, source: String) -> SharedView {
+    pub fn new(node: String, source: String, namespaces: crate::config::Namespaces) -> SharedView {
         Arc::new(RwLock::new(View {
             node,
             source,
@@ -62,6 +64,7 @@ impl View {
             config_error: None,
             peers: Vec::new(),
             health: Vec::new(),
+            namespaces,
         }))
     }
 }
@@ -87,41 +90,8 @@ impl Failure {
 
 type Answer = Result<Reply, Failure>;
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(kv), String::new()),
-        })
-        .collect()
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
 }
 
 fn parse_bool(q: &HashMap<String, String>, k: &str) -> Result<bool, Failure> {
@@ -360,6 +330,53 @@ async fn explain(view: &SharedView, q: &HashMap<String, String>) -> Answer {
     Ok(json(StatusCode::OK, &w))
 }
 
+/// The largest configuration a preview takes (a million Services fit in far less).
+const MAX_PREVIEW: usize = 256 << 20;
+
+/// `POST /v1/diff`: what the configuration in the body would change at this node's peers.
+/// `mode=replace` (default): it is the whole configuration, as the files of `kbgp run`;
+/// `mode=overlay`: its objects go over the running World (a cluster's live objects).
+async fn preview(view: &SharedView, body: hyper::body::Incoming, q: &HashMap<String, String>) -> Answer {
+    use http_body_util::BodyExt;
+    let overlay = match q.get("mode").map(String::as_str) {
+        None | Some("replace") => false,
+        Some("overlay") => true,
+        Some(o) => return Err(Failure::bad(format!("mode={o}: replace or overlay"))),
+    };
+    let bytes = http_body_util::Limited::new(body, MAX_PREVIEW)
+        .collect()
+        .await
+        .map_err(|e| Failure::bad(format!("cannot read the configuration: {e}")))?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| Failure::bad("the configuration is not UTF-8 text"))?;
+    let loaded = crate::config::load_str(text, "the configuration").map_err(|errs| {
+        Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+            Some("`kbgp check FILE...` lists every problem".into()),
+        )
+    })?;
+    let (node, old, namespaces) = {
+        let v = view.read().map_err(|_| internal())?;
+        (v.node.clone(), v.world.clone(), v.namespaces.clone())
+    };
+    let mut warnings = loaded.warnings;
+    let mut new = loaded.world;
+    warnings.extend(new.scope(&namespaces));
+    if overlay {
+        let mut w = (*old).clone();
+        w.overlay(new);
+        new = w;
+    }
+    new.vip_health = old.vip_health.clone();
+    let alloc = crate::ipam::allocate(&new);
+    crate::ipam::apply(&mut new, &alloc);
+    warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
+    let diff = crate::plan::diff::diff(&node, &old, &new)
+        .map_err(|e| Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("the configuration cannot run: {e}"), None))?;
+    Ok(json(StatusCode::OK, &api::Preview { diff, warnings }))
+}
+
 async fn act(view: &SharedView, method: &Method, address: &str, action: &str, q: &HashMap<String, String>) -> Answer {
     if method != Method::POST {
         return Err(Failure(StatusCode::METHOD_NOT_ALLOWED, format!("{action} needs POST"), None));
@@ -411,6 +428,7 @@ async fn handle(req: Request<hyper::body::Incoming>, view: SharedView, metrics: 
             ("routes", routes(&view, *which == "received", &q).await)
         }
         ["v1", "why"] if get => ("why", explain(&view, &q).await),
+        ["v1", "diff"] if req.method() == Method::POST => ("diff", preview(&view, req.into_body(), &q).await),
         ["v1", "peers", address, action @ ("reset" | "refresh")] => {
             (action, act(&view, req.method(), address, action, &q).await)
         }
@@ -419,7 +437,7 @@ async fn handle(req: Request<hyper::body::Incoming>, view: SharedView, metrics: 
             Err(Failure(
                 StatusCode::NOT_FOUND,
                 format!("{} {path}: no such endpoint of the admin API v1", req.method()),
-                Some("GET /v1/status, /v1/peers, /v1/routes/advertised, /v1/routes/received, /v1/why?target=; POST /v1/peers/ADDRESS/reset, /v1/peers/ADDRESS/refresh".into()),
+                Some("GET /v1/status, /v1/peers, /v1/routes/advertised, /v1/routes/received, /v1/why?target=; POST /v1/diff?mode=replace|overlay, /v1/peers/ADDRESS/reset, /v1/peers/ADDRESS/refresh".into()),
             )),
         ),
     };
@@ -495,12 +513,6 @@ pub fn serve(path: &Path, view: SharedView, metrics: Arc<Metrics>) -> Result<Adm
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_strings_decode() {
-        assert_eq!(percent_decode("2001%3Adb8%3A%3A1%2F128"), "2001:db8::1/128");
-        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
-    }
 
     #[test]
     fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {

@@ -498,7 +498,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
     // Nothing starts on a plan error.
     plan::plan(&node, &world).map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
-    let view = admin::View::new(node.clone(), format!("files: {}", source.describe()));
+    let view = admin::View::new(node.clone(), format!("files: {}", source.describe()), opts.namespaces.clone());
     let _admin = serve_admin(&opts, &view, &metrics)?;
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
@@ -581,7 +581,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     )?;
     let client = kube::Client::try_default().await.map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::new());
-    let view = admin::View::new(node.clone(), "kubernetes".into());
+    let view = admin::View::new(node.clone(), "kubernetes".into(), opts.namespaces.clone());
     let _admin = serve_admin(&opts, &view, &metrics)?;
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
