@@ -349,6 +349,7 @@ fn real_cluster_read_only() {
             client,
             node.clone(),
             kbgp::config::Namespaces::default(),
+            None,
             Duration::from_millis(100),
             metrics.clone(),
         );

@@ -60,6 +60,11 @@ enum Cmd {
         /// MetalLB reads them from its own namespace.
         #[arg(long, default_value = kbgp::config::metallb::DEFAULT_NAMESPACE)]
         metallb_namespace: String,
+        /// Handle (assign addresses to, and announce) only the LoadBalancer Services of this
+        /// loadBalancerClass. Default: Services without a class, and those of class
+        /// kbgp.io/bgp or io.cilium/bgp-control-plane.
+        #[arg(long)]
+        lb_class: Option<String>,
         /// On SIGTERM / SIGINT: `keep` the routes at peers with graceful restart while kbgp
         /// restarts (Cease with the N bit of RFC 8538, or no NOTIFICATION), or `withdraw`
         /// them (Hard Reset, Cease 6/9). Without graceful restart a peer always drops them.
@@ -165,6 +170,9 @@ enum Cmd {
         /// The namespace of MetalLB's objects, as for `kbgp run`.
         #[arg(long, default_value = kbgp::config::metallb::DEFAULT_NAMESPACE)]
         metallb_namespace: String,
+        /// The only loadBalancerClass handled, as for `kbgp run`.
+        #[arg(long)]
+        lb_class: Option<String>,
         /// Ask the running kbgp (its admin socket) what these files, as its whole
         /// configuration, would change at its peers, without applying anything. Exit code 0:
         /// no change, 1: changes, 2: an error.
@@ -193,7 +201,12 @@ fn init_logs(format: &str) {
     }
 }
 
-fn check(files: &[PathBuf], node: Option<&str>, namespaces: &kbgp::config::Namespaces) -> ExitCode {
+fn check(
+    files: &[PathBuf],
+    node: Option<&str>,
+    namespaces: &kbgp::config::Namespaces,
+    lb_class: Option<String>,
+) -> ExitCode {
     let mut loaded = match kbgp::config::load_files(files) {
         Ok(l) => l,
         Err(errs) => {
@@ -204,6 +217,7 @@ fn check(files: &[PathBuf], node: Option<&str>, namespaces: &kbgp::config::Names
         }
     };
     let dropped = loaded.world.scope(namespaces);
+    loaded.world.lb_class = lb_class;
     for w in loaded.warnings.iter().chain(&dropped) {
         println!("warning: {w}");
     }
@@ -384,10 +398,11 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Check { ref files, diff: true, .. } => preview(&cli, files, false),
         Cmd::Diff { ref files } => preview(&cli, files, true),
-        Cmd::Check { files, node, bgp_secrets_namespace, metallb_namespace, diff: false } => check(
+        Cmd::Check { files, node, bgp_secrets_namespace, metallb_namespace, lb_class, diff: false } => check(
             &files,
             node.as_deref(),
             &kbgp::config::Namespaces { bgp_secrets: bgp_secrets_namespace, metallb: metallb_namespace },
+            lb_class,
         ),
         Cmd::Crds { out } => {
             for (name, text) in kbgp::config::crd::crds() {
@@ -414,6 +429,7 @@ fn main() -> ExitCode {
             coalesce_window_ms,
             bgp_secrets_namespace,
             metallb_namespace,
+            lb_class,
             lb_ipam,
             lease_namespace,
             lease_name,
@@ -446,6 +462,7 @@ fn main() -> ExitCode {
                 watch_interval: Duration::from_secs(watch_interval.max(1)),
                 coalesce_window: Duration::from_millis(coalesce_window_ms),
                 namespaces: kbgp::config::Namespaces { bgp_secrets: bgp_secrets_namespace, metallb: metallb_namespace },
+                lb_class,
                 lb_ipam,
                 admin_socket,
                 node_status: kbgp::daemon::node_status::Options {

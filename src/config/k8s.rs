@@ -250,10 +250,15 @@ fn ips(d: &mut Diag, path: &str, list: &[String]) -> Vec<IpAddr> {
 pub const LB_CLASSES: &[&str] = &["kbgp.io/bgp", "io.cilium/bgp-control-plane"];
 
 impl Service {
-    /// A LoadBalancer Service whose addresses are kbgp's business (LB IPAM and announcing).
-    pub fn is_kbgp_load_balancer(&self) -> bool {
+    /// A LoadBalancer Service whose addresses are kbgp's business (LB IPAM and announcing):
+    /// with `--lb-class NAME` (`lb_class`), those of that class only; otherwise the classless
+    /// ones and those of kbgp's or Cilium's class.
+    pub fn handled_by(&self, lb_class: Option<&str>) -> bool {
         self.kind == ServiceType::LoadBalancer
-            && self.load_balancer_class.as_deref().is_none_or(|c| LB_CLASSES.contains(&c))
+            && match (self.load_balancer_class.as_deref(), lb_class) {
+                (c, Some(want)) => c == Some(want),
+                (c, None) => c.is_none_or(|c| LB_CLASSES.contains(&c)),
+            }
     }
 
     pub(crate) fn from_raw(name: &str, r: &ServiceRaw, d: &mut Diag) -> Service {

@@ -57,6 +57,9 @@ pub struct World {
     pub metallb_secrets: Vec<Arc<Secret>>,
     /// Namespaces and their labels (MetalLB's `serviceAllocation.namespaceSelectors`).
     pub namespaces: Vec<Arc<Namespace>>,
+    /// `--lb-class NAME`: kbgp handles the LoadBalancer Services of this class only (`None`:
+    /// classless ones and kbgp's or Cilium's class). Set by the daemon, not read from files.
+    pub lb_class: Option<String>,
 }
 
 /// The namespaces kbgp reads namespaced configuration from.
@@ -75,6 +78,11 @@ impl Default for Namespaces {
 }
 
 impl World {
+    /// Whether LB IPAM and the announcements handle this Service (see [`World::lb_class`]).
+    pub fn handles(&self, s: &Service) -> bool {
+        s.handled_by(self.lb_class.as_deref())
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name).map(|n| &**n)
     }

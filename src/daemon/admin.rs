@@ -369,6 +369,7 @@ async fn preview(view: &SharedView, body: hyper::body::Incoming, q: &HashMap<Str
         new = w;
     }
     new.vip_health = old.vip_health.clone();
+    new.lb_class = old.lb_class.clone();
     let alloc = crate::ipam::allocate(&new);
     crate::ipam::apply(&mut new, &alloc);
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));

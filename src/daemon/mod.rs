@@ -61,6 +61,8 @@ pub struct RunOptions {
     /// Where namespaced configuration is read from (`--bgp-secrets-namespace`,
     /// `--metallb-namespace`).
     pub namespaces: Namespaces,
+    /// `--lb-class`: the only loadBalancerClass handled (`None`: classless, kbgp's, Cilium's).
+    pub lb_class: Option<String>,
     /// Kubernetes mode: take part in the LB IPAM controller's election.
     pub lb_ipam: Option<ipam::controller::Options>,
     /// Where the admin API listens; `None`: nowhere.
@@ -114,8 +116,14 @@ pub struct FileWorld {
 
 /// Loads and assigns LB IPs the way the cluster's IPAM controller would. Every problem is
 /// one line of the error; warnings (ignored kinds, IPAM conflicts) come back.
-pub fn load(source: &mut FileSource, node: Option<&str>, namespaces: &Namespaces) -> Result<FileWorld, String> {
+pub fn load(
+    source: &mut FileSource,
+    node: Option<&str>,
+    namespaces: &Namespaces,
+    lb_class: Option<&str>,
+) -> Result<FileWorld, String> {
     let mut loaded = source.load().map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))?;
+    loaded.world.lb_class = lb_class.map(str::to_owned);
     let node = resolve_node(node, &loaded.world)?;
     let mut warnings = loaded.warnings;
     warnings.extend(loaded.world.scope(namespaces));
@@ -491,7 +499,8 @@ async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<At
 async fn run_files(opts: RunOptions) -> Result<(), String> {
     let mut source = FileSource::new(opts.config.clone());
     let started = Instant::now();
-    let FileWorld { node, world, alloc, warnings } = load(&mut source, opts.node.as_deref(), &opts.namespaces)?;
+    let FileWorld { node, world, alloc, warnings } =
+        load(&mut source, opts.node.as_deref(), &opts.namespaces, opts.lb_class.as_deref())?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -541,7 +550,7 @@ async fn run_files(opts: RunOptions) -> Result<(), String> {
             }
         };
         let seen = Instant::now();
-        let planned = load(&mut source, Some(&node), &opts.namespaces).and_then(|f| {
+        let planned = load(&mut source, Some(&node), &opts.namespaces, opts.lb_class.as_deref()).and_then(|f| {
             for w in &f.warnings {
                 warn!("{w}");
             }
@@ -590,6 +599,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
         client.clone(),
         node.clone(),
         opts.namespaces.clone(),
+        opts.lb_class.clone(),
         opts.coalesce_window,
         metrics.clone(),
     );

@@ -82,7 +82,7 @@ pub struct Writes {
 pub fn writes(world: &World, a: &Allocation) -> Writes {
     let mut w = Writes::default();
     for s in &world.services {
-        if s.is_kbgp_load_balancer() {
+        if world.handles(s) {
             if s.ingress_ips.is_empty()
                 && let Some(v) = a.services.get(&s.key())
             {

@@ -395,8 +395,7 @@ pub fn allocate(world: &World) -> Allocation {
         world.pools.iter().map(|p| (p.name.as_str(), Arc::from(p.name.as_str()))).collect();
     let name = |p: &LbPool| names.get(p.name.as_str()).cloned().unwrap_or_else(|| Arc::from(p.name.as_str()));
 
-    let mut order: Vec<usize> =
-        (0..world.services.len()).filter(|&i| world.services[i].is_kbgp_load_balancer()).collect();
+    let mut order: Vec<usize> = (0..world.services.len()).filter(|&i| world.handles(&world.services[i])).collect();
     order.sort_by_key(|&i| {
         let s = &world.services[i];
         (
@@ -433,7 +432,7 @@ pub fn allocate(world: &World) -> Allocation {
     st.out.problems = problems;
 
     // Addresses other controllers' Services hold are taken, even inside a pool.
-    for (i, s) in world.services.iter().enumerate().filter(|(_, s)| !s.is_kbgp_load_balancer()) {
+    for (i, s) in world.services.iter().enumerate().filter(|(_, s)| !world.handles(s)) {
         for ip in &s.ingress_ips {
             st.hold(i, *ip);
         }
@@ -582,8 +581,9 @@ pub fn allocate(world: &World) -> Allocation {
 /// Gives every handled Service without addresses the ones `a` assigned (file mode: what the
 /// controller would write to `status.loadBalancer.ingress`).
 pub fn apply(world: &mut World, a: &Allocation) {
+    let lb_class = world.lb_class.clone();
     for s in &mut world.services {
-        if s.is_kbgp_load_balancer()
+        if s.handled_by(lb_class.as_deref())
             && s.ingress_ips.is_empty()
             && let Some(v) = a.services.get(&s.key())
         {

@@ -305,3 +305,28 @@ fn describe_folds_runs_of_consecutive_addresses_from_one_origin() {
     assert_eq!(describe(&given[..1]), "20.0.0.254 (pool lb-pool)");
     assert_eq!(describe(&[]), "");
 }
+
+#[test]
+fn lb_class_restricts_what_is_handled() {
+    let docs = [
+        pool("p", "{blocks: [{cidr: 20.0.0.0/30}]}"),
+        svc("plain", "", ""),
+        svc("ours", "", "loadBalancerClass: example.com/bgp"),
+        svc("cilium", "", "loadBalancerClass: io.cilium/bgp-control-plane"),
+        svc("other", "", "loadBalancerClass: example.com/other"),
+    ];
+    // Default: classless, kbgp's and Cilium's classes.
+    let a = allocate(&world(&docs));
+    // (Services in name order: cilium before plain.)
+    assert_eq!(ips(&a, "default/cilium"), ["20.0.0.0"]);
+    assert_eq!(ips(&a, "default/plain"), ["20.0.0.1"]);
+    assert!(ips(&a, "default/ours").is_empty() && ips(&a, "default/other").is_empty());
+    // --lb-class example.com/bgp: that class only, classless ones are left to another controller.
+    let mut w = world(&docs);
+    w.lb_class = Some("example.com/bgp".into());
+    let a = allocate(&w);
+    assert_eq!(a.services.keys().collect::<Vec<_>>(), ["default/ours"]);
+    assert_eq!(ips(&a, "default/ours"), ["20.0.0.0"]);
+    apply(&mut w, &a);
+    assert!(w.services.iter().find(|s| s.name == "plain").unwrap().ingress_ips.is_empty());
+}

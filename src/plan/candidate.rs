@@ -9,7 +9,7 @@ use super::LocalEndpoints;
 use crate::config::meta::SelectorMatch;
 use crate::config::policy::{Origin, PodCidrExport, ServiceExport, ServiceMatch, VirtualRouter};
 use crate::config::pool::PoolKind;
-use crate::config::{LbPool, Node, Service, ServiceType, VipHealth, VirtualIp};
+use crate::config::{LbPool, Node, Service, ServiceType, VipHealth, VirtualIp, World};
 use crate::wire::Family;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -289,10 +289,11 @@ fn prefix_of(e: &ServiceExport, ip: IpAddr) -> IpNet {
 }
 
 /// The addresses of one Service that export `e` would consider, each with its checks.
-/// `pools` are the World's (for exports that take addresses of some pools only).
+/// `world` gives the pools (for exports that take addresses of some pools only) and the
+/// `loadBalancerClass` kbgp serves.
 pub fn service<'a, R: Record>(
     e: &ServiceExport,
-    pools: &[Arc<LbPool>],
+    world: &World,
     s: &'a Service,
     local: LocalEndpoints,
     mut out: impl FnMut(IpNet, Source<'a>, R),
@@ -330,21 +331,27 @@ pub fn service<'a, R: Record>(
         r.check(true, || format!("Service {} has it as a LoadBalancer IP (status.loadBalancer.ingress)", name()));
         r.check_result(&sel);
         includes(&mut r, "LoadBalancerIP", e.addresses.load_balancer_ip);
-        if let Some(p) = in_pools(e, ip, pools) {
+        if let Some(p) = in_pools(e, ip, &world.pools) {
             r.check_result(&p);
         }
         if s.kind != ServiceType::LoadBalancer {
             r.check(false, || "the Service is not of type LoadBalancer".into());
         }
-        if let Some(c) = s.load_balancer_class.as_deref() {
-            let ours = LB_CLASSES.contains(&c);
-            r.check(ours, || {
-                if ours {
-                    format!("loadBalancerClass {c} is served by kbgp")
-                } else {
-                    format!("loadBalancerClass {c:?} belongs to another controller")
-                }
-            });
+        match (s.load_balancer_class.as_deref(), world.lb_class.as_deref()) {
+            (None, None) => {}
+            (None, Some(want)) => r.check(false, || {
+                format!("the Service has no loadBalancerClass, and kbgp serves class {want} only (--lb-class)")
+            }),
+            (Some(c), _) => {
+                let ours = s.handled_by(world.lb_class.as_deref());
+                r.check(ours, || {
+                    if ours {
+                        format!("loadBalancerClass {c} is served by kbgp")
+                    } else {
+                        format!("loadBalancerClass {c:?} belongs to another controller")
+                    }
+                });
+            }
         }
         traffic(&mut r, "externalTrafficPolicy", s.external_traffic_local);
         let p = emit(&mut r, *ip, s.external_traffic_local);

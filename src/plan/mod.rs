@@ -93,6 +93,8 @@ pub struct Plan {
     pub policy: Option<Arc<PeeringPolicy>>,
     pub vrouters: Vec<VRouterPlan>,
     pub notes: Vec<String>,
+    /// The World's `--lb-class` (part of the plan so that changing it replans every route).
+    pub lb_class: Option<String>,
 }
 
 /// What this node does with one Service's addresses.
@@ -155,7 +157,7 @@ impl Plan {
                     for e in &set.services {
                         for s in &world.services {
                             let local = endpoints.get(&s.key()).copied().unwrap_or_default();
-                            candidate::service(e, &world.pools, s, local, &mut keep);
+                            candidate::service(e, world, s, local, &mut keep);
                         }
                     }
                 }
@@ -178,7 +180,7 @@ impl Plan {
             for (vr, v) in &configured {
                 for (i, set) in vr.exports.iter().enumerate() {
                     for x in &set.services {
-                        candidate::service(x, &world.pools, s, local, |p, _, r: Decide| {
+                        candidate::service(x, world, s, local, |p, _, r: Decide| {
                             if r.passed() && v.peers.iter().any(|peer| peer.group.exports == i && peer.takes(&p)) {
                                 e.announced.insert(p);
                             } else if refused.is_none() {
@@ -190,7 +192,7 @@ impl Plan {
             }
             if let Some((p, x, i, v)) = refused {
                 // The reason in words, for this one address only.
-                candidate::service(x, &world.pools, s, local, |q, src, r: Explain| {
+                candidate::service(x, world, s, local, |q, src, r: Explain| {
                     if q == p && e.not_announced.is_none() {
                         let c = src.candidate(q, r);
                         let why = if !c.advertised {
@@ -484,7 +486,7 @@ fn merge(
 /// [`Planner`]'s).
 pub fn plan(node_name: &str, world: &World) -> Result<Plan, PlanError> {
     let node = world.node(node_name).ok_or_else(|| PlanError::UnknownNode(node_name.to_string()))?;
-    let mut plan = Plan { node: node.name.clone(), ..Default::default() };
+    let mut plan = Plan { node: node.name.clone(), lb_class: world.lb_class.clone(), ..Default::default() };
     let conflict =
         |c: crate::config::cilium_v2::Conflict| PlanError::Conflict { node: node.name.clone(), message: c.0 };
     let mut policies = world.policies_for(node);

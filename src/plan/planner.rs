@@ -437,7 +437,7 @@ fn vip_routes(
 
 /// Calls `f` with each prefix export `e` announces for Service `s`.
 fn announced(e: &ServiceExport, world: &World, s: &Service, local: LocalEndpoints, mut f: impl FnMut(IpNet)) {
-    candidate::service(e, &world.pools, s, local, |p, _, r: Decide| {
+    candidate::service(e, world, s, local, |p, _, r: Decide| {
         if r.passed() {
             f(p)
         }

@@ -232,6 +232,8 @@ pub struct Store {
     pub problems: Vec<String>,
     /// The namespace MetalLB's objects are read from (empty: MetalLB's default).
     pub metallb_namespace: String,
+    /// `--lb-class`, copied into every World.
+    pub lb_class: Option<String>,
 }
 
 impl Store {
@@ -331,6 +333,7 @@ impl Store {
         v2.peer_configs.sort_by(|a, b| a.name.cmp(&b.name));
         v2.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
         v2.overrides.sort_by(|a, b| a.name.cmp(&b.name));
+        w.lb_class = self.lb_class.clone();
         let ml = &mut w.metallb;
         ml.namespace = self.metallb_namespace.clone();
         ml.peers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -730,6 +733,7 @@ pub fn start(
     client: Client,
     node: String,
     namespaces: Namespaces,
+    lb_class: Option<String>,
     debounce: Duration,
     metrics: Arc<Metrics>,
 ) -> watch::Receiver<Option<Snapshot>> {
@@ -806,7 +810,7 @@ pub fn start(
     drop(tx);
 
     tokio::spawn(async move {
-        let mut store = Store { metallb_namespace: namespaces.metallb.clone(), ..Store::default() };
+        let mut store = Store { metallb_namespace: namespaces.metallb.clone(), lb_class, ..Store::default() };
         let mut pending = Debounce::new(debounce);
         // Problems already logged: an object rewritten invalid every second is logged once
         // (the set is bounded; when full it starts over).

@@ -572,3 +572,22 @@ fn ipam_avoid_buggy_ips_and_sharing_across_namespaces() {
     let st = a.pools.iter().find(|s| s.name == "p").unwrap();
     assert_eq!((st.total, st.used), (1, 1));
 }
+
+#[test]
+fn lb_class_decides_which_services_are_announced_and_why_says_so() {
+    let web = service("web", "20.0.10.100", "advertise-bgp: \"true\"", "");
+    let classy = service("classy", "20.0.10.101", "advertise-bgp: \"true\"", "  loadBalancerClass: example.com/bgp\n");
+    let mut w = world(&[NODE, ML, &web, &classy]);
+    let (_, r) = planned(&w).unwrap();
+    assert_eq!(prefixes(&r), ["20.0.10.100/32"], "another class is another controller's");
+    w.lb_class = Some("example.com/bgp".into());
+    let (plan, r) = planned(&w).unwrap();
+    assert_eq!(prefixes(&r), ["20.0.10.101/32"]);
+    assert!(
+        candidate(&plan, &w, "20.0.10.100/32")
+            .reason()
+            .contains("no loadBalancerClass, and kbgp serves class example.com/bgp only"),
+        "{}",
+        candidate(&plan, &w, "20.0.10.100/32").reason()
+    );
+}
