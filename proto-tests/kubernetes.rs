@@ -697,3 +697,44 @@ fn cilium_v2_and_metallb_objects_from_the_api_server_give_the_v1_routes() {
     wait_routes(s.peer.as_ref(), &BTreeSet::new(), Duration::from_secs(20));
     assert_eq!(s.kbgp.metric("kbgp_session_transitions_total", &[]), up);
 }
+
+#[test]
+fn lb_ipam_as_its_own_deployment_assigns_and_the_daemonset_announces() {
+    let mut lab = Lab::new("k8s-ipamd");
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
+    );
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    server.set_missing(KBGP_POLICIES);
+    seed_objects(&server, &lab);
+    // The seed's Cilium pool goes; a MetalLB pool takes its place, with autoAssign off: only
+    // a Service naming it gets an address.
+    server.delete(CILIUM_POOLS, None, "lb-pool");
+    server.apply(
+        ML_POOLS,
+        "{apiVersion: metallb.io/v1beta1, kind: IPAddressPool, metadata: {name: manual, namespace: metallb-system},
+          spec: {addresses: [20.0.0.128/28], autoAssign: false, avoidBuggyIPs: true}}",
+    );
+    let speaker = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &["--lb-ipam=false"]);
+    let controller = Kbgp::start_kube(
+        &lab,
+        &server.kubeconfig(),
+        "lb-ipam-0",
+        "127.0.0.1:9181",
+        &["--lb-ipam-only", "--identity", "lb-ipam-0"],
+    );
+    server.apply(SERVICES, &bare_service("plain", "", ""));
+    server.apply(SERVICES, &bare_service("pinned", "metallb.io/address-pool: manual", ""));
+    wait_ingress(&server, "pinned", &["20.0.0.128"]);
+    assert_eq!(lease_holder(&server).as_deref(), Some("lb-ipam-0"), "only the Deployment takes the Lease");
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.128/32"]), Duration::from_secs(30));
+    assert!(ingress(&server, "plain").is_empty(), "autoAssign: false pools serve only who asks");
+    // The speaker never wrote a Service's status: every write is the controller's.
+    let log = std::fs::read_to_string(lab.path("kbgp-node1.log")).unwrap_or_default();
+    assert!(!log.contains("LB IPAM: assigned"), "{log}");
+    let log = std::fs::read_to_string(lab.path("kbgp-lb-ipam-0.log")).unwrap_or_default();
+    assert!(log.contains("LB IPAM: assigned"), "{log}");
+    drop((speaker, controller));
+}

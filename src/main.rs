@@ -78,6 +78,10 @@ enum Cmd {
         /// a Lease, and writes Services' status.loadBalancer.ingress and pools' status).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         lb_ipam: bool,
+        /// Kubernetes mode: run the LB IPAM controller alone, without BGP (deploy/kubernetes/
+        /// lb-ipam.yaml runs it as a Deployment; the DaemonSet then runs with --lb-ipam=false).
+        #[arg(long)]
+        lb_ipam_only: bool,
         /// Namespace of the LB IPAM Lease.
         #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
         lease_namespace: String,
@@ -431,6 +435,7 @@ fn main() -> ExitCode {
             metallb_namespace,
             lb_class,
             lb_ipam,
+            lb_ipam_only,
             lease_namespace,
             lease_name,
             identity,
@@ -477,7 +482,16 @@ fn main() -> ExitCode {
                 },
                 state_dir: (state_dir != std::path::Path::new("none")).then_some(state_dir),
             };
-            match rt.block_on(kbgp::daemon::run(opts)) {
+            if lb_ipam_only && (!opts.config.is_empty() || opts.lb_ipam.is_none()) {
+                eprintln!("kbgp: --lb-ipam-only is for Kubernetes mode (no --config) with --lb-ipam=true");
+                return ExitCode::FAILURE;
+            }
+            let result = if lb_ipam_only {
+                rt.block_on(kbgp::daemon::run_lb_ipam(opts))
+            } else {
+                rt.block_on(kbgp::daemon::run(opts))
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     for line in e.lines() {

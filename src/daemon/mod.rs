@@ -489,6 +489,49 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     if opts.config.is_empty() { run_kubernetes(opts).await } else { run_files(opts).await }
 }
 
+/// `kbgp lb-ipam`: the LB IPAM controller alone, no BGP (a small Deployment, one active
+/// replica by Lease): it watches Services, pools and Namespaces and is the only writer of
+/// Services' `status.loadBalancer` and pools' status.
+pub async fn run_lb_ipam(opts: RunOptions) -> Result<(), String> {
+    let lease = opts.lb_ipam.clone().ok_or("lb-ipam needs its Lease settings")?;
+    let client = kube::Client::try_default().await.map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    serve_metrics(&opts, &metrics, &ready).await?;
+    info!(identity = %lease.identity, metrics = %opts.metrics_addr, "kbgp {} LB IPAM controller starting", env!("CARGO_PKG_VERSION"));
+    // The source wants a node for the node-scoped kinds (the Node, local endpoints): this
+    // process has none, and LB IPAM reads neither.
+    let mut worlds = crate::source::kube::start(
+        client.clone(),
+        opts.node.clone().unwrap_or_else(|| lease.identity.clone()),
+        opts.namespaces.clone(),
+        opts.lb_class.clone(),
+        opts.coalesce_window,
+        metrics.clone(),
+    );
+    let (stop, task) = ipam::controller::start(client, lease, worlds.clone(), metrics.clone());
+    let mut sig = Signals::new()?;
+    loop {
+        tokio::select! {
+            _ = sig.term.recv() => break,
+            _ = sig.int.recv() => break,
+            _ = sig.hup.recv() => {}
+            changed = worlds.changed() => {
+                if changed.is_err() {
+                    return Err("the Kubernetes watchers stopped".into());
+                }
+                if worlds.borrow_and_update().is_some() {
+                    ready.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    info!("stopping: releasing nothing, the Lease expires by itself");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
+}
+
 async fn serve_metrics(opts: &RunOptions, metrics: &Arc<Metrics>, ready: &Arc<AtomicBool>) -> Result<(), String> {
     http::serve(opts.metrics_addr, metrics.clone(), ready.clone())
         .await
