@@ -343,14 +343,7 @@ impl BgpV2 {
 
     /// Objects of one kind with the same name.
     pub fn duplicates(&self, out: &mut Vec<ConfigError>) {
-        fn dups<'a>(names: impl Iterator<Item = &'a str>, kind: &str, out: &mut Vec<ConfigError>) {
-            let mut seen = std::collections::BTreeSet::new();
-            for n in names {
-                if !seen.insert(n) {
-                    out.push(ConfigError::new(n, "metadata.name", format!("another {kind} has this name")));
-                }
-            }
-        }
+        use super::error::same_names as dups;
         dups(self.cluster_configs.iter().map(|c| c.name.as_str()), "CiliumBGPClusterConfig", out);
         dups(self.peer_configs.iter().map(|c| c.name.as_str()), "CiliumBGPPeerConfig", out);
         dups(self.advertisements.iter().map(|c| c.name.as_str()), "CiliumBGPAdvertisement", out);

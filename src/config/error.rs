@@ -29,6 +29,17 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// An error per name seen before in `names`: objects of one `kind` with the same name.
+pub(crate) fn same_names<S: AsRef<str>>(names: impl Iterator<Item = S>, kind: &str, out: &mut Vec<ConfigError>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        let n = n.as_ref().to_string();
+        if !seen.insert(n.clone()) {
+            out.push(ConfigError::new(n, "metadata.name", format!("another {kind} has this name")));
+        }
+    }
+}
+
 /// Collects errors for one document, with a path prefix.
 pub(crate) struct Diag<'a> {
     pub doc: &'a str,

@@ -27,6 +27,7 @@ pub struct LabelSelectorRequirement {
     /// The label key.
     pub key: String,
     /// In, NotIn, Exists or DoesNotExist.
+    #[schemars(extend("enum" = ["In", "NotIn", "Exists", "DoesNotExist"]))]
     pub operator: String,
     /// Values for In and NotIn; empty for Exists and DoesNotExist.
     #[serde(default)]

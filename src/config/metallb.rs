@@ -304,13 +304,6 @@ pub struct MetalLb {
 }
 
 impl MetalLb {
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
-            && self.advertisements.is_empty()
-            && self.communities.is_empty()
-            && self.bfd_profiles.is_empty()
-    }
-
     pub fn extend(&mut self, other: MetalLb) {
         if self.namespace.is_empty() {
             self.namespace = other.namespace;
@@ -323,14 +316,7 @@ impl MetalLb {
 
     /// Objects of one kind with the same name, and aliases defined twice.
     pub fn duplicates(&self, out: &mut Vec<ConfigError>) {
-        fn dups<'a>(names: impl Iterator<Item = &'a str>, kind: &str, out: &mut Vec<ConfigError>) {
-            let mut seen = std::collections::BTreeSet::new();
-            for n in names {
-                if !seen.insert(n) {
-                    out.push(ConfigError::new(n, "metadata.name", format!("another {kind} has this name")));
-                }
-            }
-        }
+        use super::error::same_names as dups;
         dups(self.peers.iter().map(|c| c.name.as_str()), "BGPPeer", out);
         dups(self.advertisements.iter().map(|c| c.name.as_str()), "BGPAdvertisement", out);
         dups(self.communities.iter().map(|c| c.name.as_str()), "Community", out);

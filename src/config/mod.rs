@@ -203,14 +203,7 @@ impl World {
 
     /// Objects of one kind with the same name (Services: namespace and name).
     pub fn duplicates(&self) -> Vec<ConfigError> {
-        fn dups(names: impl Iterator<Item = String>, what: &str, out: &mut Vec<ConfigError>) {
-            let mut seen = std::collections::BTreeSet::new();
-            for n in names {
-                if !seen.insert(n.clone()) {
-                    out.push(ConfigError::new(n, "metadata.name", format!("another {what} has this name")));
-                }
-            }
-        }
+        use error::same_names as dups;
         let mut v = Vec::new();
         dups(self.policies.iter().map(|p| p.name.clone()), "peering policy", &mut v);
         dups(self.pools.iter().map(|p| p.name.clone()), "LB IP pool", &mut v);

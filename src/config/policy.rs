@@ -27,6 +27,8 @@ pub const DEFAULT_MAX_RECEIVED_ROUTES: usize = 100_000;
 // fields, without kbgp's extensions.
 
 /// Which nodes run which BGP virtual routers, with which neighbors, announcing what.
+// kube's printcolumn(...) entries repeat the same keys by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kbgp.io",
@@ -35,6 +37,9 @@ pub const DEFAULT_MAX_RECEIVED_ROUTES: usize = 100_000;
     plural = "bgppeeringpolicies",
     shortname = "kbgpp",
     category = "kbgp",
+    printcolumn(name = "Local ASNs", type_ = "string", json_path = ".spec.virtualRouters[*].localASN"),
+    printcolumn(name = "Neighbors", type_ = "string", json_path = ".spec.virtualRouters[*].neighbors[*].peerAddress"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     doc = "Which nodes peer with which BGP neighbors, and what they announce (Cilium's CiliumBGPPeeringPolicy schema plus kbgp's extensions)."
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -68,6 +73,7 @@ pub struct VirtualRouterSpec {
     pub service_selector: Option<LabelSelector>,
     /// Which addresses of a selected Service: LoadBalancerIP (default), ExternalIP, ClusterIP.
     #[serde(default)]
+    #[schemars(extend("items" = {"type": "string", "enum": ["LoadBalancerIP", "ExternalIP", "ClusterIP"]}))]
     pub service_advertisements: Option<Vec<String>>,
     /// The BGP neighbors.
     #[serde(default)]
@@ -77,6 +83,14 @@ pub struct VirtualRouterSpec {
 /// A BGP neighbor.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.keepAliveTimeSeconds) || !has(self.holdTimeSeconds) || self.keepAliveTimeSeconds == 0 || self.holdTimeSeconds == 0 || self.keepAliveTimeSeconds <= self.holdTimeSeconds",
+     "message": "keepAliveTimeSeconds must be at most holdTimeSeconds"},
+    {"rule": "!has(self.maxReceivedRoutesRestartSeconds) || (has(self.maxReceivedRoutesAction) && self.maxReceivedRoutesAction == 'Cease')",
+     "message": "maxReceivedRoutesRestartSeconds applies only with maxReceivedRoutesAction: Cease"},
+    {"rule": "!(has(self.ttlSecurity) && self.ttlSecurity) || !has(self.eBGPMultihopTTL) || self.eBGPMultihopTTL <= 1",
+     "message": "ttlSecurity is for directly connected neighbors: it cannot be combined with eBGPMultihopTTL above 1"}
+]))]
 pub struct NeighborSpec {
     /// The neighbor's address; a /length suffix is accepted and ignored (10.0.5.1/24 means 10.0.5.1).
     pub peer_address: String,
@@ -102,9 +116,11 @@ pub struct NeighborSpec {
     pub connect_retry_time_seconds: Option<i64>,
     /// Hold time proposed, seconds (3 to 65535). Default 90.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 65535))]
     pub hold_time_seconds: Option<i64>,
     /// Keepalive interval, seconds; at most holdTimeSeconds. Default 30.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 65535))]
     pub keep_alive_time_seconds: Option<i64>,
     /// Offer graceful restart (RFC 4724 with the N bit of RFC 8538).
     #[serde(default)]
@@ -191,11 +207,16 @@ pub struct Bfd {
 /// Graceful restart settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.longLivedStaleTimeSeconds) || self.enabled",
+     "message": "longLivedStaleTimeSeconds needs enabled: true (RFC 9494)"}
+]))]
 pub struct GracefulRestartSpec {
     /// Offer the capability.
     pub enabled: bool,
     /// Restart Time offered, seconds (1 to 4095). Default 120.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 4095))]
     pub restart_time_seconds: Option<i64>,
     /// kbgp extension: also offer long-lived graceful restart (RFC 9494): after the restart
     /// time a peer keeps kbgp's routes this many more seconds (1 to 16777215), as
@@ -210,8 +231,10 @@ pub struct GracefulRestartSpec {
 #[serde(deny_unknown_fields)]
 pub struct FamilySpec {
     /// ipv4 or ipv6.
+    #[schemars(extend("enum" = ["ipv4", "ipv6"]))]
     pub afi: String,
     /// unicast.
+    #[schemars(extend("enum" = ["unicast"]))]
     pub safi: String,
 }
 
@@ -221,6 +244,7 @@ pub struct FamilySpec {
 pub struct PathAttributesSpec {
     /// PodCIDR (the node's pod CIDRs, selector on Node labels) or CiliumLoadBalancerIPPool /
     /// LoadBalancerIPPool (Service routes inside a pool, selector on pool labels).
+    #[schemars(extend("enum" = ["PodCIDR", "CiliumLoadBalancerIPPool", "LoadBalancerIPPool", "CiliumPodIPPool"]))]
     pub selector_type: String,
     /// Absent: every object of that type.
     #[serde(default)]

@@ -14,6 +14,10 @@ use std::net::IpAddr;
 /// A block of addresses: cidr, or start (and stop).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.cidr) != has(self.start)", "message": "a block has either cidr, or start (and optionally stop)"},
+    {"rule": "!has(self.stop) || has(self.start)", "message": "stop needs start"}
+]))]
 pub struct BlockSpec {
     /// A prefix, e.g. 20.0.0.0/24.
     #[serde(default)]
@@ -63,6 +67,7 @@ pub struct PoolSpec {
     pub disabled: bool,
     /// Yes (default) or No: whether the first and last address of a cidr block may be handed out.
     #[serde(default, rename = "allowFirstLastIPs")]
+    #[schemars(extend("enum" = ["Yes", "No"]))]
     pub allow_first_last_ips: Option<String>,
 }
 
