@@ -254,11 +254,15 @@ impl Service {
     /// with `--lb-class NAME` (`lb_class`), those of that class only; otherwise the classless
     /// ones and those of kbgp's or Cilium's class.
     pub fn handled_by(&self, lb_class: Option<&str>) -> bool {
-        self.kind == ServiceType::LoadBalancer
-            && match (self.load_balancer_class.as_deref(), lb_class) {
-                (c, Some(want)) => c == Some(want),
-                (c, None) => c.is_none_or(|c| LB_CLASSES.contains(&c)),
-            }
+        self.kind == ServiceType::LoadBalancer && self.class_handled_by(lb_class)
+    }
+
+    /// Whether the Service's `loadBalancerClass` is one kbgp serves (see [`handled_by`](Self::handled_by)).
+    pub fn class_handled_by(&self, lb_class: Option<&str>) -> bool {
+        match (self.load_balancer_class.as_deref(), lb_class) {
+            (c, Some(want)) => c == Some(want),
+            (c, None) => c.is_none_or(|c| LB_CLASSES.contains(&c)),
+        }
     }
 
     pub(crate) fn from_raw(name: &str, r: &ServiceRaw, d: &mut Diag) -> Service {

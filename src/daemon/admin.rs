@@ -373,7 +373,7 @@ async fn preview(view: &SharedView, body: hyper::body::Incoming, q: &HashMap<Str
     let alloc = crate::ipam::allocate(&new);
     crate::ipam::apply(&mut new, &alloc);
     warnings.extend(alloc.problems.iter().map(|p| format!("LB IPAM: {p}")));
-    let diff = crate::plan::diff::diff(&node, &old, &new)
+    let diff = crate::plan::diff::diff(&node, old, Arc::new(new))
         .map_err(|e| Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("the configuration cannot run: {e}"), None))?;
     Ok(json(StatusCode::OK, &api::Preview { diff, warnings }))
 }

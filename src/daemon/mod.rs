@@ -489,7 +489,7 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
     if opts.config.is_empty() { run_kubernetes(opts).await } else { run_files(opts).await }
 }
 
-/// `kbgp lb-ipam`: the LB IPAM controller alone, no BGP (a small Deployment, one active
+/// `kbgp run --lb-ipam-only`: the LB IPAM controller alone, no BGP (a small Deployment, one active
 /// replica by Lease): it watches Services, pools and Namespaces and is the only writer of
 /// Services' `status.loadBalancer` and pools' status.
 pub async fn run_lb_ipam(opts: RunOptions) -> Result<(), String> {
@@ -526,7 +526,7 @@ pub async fn run_lb_ipam(opts: RunOptions) -> Result<(), String> {
             }
         }
     }
-    info!("stopping: releasing nothing, the Lease expires by itself");
+    info!("stopping: the Lease is released if this replica holds it");
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     Ok(())

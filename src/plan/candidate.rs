@@ -343,7 +343,7 @@ pub fn service<'a, R: Record>(
                 format!("the Service has no loadBalancerClass, and kbgp serves class {want} only (--lb-class)")
             }),
             (Some(c), _) => {
-                let ours = s.handled_by(world.lb_class.as_deref());
+                let ours = s.class_handled_by(world.lb_class.as_deref());
                 r.check(ours, || {
                     if ours {
                         format!("loadBalancerClass {c} is served by kbgp")

@@ -146,8 +146,8 @@ fn changed_settings(a: &PeerSettings, b: &PeerSettings) -> Vec<String> {
 
 type Planned = (Arc<super::Plan>, BTreeMap<PeerKey, (PeerSettings, Vec<Advertisement>)>);
 
-fn planned(node: &str, w: &World) -> Result<Planned, PlanError> {
-    let (plan, up) = Planner::new(node).update(Arc::new(w.clone()))?;
+fn planned(node: &str, w: Arc<World>) -> Result<Planned, PlanError> {
+    let (plan, up) = Planner::new(node).update(w)?;
     let groups = match up {
         Some(RouteUpdate::Full(g)) => g,
         _ => Vec::new(),
@@ -161,7 +161,7 @@ fn planned(node: &str, w: &World) -> Result<Planned, PlanError> {
 }
 
 /// What changes at `node`'s peers when `new` replaces `old`.
-pub fn diff(node: &str, old: &World, new: &World) -> Result<Diff, PlanError> {
+pub fn diff(node: &str, old: Arc<World>, new: Arc<World>) -> Result<Diff, PlanError> {
     let (old_plan, before) = planned(node, old)?;
     let (new_plan, after) = planned(node, new)?;
     let mut d = Diff {
@@ -219,8 +219,8 @@ mod tests {
 
     const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {rack: rack0}}\nspec: {podCIDRs: [10.1.0.0/24]}\nstatus: {addresses: [{type: InternalIP, address: 10.0.5.11}]}\n";
 
-    fn world(docs: &[&str]) -> World {
-        load_str(&docs.join("\n---\n"), "t").unwrap().world
+    fn world(docs: &[&str]) -> Arc<World> {
+        Arc::new(load_str(&docs.join("\n---\n"), "t").unwrap().world)
     }
 
     fn svc(name: &str, ip: &str, label: &str) -> String {
@@ -233,7 +233,7 @@ mod tests {
     fn routes_attributes_and_sessions_that_change() {
         let policy = crate::test_fixtures::POLICY;
         let old = world(&[NODE, policy, &svc("a", "20.0.0.1", "true"), &svc("b", "20.0.0.2", "true")]);
-        assert!(diff("n1", &old, &old).unwrap().is_empty(), "the same World changes nothing");
+        assert!(diff("n1", old.clone(), old.clone()).unwrap().is_empty(), "the same World changes nothing");
 
         // b loses its label, c is added, the pool's routes get a community.
         let attrs = policy.replace(
@@ -250,7 +250,7 @@ mod tests {
             &svc("b", "20.0.0.2", "false"),
             &svc("c", "20.0.0.3", "true"),
         ]);
-        let d = diff("n1", &old, &new).unwrap();
+        let d = diff("n1", old.clone(), new).unwrap();
         assert_eq!(d.peers.len(), 1);
         let p = &d.peers[0];
         assert_eq!(p.session, SessionChange::Kept, "path attributes change routes, not the session");
@@ -275,8 +275,8 @@ mod tests {
         );
         let d = diff(
             "n1",
-            &old,
-            &world(&[NODE, &hold, pool, &svc("a", "20.0.0.1", "true"), &svc("b", "20.0.0.2", "true")]),
+            old.clone(),
+            world(&[NODE, &hold, pool, &svc("a", "20.0.0.1", "true"), &svc("b", "20.0.0.2", "true")]),
         )
         .unwrap();
         assert_eq!(
@@ -287,7 +287,7 @@ mod tests {
 
         // Another neighbor: one session closed with its routes, one opened.
         let moved = policy.replace("10.0.5.1/24", "10.0.5.2");
-        let d = diff("n1", &old, &world(&[NODE, &moved, pool, &svc("a", "20.0.0.1", "true")])).unwrap();
+        let d = diff("n1", old.clone(), world(&[NODE, &moved, pool, &svc("a", "20.0.0.1", "true")])).unwrap();
         let kinds: Vec<(String, &SessionChange, usize, usize)> =
             d.peers.iter().map(|p| (p.address.to_string(), &p.session, p.added.len(), p.withdrawn.len())).collect();
         assert_eq!(

@@ -6,13 +6,7 @@ use crate::rib::Advertisement;
 use crate::wire::attribute::Community;
 use std::sync::Arc;
 
-const NODE: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: rack0-node1, labels: {rack: rack0}}
-spec: {podCIDRs: [10.1.0.0/24]}
-status: {addresses: [{type: InternalIP, address: 10.0.5.11}]}
-"#;
+use crate::test_fixtures::{RACK0_NODE as NODE, lb_service as service, load_errors as errors, prefixes};
 
 /// The seed's intent in Cilium's v2 API: iBGP to the rack's reflector, the pod CIDR and the
 /// LoadBalancer IPs of Services labelled advertise-bgp=true (with a community and a local
@@ -59,13 +53,6 @@ spec:
       localPreference: 200
 "#;
 
-fn service(name: &str, ip: &str, labels: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, labels: {{{labels}}}}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n{extra}status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
-    )
-}
-
 fn world(docs: &[&str]) -> World {
     match load_str(&docs.join("\n---\n"), "t") {
         Ok(l) => l.world,
@@ -73,26 +60,9 @@ fn world(docs: &[&str]) -> World {
     }
 }
 
-fn errors(docs: &[&str]) -> Vec<String> {
-    match load_str(&docs.join("\n---\n"), "t") {
-        Ok(_) => Vec::new(),
-        Err(e) => e.iter().map(|e| e.to_string()).collect(),
-    }
-}
-
 /// The plan and the routes of its first peer.
 fn planned(w: &World) -> Result<(Arc<Plan>, Vec<Advertisement>), PlanError> {
-    let (plan, up) = Planner::new("rack0-node1").update(Arc::new(w.clone()))?;
-    let Some(RouteUpdate::Full(groups)) = up else { panic!("a first plan is a full one") };
-    let routes = match plan.peers().next() {
-        Some((_, p)) => groups.into_iter().find(|(g, _)| *g == p.group).map(|(_, r)| r).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    Ok((plan, routes))
-}
-
-fn prefixes(r: &[Advertisement]) -> Vec<String> {
-    r.iter().map(|a| a.prefix.to_string()).collect()
+    crate::test_fixtures::first_peer_routes("rack0-node1", w)
 }
 
 fn explain(plan: &Plan, w: &World, target: &str) -> Vec<Candidate> {

@@ -8,13 +8,7 @@ use crate::wire::attribute::{Community, LargeCommunity};
 use std::sync::Arc;
 use std::time::Duration;
 
-const NODE: &str = r#"
-apiVersion: v1
-kind: Node
-metadata: {name: rack0-node1, labels: {rack: rack0}}
-spec: {podCIDRs: [10.1.0.0/24]}
-status: {addresses: [{type: InternalIP, address: 10.0.5.11}]}
-"#;
+use crate::test_fixtures::{RACK0_NODE as NODE, lb_service as service, load_errors as errors, prefixes};
 
 /// The seed's intent in MetalLB's API: iBGP to the rack's reflector, the LoadBalancer IPs of
 /// the pool's Services labelled advertise-bgp=true, with a community (by alias and by value)
@@ -53,13 +47,6 @@ spec:
   localPref: 200
 "#;
 
-fn service(name: &str, ip: &str, labels: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, labels: {{{labels}}}}}\n\
-         spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n{extra}status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
-    )
-}
-
 fn loaded(docs: &[&str]) -> crate::config::Loaded {
     match load_str(&docs.join("\n---\n"), "t") {
         Ok(mut l) => {
@@ -75,29 +62,12 @@ fn world(docs: &[&str]) -> World {
     loaded(docs).world
 }
 
-fn errors(docs: &[&str]) -> Vec<String> {
-    match load_str(&docs.join("\n---\n"), "t") {
-        Ok(_) => Vec::new(),
-        Err(e) => e.iter().map(|e| e.to_string()).collect(),
-    }
-}
-
 fn planned_as(node: &str, w: &World) -> Result<(Arc<Plan>, Vec<Advertisement>), PlanError> {
-    let (plan, up) = Planner::new(node).update(Arc::new(w.clone()))?;
-    let Some(RouteUpdate::Full(groups)) = up else { panic!("a first plan is a full one") };
-    let routes = match plan.peers().next() {
-        Some((_, p)) => groups.into_iter().find(|(g, _)| *g == p.group).map(|(_, r)| r).unwrap_or_default(),
-        None => Vec::new(),
-    };
-    Ok((plan, routes))
+    crate::test_fixtures::first_peer_routes(node, w)
 }
 
 fn planned(w: &World) -> Result<(Arc<Plan>, Vec<Advertisement>), PlanError> {
     planned_as("rack0-node1", w)
-}
-
-fn prefixes(r: &[Advertisement]) -> Vec<String> {
-    r.iter().map(|a| a.prefix.to_string()).collect()
 }
 
 fn candidate(plan: &Plan, w: &World, prefix: &str) -> Candidate {
