@@ -578,13 +578,7 @@ mod tests {
     fn pools_follow_the_allocation() {
         let m = Metrics::new();
         let mut a = Allocation::default();
-        a.pools.push(crate::ipam::PoolStatus {
-            name: "lb".into(),
-            total: 101,
-            used: 1,
-            disabled: false,
-            conflict: None,
-        });
+        a.pools.push(crate::ipam::PoolStatus { name: "lb".into(), total: 101, used: 1, ..Default::default() });
         m.set_pools(&a);
         let text = m.render();
         assert!(text.contains("kbgp_ipam_pool_available{pool=\"lb\"} 100"), "{text}");

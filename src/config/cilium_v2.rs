@@ -732,6 +732,7 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
             )));
         }
         let mut vr = VirtualRouter {
+            name: Some(inst.name.clone()),
             local_asn: asn,
             exports: Vec::new(),
             neighbors: Vec::new(),
@@ -793,6 +794,7 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
                 bfd: None,
                 exports: index,
                 local_address,
+                name: Some(peer.name.clone()),
             });
         }
         vrs.push(vr);

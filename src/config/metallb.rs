@@ -974,6 +974,7 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
             Some(i) => &mut vrs[i],
             None => {
                 vrs.push(VirtualRouter {
+                    name: None,
                     local_asn: p.my_asn,
                     exports: Vec::new(),
                     neighbors: Vec::new(),
@@ -1059,6 +1060,7 @@ pub fn resolve(node: &Node, world: &World) -> Result<Resolved, Conflict> {
             bfd,
             exports: index,
             local_address: p.source_address,
+            name: Some(p.name.clone()),
         });
     }
     out.policy = Some(PeeringPolicy {

@@ -318,6 +318,8 @@ pub struct ServiceAdvertisements {
 /// planner knows nothing of where it came from, except the [`Origin`] texts `kbgp why` shows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VirtualRouter {
+    /// Its name where the configuration gives one (a Cilium v2 `bgpInstances[].name`).
+    pub name: Option<String>,
     pub local_asn: u32,
     /// What the neighbors are sent: each neighbor names one entry ([`Neighbor::exports`]).
     /// Cilium v1 and kbgp policies have one per virtual router; Cilium v2 one per distinct
@@ -489,6 +491,9 @@ pub struct Neighbor {
     /// The local address of the session (MetalLB `sourceAddress`, Cilium
     /// `CiliumBGPNodeConfigOverride` `localAddress`); `None`: the kernel chooses.
     pub local_address: Option<IpAddr>,
+    /// Its name where the configuration gives one (a Cilium v2 `peers[].name`, a MetalLB
+    /// BGPPeer's name); status reports name peers by it, else by their address.
+    pub name: Option<String>,
 }
 
 /// Where a session's TCP MD5 password comes from.
@@ -821,6 +826,7 @@ fn parse_neighbor(d: &mut Diag, path: &str, n: &NeighborSpec, kind: PolicyKind) 
         bfd,
         exports: 0,
         local_address: None,
+        name: None,
     })
 }
 
@@ -951,6 +957,7 @@ impl PeeringPolicy {
                     services: vec![ServiceExport::v1(local_asn, v.service_selector.clone(), advertise)],
                 };
                 vrs.push(VirtualRouter {
+                    name: None,
                     local_asn,
                     exports: vec![exports],
                     neighbors,

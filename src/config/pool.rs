@@ -113,6 +113,13 @@ impl Block {
             Block::Range(a, b) => a.is_ipv4() == ip.is_ipv4() && a <= ip && ip <= b,
         }
     }
+
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            Block::Cidr(n) => matches!(n, IpNet::V6(_)),
+            Block::Range(a, _) => a.is_ipv6(),
+        }
+    }
 }
 
 /// Which API a pool comes from (its status is written in that API's shape).

@@ -8,7 +8,7 @@
 //! [`EVENTS_PER_MINUTE`] per node, the rest dropped and counted.
 
 use super::admin::{SharedView, collect_peers};
-use crate::config::node_status::{BGPNodeStatus, NodeStatus, NodeStatusSpec, Pacer, node_status};
+use crate::config::node_status::{BGPNodeStatus, NodeStatus, NodeStatusSpec, Pacer, node_status, steady};
 use crate::metrics::Metrics;
 use crate::plan::ServiceAnnouncement;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
@@ -208,6 +208,13 @@ fn stopped(mut s: NodeStatus) -> NodeStatus {
     s.routes_advertised = 0;
     s.routes_received = 0;
     s.last_error = Some(WHY.into());
+    for p in s.bgp_instances.iter_mut().flat_map(|i| i.peers.iter_mut()) {
+        p.peering_state = "idle".into();
+        (p.timers, p.established_time) = (None, None);
+        for c in &mut p.route_count {
+            (c.received, c.advertised) = (0, 0);
+        }
+    }
     for p in &mut s.peers {
         p.state = "Idle".into();
         p.advertised = 0;
@@ -240,6 +247,7 @@ pub fn start(
             }
         }
         let mut pacer = Pacer::new(opts.interval, super::seed(&node));
+        let mut last: Option<NodeStatus> = None;
         let mut events = EventPacer::new(EVENT_SPREAD, super::seed(&node));
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,19 +257,19 @@ pub fn start(
                     // Say so before the sessions go, so the status does not show a stopped
                     // kbgp as up. (A crash cannot; the pod's restart count and metrics can.)
                     if opts.node_status && writer.created {
-                        let policy = view.read().ok().and_then(|v| v.plan.policy_name());
-                        let status = stopped(node_status(policy, None, &collect_peers(&view).await));
+                        let plan = view.read().ok().map(|v| v.plan.clone()).unwrap_or_default();
+                        let status = stopped(node_status(&plan, None, &collect_peers(&view).await));
                         let _ = tokio::time::timeout(Duration::from_secs(2), writer.write(&status)).await;
                     }
                     return;
                 }
                 _ = tick.tick() => {}
             }
-            let (policy, config_error, services, synced) = match view.read() {
+            let (plan, config_error, services, synced) = match view.read() {
                 Ok(v) => {
                     // Only the Events need the per-Service summary.
                     let services = if opts.service_events { v.plan.services(&v.world) } else { Default::default() };
-                    (v.plan.policy_name(), v.config_error.clone(), services, !v.plan.node.is_empty())
+                    (v.plan.clone(), v.config_error.clone(), services, !v.plan.node.is_empty())
                 }
                 Err(_) => return,
             };
@@ -270,7 +278,11 @@ pub fn start(
             }
             if opts.node_status {
                 let peers = collect_peers(&view).await;
-                let status = node_status(policy, config_error, &peers);
+                let mut status = node_status(&plan, config_error, &peers);
+                if let Some(before) = &last {
+                    steady(before, &mut status);
+                }
+                last = Some(status.clone());
                 let now = tokio::time::Instant::now().into_std();
                 if pacer.due(&status, now).is_some_and(|at| at <= now) {
                     let ok = writer.write(&status).await;

@@ -9,7 +9,8 @@
 //!   pool. It never rewrites addresses a Service already has: another controller's
 //!   assignment, or a conflict, is reported, not overwritten.
 //! - It writes each pool's status: kbgp pools get `ipsTotal`, `ipsAvailable`, `ipsUsed` and
-//!   `conflict`; Cilium pools get Cilium's conditions (`cilium.io/IPsTotal`, ...).
+//!   `conflict`; Cilium pools get Cilium's conditions (`cilium.io/IPsTotal`, ...); MetalLB's
+//!   IPAddressPools get MetalLB's `assignedIPv4/IPv6` and `availableIPv4/IPv6`.
 
 use super::{Allocation, allocate};
 use crate::config::pool::{PoolKind, PoolStatusCr};
@@ -76,7 +77,36 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseAction
 pub struct Writes {
     /// (namespace, name, addresses): set `status.loadBalancer.ingress`; empty clears it.
     pub services: Vec<(String, String, Vec<IpAddr>)>,
+    /// kbgp's and Cilium's pools (Cilium's written as its conditions).
     pub pools: Vec<(PoolKind, String, PoolStatusCr)>,
+    /// MetalLB's IPAddressPools: (namespace, name, status).
+    pub metallb_pools: Vec<(String, String, MetalLbPoolStatus)>,
+}
+
+/// MetalLB's `IPAddressPool` status (MetalLB 0.15): addresses per family, as 64-bit
+/// integers (an IPv6 pool larger than that reports the largest one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetalLbPoolStatus {
+    #[serde(rename = "assignedIPv4")]
+    pub assigned_ipv4: i64,
+    #[serde(rename = "assignedIPv6")]
+    pub assigned_ipv6: i64,
+    #[serde(rename = "availableIPv4")]
+    pub available_ipv4: i64,
+    #[serde(rename = "availableIPv6")]
+    pub available_ipv6: i64,
+}
+
+impl MetalLbPoolStatus {
+    pub fn of(p: &super::PoolStatus) -> MetalLbPoolStatus {
+        let n = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+        MetalLbPoolStatus {
+            assigned_ipv4: n(p.used - p.ipv6_used),
+            assigned_ipv6: n(p.ipv6_used),
+            available_ipv4: n(p.available_family(false)),
+            available_ipv6: n(p.available_family(true)),
+        }
+    }
 }
 
 pub fn writes(world: &World, a: &Allocation) -> Writes {
@@ -99,7 +129,13 @@ pub fn writes(world: &World, a: &Allocation) -> Writes {
         }
     }
     for p in &a.pools {
-        let kind = world.pools.iter().find(|x| x.name == p.name).map(|x| x.kind).unwrap_or_default();
+        let Some(pool) = world.pools.iter().find(|x| x.name == p.name) else { continue };
+        let kind = pool.kind;
+        if kind == PoolKind::MetalLb {
+            let ns = pool.namespace.clone().unwrap_or_else(|| world.metallb.namespace().to_string());
+            w.metallb_pools.push((ns, p.name.clone(), MetalLbPoolStatus::of(p)));
+            continue;
+        }
         w.pools.push((
             kind,
             p.name.clone(),
@@ -237,6 +273,7 @@ struct Writer {
     client: Client,
     /// Pool statuses written, so unchanged ones are not written again.
     pools: HashMap<String, PoolStatusCr>,
+    metallb_pools: HashMap<(String, String), MetalLbPoolStatus>,
     problems: BTreeSet<String>,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -272,8 +309,7 @@ impl Writer {
                 continue;
             }
             let (group, version, k, plural) = match kind {
-                // MetalLB's status (assigned/available per family) is not written yet.
-                PoolKind::MetalLb => continue,
+                PoolKind::MetalLb => continue, // in metallb_pools
                 PoolKind::Kbgp => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
                 PoolKind::Cilium => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
             };
@@ -306,6 +342,31 @@ impl Writer {
                 Err(e) => warn!(pool = %name, "LB IPAM: could not write the pool's status: {e}"),
             }
         }
+        for (ns, name, st) in w.metallb_pools {
+            let key = (ns, name);
+            if self.metallb_pools.get(&key) == Some(&st) {
+                continue;
+            }
+            let ar = kube::api::ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
+                "ipaddresspools",
+            );
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
+            match api.patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&json!({"status": st}))).await {
+                Ok(_) => {
+                    debug!(pool = %format!("{}/{}", key.0, key.1), "LB IPAM: pool status written");
+                    self.metallb_pools.insert(key, st);
+                }
+                // MetalLB before 0.15 has no status on its pools.
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    debug!(pool = %format!("{}/{}", key.0, key.1), "LB IPAM: the pool has no status to write: {e}");
+                    self.metallb_pools.insert(key, st);
+                }
+                Err(e) => {
+                    warn!(pool = %format!("{}/{}", key.0, key.1), "LB IPAM: could not write the pool's status: {e}")
+                }
+            }
+        }
     }
 }
 
@@ -331,7 +392,8 @@ pub fn start(
             leader: false,
             last_renew: None,
         };
-        let mut writer = Writer { client, pools: HashMap::new(), problems: BTreeSet::new(), metrics };
+        let mut writer =
+            Writer { client, pools: HashMap::new(), metallb_pools: HashMap::new(), problems: BTreeSet::new(), metrics };
         let renew = opts.lease_duration / 3;
         let mut next = tokio::time::Instant::now();
         // A World seen but not reconciled yet waits until then.
@@ -355,6 +417,7 @@ pub fn start(
                     if leads && !was {
                         // A new leader writes everything once.
                         writer.pools.clear();
+                        writer.metallb_pools.clear();
                         let w = worlds.borrow().clone();
                         if let Some(w) = w {
                             writer.reconcile(&w).await;
@@ -472,5 +535,53 @@ status: {loadBalancer: {ingress: [{ip: 20.0.0.170}]}}
         // Used: new, held, and two addresses other Services still show (was-lb until released,
         // cloud-in-pool for good).
         assert_eq!((st.ips_total.as_str(), st.ips_used.as_str(), st.ips_available.as_str()), ("101", "4", "97"));
+    }
+}
+
+#[cfg(test)]
+mod metallb_tests {
+    use super::*;
+    use crate::config::load_str;
+
+    /// MetalLB's pool status counts each family; an IPv6 pool beyond 64 bits reports the
+    /// largest 64-bit number, as the field cannot hold more.
+    #[test]
+    fn metallb_pools_get_their_counts_per_family() {
+        let w = load_str(
+            r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: dual, namespace: metallb-system}
+spec: {addresses: [20.0.0.0/30, 20.0.1.1-20.0.1.2, "fd00::/120"], avoidBuggyIPs: true}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: huge, namespace: metallb-system}
+spec: {addresses: ["fd01::/56"], autoAssign: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: LoadBalancer, ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack}
+"#,
+            "t",
+        )
+        .unwrap()
+        .world;
+        let out = writes(&w, &allocate(&w));
+        assert!(out.pools.is_empty(), "MetalLB's pools are written in MetalLB's shape only");
+        assert!(out.metallb_pools.iter().all(|(ns, _, _)| ns == "metallb-system"));
+        let by_name: HashMap<&str, &MetalLbPoolStatus> =
+            out.metallb_pools.iter().map(|(_, n, s)| (n.as_str(), s)).collect();
+        // 20.0.0.0/30 without .0: 3; the range: 2; fd00::/120: 256 (avoidBuggyIPs is IPv4's).
+        assert_eq!(
+            by_name["dual"],
+            &MetalLbPoolStatus { assigned_ipv4: 1, assigned_ipv6: 1, available_ipv4: 4, available_ipv6: 255 }
+        );
+        assert_eq!(
+            by_name["huge"],
+            &MetalLbPoolStatus { assigned_ipv4: 0, assigned_ipv6: 0, available_ipv4: 0, available_ipv6: i64::MAX }
+        );
+        assert_eq!(serde_json::to_value(by_name["dual"]).unwrap()["availableIPv6"], 255);
     }
 }

@@ -65,11 +65,14 @@ pub const SHARING_NAMESPACES_ANNOTATIONS: &[&str] = &[
 ];
 
 /// A pool's counters and state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolStatus {
     pub name: String,
     pub total: u128,
     pub used: u128,
+    /// Of `total` and `used`, the IPv6 addresses (MetalLB reports each family).
+    pub ipv6_total: u128,
+    pub ipv6_used: u128,
     pub disabled: bool,
     /// Why the pool hands out nothing, when it overlaps another.
     pub conflict: Option<String>,
@@ -77,7 +80,20 @@ pub struct PoolStatus {
 
 impl PoolStatus {
     pub fn available(&self) -> u128 {
-        if self.conflict.is_some() || self.disabled { 0 } else { self.total.saturating_sub(self.used) }
+        self.available_of(self.total, self.used)
+    }
+
+    /// Addresses of one family it can still hand out.
+    pub fn available_family(&self, ipv6: bool) -> u128 {
+        if ipv6 {
+            self.available_of(self.ipv6_total, self.ipv6_used)
+        } else {
+            self.available_of(self.total - self.ipv6_total, self.used - self.ipv6_used)
+        }
+    }
+
+    fn available_of(&self, total: u128, used: u128) -> u128 {
+        if self.conflict.is_some() || self.disabled { 0 } else { total.saturating_sub(used) }
     }
 }
 
@@ -561,16 +577,21 @@ pub fn allocate(world: &World) -> Allocation {
     }
 
     for p in &world.pools {
-        let total: u128 = p
-            .blocks
-            .iter()
-            .map(|b| capacity(b, p.allow_first_last_ips, p.avoid_buggy_ips))
-            .fold(0, u128::saturating_add);
-        let used = st.owners.keys().filter(|ip| p.contains(ip)).count() as u128;
+        let total = |v6: bool| -> u128 {
+            p.blocks
+                .iter()
+                .filter(|b| b.is_ipv6() == v6)
+                .map(|b| capacity(b, p.allow_first_last_ips, p.avoid_buggy_ips))
+                .fold(0, u128::saturating_add)
+        };
+        let used = |v6: bool| st.owners.keys().filter(|ip| ip.is_ipv6() == v6 && p.contains(ip)).count() as u128;
+        let (ipv6_total, ipv6_used) = (total(true), used(true));
         st.out.pools.push(PoolStatus {
             name: p.name.clone(),
-            total,
-            used,
+            total: total(false).saturating_add(ipv6_total),
+            used: used(false) + ipv6_used,
+            ipv6_total,
+            ipv6_used,
             disabled: p.disabled,
             conflict: conflicts.get(&p.name).cloned(),
         });

@@ -46,7 +46,7 @@ fn the_seed_service_gets_20_0_0_100() {
     ]));
     assert_eq!(ips(&a, "default/nginx-service"), vec!["20.0.0.100"]);
     assert_eq!(a.services["default/nginx-service"][0].1.as_deref(), Some("lb-pool"));
-    assert_eq!(a.pools[0], PoolStatus { name: "lb-pool".into(), total: 101, used: 1, disabled: false, conflict: None });
+    assert_eq!(a.pools[0], PoolStatus { name: "lb-pool".into(), total: 101, used: 1, ..Default::default() });
     assert_eq!(a.pools[0].available(), 100);
     assert!(a.problems.is_empty());
 }
