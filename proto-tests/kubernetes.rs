@@ -347,7 +347,7 @@ fn real_cluster_read_only() {
         let metrics = std::sync::Arc::new(kbgp::metrics::Metrics::new());
         let mut worlds = kbgp::source::kube::start(
             client,
-            node.clone(),
+            Some(node.clone()),
             kbgp::config::Namespaces::default(),
             None,
             Duration::from_millis(100),
@@ -417,6 +417,21 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     assert_eq!(o["status"]["peers"][0]["address"], lab.peer_v4.to_string());
     assert_eq!(o["status"]["peers"][0]["state"], "Established");
     assert!(o["status"]["lastError"].is_null(), "{o}");
+    // The same sessions in the shape of Cilium's CiliumBGPNodeConfig status.
+    let i = &o["status"]["bgpInstances"][0];
+    assert_eq!((i["name"].as_str(), i["localASN"].as_u64()), (Some("AS65005"), Some(65005)), "{o}");
+    let p = &i["peers"][0];
+    let peer_address = lab.peer_v4.to_string();
+    assert_eq!(
+        (p["name"].as_str(), p["peerAddress"].as_str(), p["peerASN"].as_u64(), p["peeringState"].as_str()),
+        (Some(peer_address.as_str()), Some(peer_address.as_str()), Some(65005), Some("established")),
+        "{o}"
+    );
+    assert_eq!(p["timers"]["appliedHoldTimeSeconds"], 90, "{o}");
+    assert_eq!(p["timers"]["appliedKeepaliveSeconds"], 30, "{o}");
+    assert!(p["establishedTime"].as_str().is_some_and(|t| t.ends_with('Z')), "{o}");
+    let v4 = p["routeCount"].as_array().and_then(|c| c.iter().find(|c| c["afi"] == "ipv4")).cloned();
+    assert_eq!(v4.as_ref().map(|c| (&c["safi"], &c["advertised"])), Some((&"unicast".into(), &2.into())), "{o}");
 
     // Nothing changes: nothing is written.
     let writes =
@@ -471,6 +486,7 @@ fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
     let o = server.get(NODE_STATUSES, None, "node1").expect("the status stays");
     assert_eq!(o["status"]["peersUp"], "0/1", "{o}");
     assert_eq!(o["status"]["lastError"], "kbgp on this node stopped");
+    assert_eq!(o["status"]["bgpInstances"][0]["peers"][0]["peeringState"], "idle", "{o}");
 }
 
 /// TCP MD5 in a cluster: the policy's `authSecretRef` names a Secret of kube-system (kbgp's
@@ -736,5 +752,163 @@ fn lb_ipam_as_its_own_deployment_assigns_and_the_daemonset_announces() {
     assert!(!log.contains("LB IPAM: assigned"), "{log}");
     let log = std::fs::read_to_string(lab.path("kbgp-lb-ipam-0.log")).unwrap_or_default();
     assert!(log.contains("LB IPAM: assigned"), "{log}");
+    drop((speaker, controller));
+}
+
+/// The conditions GitOps tools read, and MetalLB's pool counts, written by the LB IPAM leader
+/// alone: a valid kbgp policy is Accepted; a second one over the same node makes both
+/// Conflicting (routes stay); an invalid version is not Accepted while the last valid one keeps
+/// announcing; Cilium's ClusterConfig gets Cilium's own conditions.
+#[test]
+fn the_lb_ipam_leader_writes_conditions_and_pool_counts() {
+    let mut lab = Lab::new("k8s-cond");
+    let peer = common::peer::start(
+        "frr",
+        &mut lab,
+        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
+    );
+    let server = ListWatchServer::start(&lab.kbgp_ns);
+    seed_objects(&server, &lab);
+    server.delete(CILIUM_POLICIES, None, "rack0-65005");
+    server.delete(CILIUM_POOLS, None, "lb-pool");
+    let policy = |name: &str, hold: u32| {
+        format!(
+            r#"{{apiVersion: kbgp.io/v1alpha1, kind: BGPPeeringPolicy, metadata: {{name: {name}}},
+               spec: {{nodeSelector: {{matchLabels: {{rack: rack0}}}},
+                      virtualRouters: [{{localASN: 65005, exportPodCIDR: true,
+                        serviceSelector: {{matchLabels: {{advertise-bgp: "true"}}}},
+                        neighbors: [{{peerAddress: "{}/24", peerASN: 65005, connectRetryTimeSeconds: 5,
+                                      holdTimeSeconds: {hold}}}]}}]}}}}"#,
+            lab.peer_v4
+        )
+    };
+    server.apply(KBGP_POLICIES, &policy("rack0", 90));
+    server.apply(
+        ML_POOLS,
+        "{apiVersion: metallb.io/v1beta1, kind: IPAddressPool, metadata: {name: ml, namespace: metallb-system},
+          spec: {addresses: [20.0.0.128/28]}}",
+    );
+    server.apply(
+        V2_CLUSTER,
+        "{apiVersion: cilium.io/v2, kind: CiliumBGPClusterConfig, metadata: {name: nowhere},
+          spec: {nodeSelector: {matchLabels: {rack: rack9}},
+                 bgpInstances: [{name: x, localASN: 65099,
+                   peers: [{name: p, peerAddress: 10.0.99.1, peerASN: 65099, peerConfigRef: {name: absent}}]}]}}",
+    );
+    let speaker = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &["--lb-ipam=false"]);
+    let controller = Kbgp::start_kube(
+        &lab,
+        &server.kubeconfig(),
+        "lb-ipam-0",
+        "127.0.0.1:9181",
+        &["--lb-ipam-only", "--identity", "lb-ipam-0"],
+    );
+    server.apply(SERVICES, &bare_service("web", "", ""));
+    wait_ingress(&server, "web", &["20.0.0.128"]);
+    wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.128/32"]), Duration::from_secs(60));
+
+    // (type, status, reason, message) of an object's conditions, and its Accepted's time.
+    let conditions = |resource: &str, name: &str| -> Vec<(String, String, String, String)> {
+        let o = server.get(resource, None, name).unwrap_or_default();
+        o["status"]["conditions"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| {
+                        let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                        (s("type"), s("status"), s("reason"), s("message"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wait_conditions = |what: &str, resource: &str, name: &str, want: &[(&str, &str, &str)]| {
+        wait_for(what, Duration::from_secs(20), || {
+            let got = conditions(resource, name);
+            let ok = want.len() == got.len()
+                && want
+                    .iter()
+                    .all(|(t, s, r)| got.iter().any(|g| (g.0.as_str(), g.1.as_str(), g.2.as_str()) == (*t, *s, *r)));
+            if ok { Ok(got) } else { Err(format!("{got:?}")) }
+        })
+    };
+    let got = wait_conditions(
+        "rack0 Accepted, not Conflicting",
+        KBGP_POLICIES,
+        "rack0",
+        &[("Accepted", "True", "Valid"), ("Conflicting", "False", "NoConflict")],
+    );
+    assert_eq!(got[0].3, "valid; selects 1 of 1 node");
+    let accepted_at = |name: &str| {
+        let o = server.get(KBGP_POLICIES, None, name).unwrap_or_default();
+        let list = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let c = list.into_iter().find(|c| c["type"] == "Accepted").unwrap_or_default();
+        (c["lastTransitionTime"].as_str().unwrap_or_default().to_string(), c["observedGeneration"].as_i64())
+    };
+    let (since, generation) = accepted_at("rack0");
+    assert_eq!(generation, Some(1));
+    let got = wait_conditions(
+        "Cilium's conditions on the ClusterConfig",
+        V2_CLUSTER,
+        "nowhere",
+        &[
+            ("cilium.io/NoMatchingNode", "True", "NoMatchingNode"),
+            ("cilium.io/MissingPeerConfigs", "True", "MissingPeerConfigs"),
+            ("cilium.io/ConflictingClusterConfig", "False", "ConflictingClusterConfigs"),
+        ],
+    );
+    assert!(
+        got.iter().any(|c| c.3 == "no CiliumBGPPeerConfig absent; the peers that name it are not configured"),
+        "{got:?}"
+    );
+    wait_for("MetalLB's pool counts", Duration::from_secs(20), || {
+        let o = server.get(ML_POOLS, Some("metallb-system"), "ml").unwrap_or_default();
+        let st = &o["status"];
+        let got = (&st["assignedIPv4"], &st["availableIPv4"], &st["assignedIPv6"], &st["availableIPv6"]);
+        if got == (&1.into(), &15.into(), &0.into(), &0.into()) { Ok(()) } else { Err(o.to_string()) }
+    });
+
+    // A second policy over the same node: both Conflicting; the node keeps its plan.
+    server.apply(KBGP_POLICIES, &policy("also-rack0", 90));
+    let got = wait_conditions(
+        "rack0 Conflicting",
+        KBGP_POLICIES,
+        "rack0",
+        &[("Accepted", "True", "Valid"), ("Conflicting", "True", "OverlappingNodeSelector")],
+    );
+    assert!(got[1].3.starts_with("node node1 also selected by BGPPeeringPolicy also-rack0"), "{got:?}");
+    wait_conditions(
+        "also-rack0 Conflicting",
+        KBGP_POLICIES,
+        "also-rack0",
+        &[("Accepted", "True", "Valid"), ("Conflicting", "True", "OverlappingNodeSelector")],
+    );
+    assert_eq!(peer.prefixes().ok(), Some(prefixes(&["10.1.0.0/24", "20.0.0.128/32"])));
+    server.delete(KBGP_POLICIES, None, "also-rack0");
+    wait_conditions(
+        "rack0 no longer Conflicting",
+        KBGP_POLICIES,
+        "rack0",
+        &[("Accepted", "True", "Valid"), ("Conflicting", "False", "NoConflict")],
+    );
+    assert_eq!(accepted_at("rack0").0, since, "Accepted stayed True: its transition time stays");
+
+    // An invalid version: not Accepted, for its generation; the last valid one announces on.
+    server.apply(KBGP_POLICIES, &policy("rack0", 2));
+    let got = wait_conditions(
+        "rack0 not Accepted",
+        KBGP_POLICIES,
+        "rack0",
+        &[("Accepted", "False", "Invalid"), ("Conflicting", "False", "NoConflict")],
+    );
+    let msg = &got.iter().find(|c| c.0 == "Accepted").unwrap().3;
+    assert!(msg.contains("holdTimeSeconds") && msg.ends_with("its last valid version stays in effect"), "{msg}");
+    assert_eq!(accepted_at("rack0").1, Some(2));
+    assert_ne!(accepted_at("rack0").0, since, "Accepted changed: a new transition time");
+    assert_eq!(peer.prefixes().ok(), Some(prefixes(&["10.1.0.0/24", "20.0.0.128/32"])));
+
+    // The speaker never led LB IPAM: every status write was the controller's.
+    let log = std::fs::read_to_string(lab.path("kbgp-node1.log")).unwrap_or_default();
+    assert!(!log.contains("LB IPAM: this replica is the leader"), "{log}");
     drop((speaker, controller));
 }

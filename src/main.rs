@@ -459,6 +459,7 @@ fn main() -> ExitCode {
                 namespace: lease_namespace,
                 lease_name,
                 lease_duration: Duration::from_secs(lease_duration.max(3)),
+                conditions: false,
             });
             let opts = kbgp::daemon::RunOptions {
                 config,

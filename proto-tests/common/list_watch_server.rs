@@ -8,6 +8,8 @@
 //!   response, as a real API server sends it, which makes the client relist.
 //! - `GET`, `POST`, `PUT`, `PATCH` (merge patch) of single objects and their `/status`, with
 //!   optimistic concurrency on `metadata.resourceVersion` for PUT (Leases).
+//! - `apply` as `kubectl apply` does: a custom resource applied without status keeps its own,
+//!   and `metadata.generation` grows when the spec changes.
 //! - Knobs: `set_down(true)` drops every connection, open or new (the API server is gone);
 //!   `cut_watches()` ends open watches cleanly; `compact()` expires every resourceVersion so far.
 //!
@@ -205,8 +207,24 @@ impl ListWatchServer {
         st.rv += 1;
         let rv = st.rv;
         let k = object_key(&o);
-        let existed = st.objects.get(resource).is_some_and(|m| m.contains_key(&k));
+        let old = st.objects.get(resource).and_then(|m| m.get(&k)).cloned();
+        let existed = old.is_some();
+        // As the API server: a custom resource applied without status keeps the one it has
+        // (written through /status), and a new spec is a new generation.
+        if let Some(old) = &old
+            && resource.starts_with("apis/")
+            && o.get("status").is_none()
+            && let Some(st) = old.get("status")
+        {
+            o["status"] = st.clone();
+        }
+        let generation = match &old {
+            Some(old) if old.get("spec") == o.get("spec") => old["metadata"]["generation"].as_i64().unwrap_or(1),
+            Some(old) => old["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
+            None => 1,
+        };
         let meta = o["metadata"].as_object_mut().expect("metadata");
+        meta.insert("generation".into(), json!(generation));
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
         meta.entry("uid").or_insert(json!(format!("uid-{k}")));
         meta.entry("creationTimestamp").or_insert(json!("2026-01-01T00:00:00Z"));

@@ -6,6 +6,7 @@
 //! the document, the field path and what is wrong.
 
 pub mod cilium_v2;
+pub mod conditions;
 pub mod crd;
 pub mod error;
 pub mod k8s;

@@ -39,6 +39,13 @@ pub const DEFAULT_MAX_RECEIVED_ROUTES: usize = 100_000;
     category = "kbgp",
     printcolumn(name = "Local ASNs", type_ = "string", json_path = ".spec.virtualRouters[*].localASN"),
     printcolumn(name = "Neighbors", type_ = "string", json_path = ".spec.virtualRouters[*].neighbors[*].peerAddress"),
+    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
+    printcolumn(
+        name = "Conflicting",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Conflicting\")].status"
+    ),
+    status = "super::conditions::ConditionsStatus",
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     doc = "Which nodes peer with which BGP neighbors, and what they announce (Cilium's CiliumBGPPeeringPolicy schema plus kbgp's extensions)."
 )]

@@ -31,6 +31,8 @@ use std::time::Duration;
     category = "kbgp",
     printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
     printcolumn(name = "Check", type_ = "string", json_path = ".spec.healthCheck.type"),
+    printcolumn(name = "Accepted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Accepted\")].status"),
+    status = "super::conditions::ConditionsStatus",
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     doc = "An address (e.g. the kube-apiserver VIP) announced as a /32 or /128 by every selected node while its local health check passes."
 )]

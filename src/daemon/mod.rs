@@ -490,8 +490,9 @@ pub async fn run(opts: RunOptions) -> Result<(), String> {
 }
 
 /// `kbgp run --lb-ipam-only`: the LB IPAM controller alone, no BGP (a small Deployment, one active
-/// replica by Lease): it watches Services, pools and Namespaces and is the only writer of
-/// Services' `status.loadBalancer` and pools' status.
+/// replica by Lease): it watches Services, pools, Namespaces and every Node and is the only
+/// writer of Services' `status.loadBalancer`, pools' status and the configuration kinds'
+/// conditions.
 pub async fn run_lb_ipam(opts: RunOptions) -> Result<(), String> {
     let lease = opts.lb_ipam.clone().ok_or("lb-ipam needs its Lease settings")?;
     let client = kube::Client::try_default().await.map_err(|e| format!("cannot set up the Kubernetes client: {e}"))?;
@@ -499,16 +500,17 @@ pub async fn run_lb_ipam(opts: RunOptions) -> Result<(), String> {
     let ready = Arc::new(AtomicBool::new(false));
     serve_metrics(&opts, &metrics, &ready).await?;
     info!(identity = %lease.identity, metrics = %opts.metrics_addr, "kbgp {} LB IPAM controller starting", env!("CARGO_PKG_VERSION"));
-    // The source wants a node for the node-scoped kinds (the Node, local endpoints): this
-    // process has none, and LB IPAM reads neither.
+    // Every Node: the conditions of the configuration say which nodes a policy selects and
+    // where it conflicts. (No endpoints: LB IPAM does not read them.)
     let mut worlds = crate::source::kube::start(
         client.clone(),
-        opts.node.clone().unwrap_or_else(|| lease.identity.clone()),
+        None,
         opts.namespaces.clone(),
         opts.lb_class.clone(),
         opts.coalesce_window,
         metrics.clone(),
     );
+    let lease = ipam::controller::Options { conditions: true, ..lease };
     let (stop, task) = ipam::controller::start(client, lease, worlds.clone(), metrics.clone());
     let mut sig = Signals::new()?;
     loop {
@@ -640,7 +642,7 @@ async fn run_kubernetes(opts: RunOptions) -> Result<(), String> {
     info!(node = %node, metrics = %opts.metrics_addr, "kbgp {} starting, watching the Kubernetes API", env!("CARGO_PKG_VERSION"));
     let mut worlds = crate::source::kube::start(
         client.clone(),
-        node.clone(),
+        Some(node.clone()),
         opts.namespaces.clone(),
         opts.lb_class.clone(),
         opts.coalesce_window,

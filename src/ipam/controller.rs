@@ -13,8 +13,10 @@
 //!   IPAddressPools get MetalLB's `assignedIPv4/IPv6` and `availableIPv4/IPv6`.
 
 use super::{Allocation, allocate};
+use crate::config::conditions::{Condition, ObservedObjects, Subject, merged, same};
 use crate::config::pool::{PoolKind, PoolStatusCr};
 use crate::config::{ServiceType, World};
+use crate::source::kube::Snapshot;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -22,7 +24,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,9 @@ pub struct Options {
     pub namespace: String,
     pub lease_name: String,
     pub lease_duration: Duration,
+    /// Write the configuration kinds' conditions (only a process that watches every Node
+    /// can: `--lb-ipam-only`).
+    pub conditions: bool,
 }
 
 /// What to do about the Lease.
@@ -265,6 +270,24 @@ impl Elector {
     }
 }
 
+/// How long a kind whose status could not be written is left alone.
+const UNWRITABLE_RETRY: Duration = Duration::from_secs(300);
+
+/// Where the status of a kind with conditions is written, the preferred version first (Cilium
+/// 1.18 serves cilium.io/v2, 1.16-1.17 cilium.io/v2alpha1).
+fn status_resources(subject: Subject) -> Vec<kube::api::ApiResource> {
+    use kube::api::{ApiResource, GroupVersionKind};
+    let (group, versions, kind, plural): (_, &[&str], _, _) = match subject {
+        Subject::Policy => ("kbgp.io", &["v1alpha1"], "BGPPeeringPolicy", "bgppeeringpolicies"),
+        Subject::VirtualIp => ("kbgp.io", &["v1alpha1"], "VirtualIP", "virtualips"),
+        Subject::ClusterConfig => {
+            ("cilium.io", &["v2", "v2alpha1"], "CiliumBGPClusterConfig", "ciliumbgpclusterconfigs")
+        }
+        Subject::PeerConfig => ("cilium.io", &["v2", "v2alpha1"], "CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
+    };
+    versions.iter().map(|v| ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, v, kind), plural)).collect()
+}
+
 fn condition(t: &str, status: &str, reason: &str, message: &str, now: &str) -> serde_json::Value {
     json!({"type": t, "status": status, "reason": reason, "message": message, "lastTransitionTime": now})
 }
@@ -274,12 +297,93 @@ struct Writer {
     /// Pool statuses written, so unchanged ones are not written again.
     pools: HashMap<String, PoolStatusCr>,
     metallb_pools: HashMap<(String, String), MetalLbPoolStatus>,
+    /// Whether to write conditions ([`Options::conditions`]).
+    conditions_on: bool,
+    /// Conditions written, per object, and the World they were worked out from.
+    conditions: HashMap<(Subject, String), Vec<Condition>>,
+    conditions_of: Option<(Arc<World>, Arc<ObservedObjects>, bool)>,
+    /// Subjects whose status cannot be written (no status subresource, no right), said once.
+    unwritable: HashMap<Subject, std::time::Instant>,
     problems: BTreeSet<String>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Writer {
-    async fn reconcile(&mut self, world: &World) {
+    /// Writes the conditions of the configuration objects that differ from what they carry.
+    async fn write_conditions(&mut self, snap: &Snapshot) {
+        // (A kind left alone for a while is looked at again with the next World.)
+        if self.unwritable.is_empty()
+            && let Some((w, o, secrets_read)) = &self.conditions_of
+            && *secrets_read == snap.secrets_read
+            && crate::plan::conditions::same_inputs(w, &snap.world)
+            && (Arc::ptr_eq(o, &snap.observed) || **o == *snap.observed)
+        {
+            return;
+        }
+        self.conditions_of = Some((snap.world.clone(), snap.observed.clone(), snap.secrets_read));
+        let now = Timestamp::now().to_string();
+        let all = crate::plan::conditions::conditions(&snap.world, &snap.observed, snap.secrets_read);
+        let keys: HashSet<(Subject, String)> = all.iter().map(|o| (o.subject, o.name.clone())).collect();
+        self.conditions.retain(|k, _| keys.contains(k));
+        for o in all {
+            if self.unwritable.get(&o.subject).is_some_and(|t| t.elapsed() < UNWRITABLE_RETRY) {
+                continue;
+            }
+            let key = (o.subject, o.name.clone());
+            let before = snap.observed.get(&key).map(|x| x.conditions.as_slice()).unwrap_or_default();
+            let prior = self.conditions.get(&key).map(Vec::as_slice).unwrap_or(before);
+            let want = merged(o.subject, prior, &o.conditions, &now);
+            if self.conditions.get(&key).is_some_and(|w| same(w, &want)) {
+                continue;
+            }
+            if same(before, &want) {
+                self.conditions.insert(key, want);
+                continue;
+            }
+            let patch = json!({"status": {"conditions": want}});
+            let mut result = None;
+            for ar in status_resources(o.subject) {
+                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+                let r = api.patch_status(&o.name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                let again = matches!(&r, Err(kube::Error::Api(e)) if e.code == 404);
+                result = Some(r);
+                if !again {
+                    break;
+                }
+            }
+            let what = format!("{} {}", o.subject.kind_name(), o.name);
+            match result {
+                Some(Ok(_)) => {
+                    let c = want.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(" ");
+                    debug!(object = %what, conditions = %c, "LB IPAM: conditions written");
+                    self.conditions.insert(key, want);
+                }
+                Some(Err(kube::Error::Api(e))) if e.code == 403 || e.code == 404 => {
+                    // 404 with the object there: a CRD without a status subresource (an older
+                    // kbgp CRD, Cilium 1.16); 403: no right to it. Said once, tried again later.
+                    let ar = &status_resources(o.subject)[0];
+                    let there = Api::<DynamicObject>::all_with(self.client.clone(), ar).get_opt(&o.name).await;
+                    if e.code == 403 || matches!(there, Ok(Some(_))) {
+                        warn!(
+                            kind = o.subject.kind_name(),
+                            "LB IPAM: cannot write the status of {what} ({e}); is the CRD current (deploy/crds) and \
+                             may the kbgp-lb-ipam ServiceAccount patch its status? Trying this kind again in {} s",
+                            UNWRITABLE_RETRY.as_secs()
+                        );
+                        self.unwritable.insert(o.subject, std::time::Instant::now());
+                    }
+                }
+                Some(Err(e)) => warn!(object = %what, "LB IPAM: could not write the conditions: {e}"),
+                None => {}
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, snap: &Snapshot) {
+        if self.conditions_on {
+            self.write_conditions(snap).await;
+        }
+        let world = &*snap.world;
         let a = allocate(world);
         self.metrics.set_pools(&a);
         let now_problems: BTreeSet<String> = a.problems.iter().map(|p| p.to_string()).collect();
@@ -392,8 +496,17 @@ pub fn start(
             leader: false,
             last_renew: None,
         };
-        let mut writer =
-            Writer { client, pools: HashMap::new(), metallb_pools: HashMap::new(), problems: BTreeSet::new(), metrics };
+        let mut writer = Writer {
+            client,
+            pools: HashMap::new(),
+            metallb_pools: HashMap::new(),
+            conditions_on: opts.conditions,
+            conditions: HashMap::new(),
+            conditions_of: None,
+            unwritable: HashMap::new(),
+            problems: BTreeSet::new(),
+            metrics,
+        };
         let renew = opts.lease_duration / 3;
         let mut next = tokio::time::Instant::now();
         // A World seen but not reconciled yet waits until then.
@@ -418,6 +531,9 @@ pub fn start(
                         // A new leader writes everything once.
                         writer.pools.clear();
                         writer.metallb_pools.clear();
+                        writer.conditions.clear();
+                        writer.conditions_of = None;
+                        writer.unwritable.clear();
                         let w = worlds.borrow().clone();
                         if let Some(w) = w {
                             writer.reconcile(&w).await;
@@ -583,5 +699,62 @@ spec: {type: LoadBalancer, ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDual
             &MetalLbPoolStatus { assigned_ipv4: 0, assigned_ipv6: 0, available_ipv4: 0, available_ipv6: i64::MAX }
         );
         assert_eq!(serde_json::to_value(by_name["dual"]).unwrap()["availableIPv6"], 255);
+    }
+}
+
+/// The install's RBAC lets LB IPAM write every status it writes, and nothing grants the
+/// nodes' ServiceAccount any status of the configuration.
+#[cfg(test)]
+mod rbac_tests {
+    use super::*;
+
+    fn rules(file: &str, kind: &str, name: &str) -> Vec<(String, String, Vec<String>)> {
+        let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let mut out = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_json::to_value(serde_yaml::Value::deserialize(doc).unwrap()).unwrap();
+            if v["kind"] != kind || v["metadata"]["name"] != name {
+                continue;
+            }
+            for r in v["rules"].as_array().unwrap() {
+                let strings = |k: &str| -> Vec<String> {
+                    r[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+                };
+                for g in strings("apiGroups") {
+                    for res in strings("resources") {
+                        out.push((g.clone(), res, strings("verbs")));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn may_patch(rules: &[(String, String, Vec<String>)], group: &str, resource: &str) -> bool {
+        rules.iter().any(|(g, r, v)| g == group && r == resource && v.iter().any(|v| v == "patch"))
+    }
+
+    use serde::Deserialize;
+
+    #[test]
+    fn lb_ipam_may_patch_every_status_it_writes() {
+        let cluster = rules("deploy/kubernetes/rbac.yaml", "ClusterRole", "kbgp-lb-ipam");
+        let nodes = rules("deploy/kubernetes/rbac.yaml", "ClusterRole", "kbgp");
+        for s in Subject::ALL {
+            for ar in status_resources(s) {
+                let res = format!("{}/status", ar.plural);
+                assert!(may_patch(&cluster, &ar.group, &res), "kbgp-lb-ipam may not patch {}/{res}", ar.group);
+                assert!(!may_patch(&nodes, &ar.group, &res), "the nodes' role may patch {}/{res}", ar.group);
+            }
+        }
+        for (g, r) in [
+            ("", "services/status"),
+            ("kbgp.io", "loadbalancerippools/status"),
+            ("cilium.io", "ciliumloadbalancerippools/status"),
+        ] {
+            assert!(may_patch(&cluster, g, r), "kbgp-lb-ipam may not patch {g}/{r}");
+        }
+        let metallb = rules("deploy/components/metallb/rbac.yaml", "Role", "kbgp-metallb-lb-ipam");
+        assert!(may_patch(&metallb, "metallb.io", "ipaddresspools/status"));
     }
 }

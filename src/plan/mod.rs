@@ -23,6 +23,7 @@
 
 mod annotation;
 pub mod candidate;
+pub mod conditions;
 pub mod diff;
 pub mod planner;
 pub mod why;

@@ -15,6 +15,7 @@
 //! - Kinds whose CRD is not installed (Cilium's, or kbgp's) count as empty and are looked for
 //!   again every 30 s.
 
+use crate::config::conditions::{Observed, ObservedObjects, Subject};
 use crate::config::error::Diag;
 use crate::config::k8s::{Endpoint, NodeRaw, SERVICE_NAME_LABEL, ServiceRaw};
 use crate::config::policy::{PeeringPolicySpec, PolicyKind};
@@ -131,6 +132,17 @@ impl Kind {
         }
     }
 
+    /// The kinds whose objects carry conditions kbgp writes.
+    pub fn subject(self) -> Option<Subject> {
+        match self {
+            Kind::KbgpPolicy => Some(Subject::Policy),
+            Kind::VirtualIp => Some(Subject::VirtualIp),
+            Kind::CiliumClusterConfig => Some(Subject::ClusterConfig),
+            Kind::CiliumPeerConfig => Some(Subject::PeerConfig),
+            _ => None,
+        }
+    }
+
     /// Kinds that kbgp may not be allowed to read (Secrets, MetalLB's namespace, Namespaces):
     /// a 403 counts them as none, with a warning, so the rest of the World is planned.
     pub fn optional(self) -> bool {
@@ -220,6 +232,9 @@ pub enum Update {
     Delete(Kind, String),
     /// The kind's CRD is not installed: no objects.
     Absent(Kind),
+    /// What the API server says of an object beyond its model (kinds with conditions); sent
+    /// before its `Apply` or `InitApply`.
+    Observed(Kind, String, Observed),
 }
 
 /// The objects known per kind, and the World they make.
@@ -234,18 +249,39 @@ pub struct Store {
     pub metallb_namespace: String,
     /// `--lb-class`, copied into every World.
     pub lb_class: Option<String>,
+    /// Of the kinds with conditions: each object's generation, conditions and newest error.
+    observed: HashMap<Kind, BTreeMap<String, Observed>>,
+    observed_relist: HashMap<Kind, BTreeMap<String, Observed>>,
+    /// Kinds counted as none because they are not installed or kbgp may not read them.
+    absent: std::collections::HashSet<Kind>,
 }
 
 impl Store {
-    /// Applies one update; whether the World may have changed.
+    /// Applies one update; whether the World, or what is observed of its objects, may have
+    /// changed.
     pub fn apply(&mut self, u: Update) -> bool {
         match u {
             Update::Init(k) => {
                 self.relist.insert(k, BTreeMap::new());
+                if k.subject().is_some() {
+                    self.observed_relist.insert(k, BTreeMap::new());
+                }
                 false
+            }
+            Update::Observed(k, key, mut o) => {
+                let to = if self.relist.contains_key(&k) { &mut self.observed_relist } else { &mut self.observed };
+                let m = to.entry(k).or_default();
+                // The error is the newest version's, which the Apply that follows sets.
+                o.error = m.get(&key).and_then(|b| b.error.clone());
+                // A new object is news; conditions seen changing are mostly kbgp's own writes.
+                m.insert(key, o).is_none()
             }
             Update::InitApply(k, key, obj) => {
                 let kept = self.current.get(&k).and_then(|m| m.get(&key)).cloned();
+                let error = obj.as_ref().err().map(|e| e.to_string());
+                if let Some(o) = self.observed_relist.get_mut(&k).and_then(|m| m.get_mut(&key)) {
+                    o.error = error;
+                }
                 let buf = self.relist.entry(k).or_default();
                 match obj {
                     // An unchanged object keeps the instance the current World shares.
@@ -262,34 +298,71 @@ impl Store {
                 false
             }
             Update::InitDone(k) => {
+                self.absent.remove(&k);
                 let new = self.relist.remove(&k).unwrap_or_default();
-                let changed = self.current.get(&k) != Some(&new) || !self.synced.get(&k).copied().unwrap_or(false);
+                let mut changed = self.current.get(&k) != Some(&new) || !self.synced.get(&k).copied().unwrap_or(false);
+                if let Some(o) = self.observed_relist.remove(&k) {
+                    changed |= self.observed.get(&k) != Some(&o);
+                    self.observed.insert(k, o);
+                }
                 self.current.insert(k, new);
                 self.synced.insert(k, true);
                 changed
             }
-            Update::Apply(k, key, Ok(o)) => {
-                let m = self.current.entry(k).or_default();
-                if m.get(&key) == Some(&o) {
-                    return false;
+            Update::Apply(k, key, obj) => {
+                let error = obj.as_ref().err().map(|e| e.to_string());
+                let mut changed = false;
+                if let Some(o) = self.observed.get_mut(&k).and_then(|m| m.get_mut(&key))
+                    && o.error != error
+                {
+                    o.error = error;
+                    changed = true;
                 }
-                m.insert(key, o);
-                true
+                match obj {
+                    Ok(o) => {
+                        let m = self.current.entry(k).or_default();
+                        if m.get(&key) != Some(&o) {
+                            m.insert(key, o);
+                            changed = true;
+                        }
+                    }
+                    // Keep the last valid version.
+                    Err(e) => self.problems.push(format!("{}/{key}: {e}", k.name())),
+                }
+                changed
             }
-            Update::Apply(k, key, Err(e)) => {
-                // Keep the last valid version.
-                self.problems.push(format!("{}/{key}: {e}", k.name()));
-                false
+            Update::Delete(k, key) => {
+                let observed = self.observed.get_mut(&k).is_some_and(|m| m.remove(&key).is_some());
+                self.current.get_mut(&k).is_some_and(|m| m.remove(&key).is_some()) || observed
             }
-            Update::Delete(k, key) => self.current.get_mut(&k).is_some_and(|m| m.remove(&key).is_some()),
             Update::Absent(k) => {
                 let had = self.current.get(&k).is_some_and(|m| !m.is_empty());
                 let first = !self.synced.get(&k).copied().unwrap_or(false);
                 self.current.insert(k, BTreeMap::new());
+                self.observed.remove(&k);
                 self.synced.insert(k, true);
+                self.absent.insert(k);
                 had || first
             }
         }
+    }
+
+    /// Whether the Secrets of the BGP secrets namespace are read (LB IPAM's own Deployment may
+    /// not read them).
+    pub fn secrets_read(&self) -> bool {
+        !self.absent.contains(&Kind::Secret)
+    }
+
+    /// What the API server says of the objects with conditions (see [`Update::Observed`]).
+    pub fn observed(&self) -> ObservedObjects {
+        let mut out = ObservedObjects::new();
+        for (k, m) in &self.observed {
+            let Some(subject) = k.subject() else { continue };
+            for (name, o) in m {
+                out.insert((subject, name.clone()), o.clone());
+            }
+        }
+        out
     }
 
     /// Every kind has completed a first list (or is known to be absent).
@@ -556,11 +629,29 @@ pub fn convert_namespace(n: &K8sNamespace) -> Result<Obj, String> {
 
 // ---- the watchers ----
 
+/// For kinds without conditions.
+fn unobserved<K>(_: &K) -> Option<Observed> {
+    None
+}
+
+/// The generation and conditions of a custom resource (conditions that do not parse count as
+/// none: they are rewritten).
+pub fn observe(o: &DynamicObject) -> Observed {
+    let conditions = o
+        .data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    Observed { generation: o.metadata.generation, conditions, error: None }
+}
+
 async fn watch_kind<K>(
     kind: Kind,
     api: Api<K>,
     cfg: watcher::Config,
     convert: impl Fn(&K) -> Result<Obj, String>,
+    observe: impl Fn(&K) -> Option<Observed>,
     tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
 ) where
@@ -584,6 +675,12 @@ async fn watch_kind<K>(
                 metrics.watch_errors.with_label_values(&[resource]).inc();
                 metrics.watch_up.with_label_values(&[resource]).set(0);
             }
+        }
+        if let Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) = &ev
+            && let Some(ob) = observe(o)
+            && tx.send(Update::Observed(kind, key(o), ob)).await.is_err()
+        {
+            return;
         }
         let u = match ev {
             Ok(watcher::Event::Init) => Update::Init(kind),
@@ -718,6 +815,11 @@ impl Debounce {
 pub struct Snapshot {
     pub world: Arc<World>,
     pub since: std::time::Instant,
+    /// The generation, conditions and newest validation error of the objects with conditions
+    /// (for the status writer).
+    pub observed: Arc<ObservedObjects>,
+    /// Whether `world.secrets` is what the API server has (kbgp may read them).
+    pub secrets_read: bool,
 }
 
 impl std::ops::Deref for Snapshot {
@@ -728,10 +830,12 @@ impl std::ops::Deref for Snapshot {
 }
 
 /// Starts every watcher; returns the World as it changes (`None` until every kind is synced).
-/// Changes are coalesced for `debounce` before a new World is built.
+/// Changes are coalesced for `debounce` before a new World is built. `node`: the Node this
+/// kbgp plans for, the only one it watches, and whose endpoints it keeps; `None` (the LB IPAM
+/// Deployment, which writes the configuration's conditions): every Node, no endpoints.
 pub fn start(
     client: Client,
-    node: String,
+    node: Option<String>,
     namespaces: Namespaces,
     lb_class: Option<String>,
     debounce: Duration,
@@ -742,18 +846,23 @@ pub fn start(
 
     let (c, t, n, m) = (client.clone(), tx.clone(), node.clone(), metrics.clone());
     tokio::spawn(async move {
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={n}"));
-        watch_kind(Kind::Node, Api::<K8sNode>::all(c), cfg, convert_node, t, m).await
+        let cfg = match &n {
+            Some(n) => watcher::Config::default().fields(&format!("metadata.name={n}")),
+            None => watcher::Config::default(),
+        };
+        watch_kind(Kind::Node, Api::<K8sNode>::all(c), cfg, convert_node, unobserved, t, m).await
     });
     let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
     tokio::spawn(async move {
-        watch_kind(Kind::Service, Api::<K8sService>::all(c), watcher::Config::default(), convert_service, t, m).await
+        let api = Api::<K8sService>::all(c);
+        watch_kind(Kind::Service, api, watcher::Config::default(), convert_service, unobserved, t, m).await
     });
     let (c, t, n, m) = (client.clone(), tx.clone(), node.clone(), metrics.clone());
     tokio::spawn(async move {
+        let n = n.unwrap_or_default();
         let convert = move |s: &K8sEndpointSlice| convert_endpoint_slice(s, &n);
         let api = Api::<K8sEndpointSlice>::all(c);
-        watch_kind(Kind::EndpointSlice, api, watcher::Config::default(), convert, t, m).await
+        watch_kind(Kind::EndpointSlice, api, watcher::Config::default(), convert, unobserved, t, m).await
     });
     for (kind, ns) in
         [(Kind::Secret, namespaces.bgp_secrets.clone()), (Kind::MetalLbSecret, namespaces.metallb.clone())]
@@ -761,13 +870,13 @@ pub fn start(
         let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
         tokio::spawn(async move {
             let api = Api::<K8sSecret>::namespaced(c, &ns);
-            watch_kind(kind, api, watcher::Config::default(), convert_secret, t, m).await
+            watch_kind(kind, api, watcher::Config::default(), convert_secret, unobserved, t, m).await
         });
     }
     let (c, t, m) = (client.clone(), tx.clone(), metrics.clone());
     tokio::spawn(async move {
         let api = Api::<K8sNamespace>::all(c);
-        watch_kind(Kind::Namespace, api, watcher::Config::default(), convert_namespace, t, m).await
+        watch_kind(Kind::Namespace, api, watcher::Config::default(), convert_namespace, unobserved, t, m).await
     });
     for kind in METALLB_KINDS {
         let (c, t, m, ns) = (client.clone(), tx.clone(), metrics.clone(), namespaces.metallb.clone());
@@ -775,7 +884,7 @@ pub fn start(
             let Some(ar) = wait_for_crd(kind, &c, Some(&ns), &t).await else { return };
             let api: Api<DynamicObject> = Api::namespaced_with(c, &ns, &ar);
             let convert = move |o: &DynamicObject| convert_metallb(o, kind, &ar);
-            watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
+            watch_kind(kind, api, watcher::Config::default(), convert, unobserved, t, m).await
         });
     }
     for kind in [
@@ -804,7 +913,8 @@ pub fn start(
                 | Kind::CiliumNodeOverride => convert_v2(o, kind),
                 _ => convert_pool(o, PoolKind::Cilium),
             };
-            watch_kind(kind, api, watcher::Config::default(), convert, t, m).await
+            let observe = move |o: &DynamicObject| kind.subject().map(|_| observe(o));
+            watch_kind(kind, api, watcher::Config::default(), convert, observe, t, m).await
         });
     }
     drop(tx);
@@ -842,7 +952,13 @@ pub fn start(
                 },
                 _ = timer => {
                     let since = pending.take().map(|t| t.into_std()).unwrap_or_else(std::time::Instant::now);
-                    if world_tx.send(Some(Snapshot { world: Arc::new(store.world()), since })).is_err() {
+                    let snapshot = Snapshot {
+                        world: Arc::new(store.world()),
+                        since,
+                        observed: Arc::new(store.observed()),
+                        secrets_read: store.secrets_read(),
+                    };
+                    if world_tx.send(Some(snapshot)).is_err() {
                         return;
                     }
                 }

@@ -119,6 +119,60 @@ fn an_invalid_policy_keeps_its_last_valid_version() {
     assert_eq!(s.world().policies.len(), 1);
 }
 
+/// kbgp's policy kind: its generation, conditions and newest error are kept beside the
+/// World for the status writer; an echo of kbgp's own status write is no new World.
+#[test]
+fn objects_with_conditions_are_observed() {
+    let kbgp = |hold: i64, generation: i64, conditions: serde_json::Value| {
+        let o: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "kbgp.io/v1alpha1", "kind": "BGPPeeringPolicy",
+            "metadata": {"name": "rack0", "generation": generation},
+            "spec": {"virtualRouters": [{"localASN": 65005, "neighbors": [{"peerAddress": "10.0.5.1/24", "peerASN": 65005, "holdTimeSeconds": hold}]}]},
+            "status": {"conditions": conditions}
+        }))
+        .unwrap();
+        (observe(&o), convert_policy(&o, PolicyKind::Kbgp))
+    };
+    let key = (Subject::Policy, "rack0".to_string());
+    let mut s = store_synced_except(&[]);
+    let (ob, obj) = kbgp(90, 1, json!([]));
+    assert!(s.apply(Update::Observed(Kind::KbgpPolicy, "rack0".into(), ob)));
+    assert!(s.apply(Update::Apply(Kind::KbgpPolicy, "rack0".into(), obj)));
+    assert_eq!(s.observed()[&key], Observed { generation: Some(1), ..Default::default() });
+    // kbgp's write comes back: nothing new to plan.
+    let written =
+        json!([{"type": "Accepted", "status": "True", "reason": "Valid", "message": "m", "lastTransitionTime": "t"}]);
+    let (ob, obj) = kbgp(90, 1, written);
+    assert!(!s.apply(Update::Observed(Kind::KbgpPolicy, "rack0".into(), ob)));
+    assert!(!s.apply(Update::Apply(Kind::KbgpPolicy, "rack0".into(), obj)));
+    assert_eq!(s.observed()[&key].conditions[0].reason, "Valid");
+    // An invalid version: the World keeps the last valid one, the error is observed (and
+    // stays through the echo of the condition written about it).
+    for _ in 0..2 {
+        let (ob, obj) = kbgp(2, 2, json!([]));
+        s.apply(Update::Observed(Kind::KbgpPolicy, "rack0".into(), ob));
+        s.apply(Update::Apply(Kind::KbgpPolicy, "rack0".into(), obj));
+        let o = &s.observed()[&key];
+        assert_eq!(o.generation, Some(2));
+        assert!(o.error.as_deref().is_some_and(|e| e.contains("holdTimeSeconds")), "{o:?}");
+        assert_eq!(s.world().policies[0].virtual_routers[0].neighbors[0].hold_time, 90);
+    }
+    // Through a relist and a delete.
+    s.apply(Update::Init(Kind::KbgpPolicy));
+    let (ob, obj) = kbgp(30, 3, json!([]));
+    s.apply(Update::Observed(Kind::KbgpPolicy, "rack0".into(), ob));
+    s.apply(Update::InitApply(Kind::KbgpPolicy, "rack0".into(), obj));
+    assert!(s.observed()[&key].error.is_some(), "not swapped in before InitDone");
+    assert!(s.apply(Update::InitDone(Kind::KbgpPolicy)));
+    assert_eq!(s.observed()[&key], Observed { generation: Some(3), ..Default::default() });
+    assert!(s.apply(Update::Delete(Kind::KbgpPolicy, "rack0".into())));
+    assert!(s.observed().is_empty());
+    // Kinds without conditions are not observed.
+    let o: DynamicObject = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    assert_eq!(Kind::CiliumPolicy.subject(), None);
+    assert_eq!(observe(&o), Observed::default());
+}
+
 #[test]
 fn services_keep_what_the_plan_reads() {
     let Obj::Service(s) = svc("web", "true") else { panic!() };
