@@ -113,6 +113,8 @@ pub const MISSING_AUTH_SECRET: &str = "cilium.io/MissingAuthSecret";
 /// it carries, and, when its newest version did not validate, why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
+    /// Tells a recreated object of the same name from the old one.
+    pub uid: Option<String>,
     pub generation: Option<i64>,
     pub conditions: Vec<Condition>,
     pub error: Option<String>,

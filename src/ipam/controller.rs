@@ -270,6 +270,39 @@ impl Elector {
     }
 }
 
+/// What to do about one object's conditions.
+#[derive(Debug, PartialEq, Eq)]
+enum ConditionsWrite {
+    /// Already written (the watch may not show it yet).
+    Nothing,
+    /// The object carries them already (written by an earlier leader): remember them.
+    AlreadyThere(Vec<Condition>),
+    Write(Vec<Condition>),
+}
+
+/// Decides from what the object carries (`seen`), what this leader wrote (`written`, with the
+/// object's uid then) and what it should carry (pure).
+fn decide_conditions(
+    subject: Subject,
+    seen: Option<&crate::config::conditions::Observed>,
+    written: Option<&(Option<String>, Vec<Condition>)>,
+    desired: &[Condition],
+    now: &str,
+) -> ConditionsWrite {
+    let uid = seen.and_then(|x| x.uid.clone());
+    let before = seen.map(|x| x.conditions.as_slice()).unwrap_or_default();
+    // A recreated object (another uid) has nothing of what was written to the old one.
+    let written = written.filter(|(u, _)| *u == uid).map(|(_, c)| c.as_slice());
+    let want = merged(subject, written.unwrap_or(before), desired, now);
+    if written.is_some_and(|w| same(w, &want)) {
+        ConditionsWrite::Nothing
+    } else if same(before, &want) {
+        ConditionsWrite::AlreadyThere(want)
+    } else {
+        ConditionsWrite::Write(want)
+    }
+}
+
 /// How long a kind whose status could not be written is left alone.
 const UNWRITABLE_RETRY: Duration = Duration::from_secs(300);
 
@@ -299,8 +332,9 @@ struct Writer {
     metallb_pools: HashMap<(String, String), MetalLbPoolStatus>,
     /// Whether to write conditions ([`Options::conditions`]).
     conditions_on: bool,
-    /// Conditions written, per object, and the World they were worked out from.
-    conditions: HashMap<(Subject, String), Vec<Condition>>,
+    /// Conditions written, per object (with its uid: a recreated object has none yet), and
+    /// the World they were worked out from.
+    conditions: HashMap<(Subject, String), (Option<String>, Vec<Condition>)>,
     conditions_of: Option<(Arc<World>, Arc<ObservedObjects>, bool)>,
     /// Subjects whose status cannot be written (no status subresource, no right), said once.
     unwritable: HashMap<Subject, std::time::Instant>,
@@ -330,16 +364,16 @@ impl Writer {
                 continue;
             }
             let key = (o.subject, o.name.clone());
-            let before = snap.observed.get(&key).map(|x| x.conditions.as_slice()).unwrap_or_default();
-            let prior = self.conditions.get(&key).map(Vec::as_slice).unwrap_or(before);
-            let want = merged(o.subject, prior, &o.conditions, &now);
-            if self.conditions.get(&key).is_some_and(|w| same(w, &want)) {
-                continue;
-            }
-            if same(before, &want) {
-                self.conditions.insert(key, want);
-                continue;
-            }
+            let seen = snap.observed.get(&key);
+            let uid = seen.and_then(|x| x.uid.clone());
+            let want = match decide_conditions(o.subject, seen, self.conditions.get(&key), &o.conditions, &now) {
+                ConditionsWrite::Nothing => continue,
+                ConditionsWrite::AlreadyThere(c) => {
+                    self.conditions.insert(key, (uid, c));
+                    continue;
+                }
+                ConditionsWrite::Write(c) => c,
+            };
             let patch = json!({"status": {"conditions": want}});
             let mut result = None;
             for ar in status_resources(o.subject) {
@@ -356,7 +390,7 @@ impl Writer {
                 Some(Ok(_)) => {
                     let c = want.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(" ");
                     debug!(object = %what, conditions = %c, "LB IPAM: conditions written");
-                    self.conditions.insert(key, want);
+                    self.conditions.insert(key, (uid, want));
                 }
                 Some(Err(kube::Error::Api(e))) if e.code == 403 || e.code == 404 => {
                     // 404 with the object there: a CRD without a status subresource (an older
@@ -651,6 +685,47 @@ status: {loadBalancer: {ingress: [{ip: 20.0.0.170}]}}
         // Used: new, held, and two addresses other Services still show (was-lb until released,
         // cloud-in-pool for good).
         assert_eq!((st.ips_total.as_str(), st.ips_used.as_str(), st.ips_available.as_str()), ("101", "4", "97"));
+    }
+}
+
+#[cfg(test)]
+mod conditions_tests {
+    use super::*;
+    use crate::config::conditions::Observed;
+
+    #[test]
+    fn conditions_are_written_once_and_again_for_a_recreated_object() {
+        let valid = [Condition::new("Accepted", true, "Valid", "valid; selects 1 of 1 node")];
+        let seen = |uid: &str, c: &[Condition]| Observed {
+            uid: Some(uid.into()),
+            conditions: c.to_vec(),
+            ..Default::default()
+        };
+        let first = decide_conditions(Subject::VirtualIp, Some(&seen("a", &[])), None, &valid, "t1");
+        let ConditionsWrite::Write(w) = first else { panic!("{first:?}") };
+        assert_eq!(w[0].last_transition_time, "t1");
+        let written = (Some("a".to_string()), w.clone());
+        // The watch has not shown the write yet: nothing to do.
+        assert_eq!(
+            decide_conditions(Subject::VirtualIp, Some(&seen("a", &[])), Some(&written), &valid, "t2"),
+            ConditionsWrite::Nothing
+        );
+        // A new leader finds them on the object.
+        assert_eq!(
+            decide_conditions(Subject::VirtualIp, Some(&seen("a", &w)), None, &valid, "t2"),
+            ConditionsWrite::AlreadyThere(w.clone())
+        );
+        // Deleted and created again under the same name: written again.
+        assert!(matches!(
+            decide_conditions(Subject::VirtualIp, Some(&seen("b", &[])), Some(&written), &valid, "t3"),
+            ConditionsWrite::Write(c) if c[0].last_transition_time == "t3"
+        ));
+        // A new message, same status: written, the time kept.
+        let more = [Condition::new("Accepted", true, "Valid", "valid; selects 2 of 2 nodes")];
+        assert!(matches!(
+            decide_conditions(Subject::VirtualIp, Some(&seen("a", &w)), Some(&written), &more, "t4"),
+            ConditionsWrite::Write(c) if c[0].last_transition_time == "t1"
+        ));
     }
 }
 

@@ -643,7 +643,7 @@ pub fn observe(o: &DynamicObject) -> Observed {
         .and_then(|s| s.get("conditions"))
         .and_then(|c| serde_json::from_value(c.clone()).ok())
         .unwrap_or_default();
-    Observed { generation: o.metadata.generation, conditions, error: None }
+    Observed { uid: o.metadata.uid.clone(), generation: o.metadata.generation, conditions, error: None }
 }
 
 async fn watch_kind<K>(
