@@ -93,7 +93,9 @@ struct Setup {
     kbgp: Kbgp,
 }
 
-fn setup(tag: &str) -> Setup {
+/// A lab with an FRR route reflector (AS 65005, iBGP) and an in-test API server in kbgp's
+/// namespace.
+fn frr_lab(tag: &str) -> (Lab, Box<dyn Peer>, ListWatchServer) {
     let mut lab = Lab::new(tag);
     let peer = common::peer::start(
         "frr",
@@ -101,6 +103,20 @@ fn setup(tag: &str) -> Setup {
         &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
     );
     let server = ListWatchServer::start(&lab.kbgp_ns);
+    (lab, peer, server)
+}
+
+/// The install's split: the node's speaker without LB IPAM, and the LB IPAM Deployment's
+/// process (`--lb-ipam-only`, identity lb-ipam-0).
+fn speaker_and_lb_ipam(lab: &Lab, server: &ListWatchServer) -> (Kbgp, Kbgp) {
+    let speaker = Kbgp::start_kube(lab, &server.kubeconfig(), "node1", common::METRICS, &["--lb-ipam=false"]);
+    let args = ["--lb-ipam-only", "--identity", "lb-ipam-0"];
+    let controller = Kbgp::start_kube(lab, &server.kubeconfig(), "lb-ipam-0", "127.0.0.1:9181", &args);
+    (speaker, controller)
+}
+
+fn setup(tag: &str) -> Setup {
+    let (lab, peer, server) = frr_lab(tag);
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);
     seed_objects(&server, &lab);
@@ -220,13 +236,7 @@ fn lease_holder(s: &ListWatchServer) -> Option<String> {
 
 #[test]
 fn lb_ipam_assigns_honours_requests_reports_conflicts_and_releases() {
-    let mut lab = Lab::new("k8s-ipam");
-    let peer = common::peer::start(
-        "frr",
-        &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
-    );
-    let server = ListWatchServer::start(&lab.kbgp_ns);
+    let (lab, peer, server) = frr_lab("k8s-ipam");
     server.set_missing(KBGP_POLICIES);
     seed_objects(&server, &lab);
     let kbgp = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &[]);
@@ -379,13 +389,7 @@ fn real_cluster_read_only() {
 /// Event; the admin CLI works in Kubernetes mode too.
 #[test]
 fn node_status_service_events_and_the_cli_in_kubernetes_mode() {
-    let mut lab = Lab::new("k8s-status");
-    let peer = common::peer::start(
-        "frr",
-        &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
-    );
-    let server = ListWatchServer::start(&lab.kbgp_ns);
+    let (lab, peer, server) = frr_lab("k8s-status");
     server.set_missing(KBGP_POLICIES);
     server.set_missing(KBGP_POOLS);
     seed_objects(&server, &lab);
@@ -716,13 +720,7 @@ fn cilium_v2_and_metallb_objects_from_the_api_server_give_the_v1_routes() {
 
 #[test]
 fn lb_ipam_as_its_own_deployment_assigns_and_the_daemonset_announces() {
-    let mut lab = Lab::new("k8s-ipamd");
-    let peer = common::peer::start(
-        "frr",
-        &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
-    );
-    let server = ListWatchServer::start(&lab.kbgp_ns);
+    let (lab, peer, server) = frr_lab("k8s-ipamd");
     server.set_missing(KBGP_POLICIES);
     seed_objects(&server, &lab);
     // The seed's Cilium pool goes; a MetalLB pool takes its place, with autoAssign off: only
@@ -733,14 +731,7 @@ fn lb_ipam_as_its_own_deployment_assigns_and_the_daemonset_announces() {
         "{apiVersion: metallb.io/v1beta1, kind: IPAddressPool, metadata: {name: manual, namespace: metallb-system},
           spec: {addresses: [20.0.0.128/28], autoAssign: false, avoidBuggyIPs: true}}",
     );
-    let speaker = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &["--lb-ipam=false"]);
-    let controller = Kbgp::start_kube(
-        &lab,
-        &server.kubeconfig(),
-        "lb-ipam-0",
-        "127.0.0.1:9181",
-        &["--lb-ipam-only", "--identity", "lb-ipam-0"],
-    );
+    let (speaker, controller) = speaker_and_lb_ipam(&lab, &server);
     server.apply(SERVICES, &bare_service("plain", "", ""));
     server.apply(SERVICES, &bare_service("pinned", "metallb.io/address-pool: manual", ""));
     wait_ingress(&server, "pinned", &["20.0.0.128"]);
@@ -761,13 +752,7 @@ fn lb_ipam_as_its_own_deployment_assigns_and_the_daemonset_announces() {
 /// announcing; Cilium's ClusterConfig gets Cilium's own conditions.
 #[test]
 fn the_lb_ipam_leader_writes_conditions_and_pool_counts() {
-    let mut lab = Lab::new("k8s-cond");
-    let peer = common::peer::start(
-        "frr",
-        &mut lab,
-        &PeerSpec { asn: 65005, kbgp_asn: 65005, gtsm: false, password: None, bfd: None, router: false },
-    );
-    let server = ListWatchServer::start(&lab.kbgp_ns);
+    let (lab, peer, server) = frr_lab("k8s-cond");
     seed_objects(&server, &lab);
     server.delete(CILIUM_POLICIES, None, "rack0-65005");
     server.delete(CILIUM_POOLS, None, "lb-pool");
@@ -795,14 +780,7 @@ fn the_lb_ipam_leader_writes_conditions_and_pool_counts() {
                  bgpInstances: [{name: x, localASN: 65099,
                    peers: [{name: p, peerAddress: 10.0.99.1, peerASN: 65099, peerConfigRef: {name: absent}}]}]}}",
     );
-    let speaker = Kbgp::start_kube(&lab, &server.kubeconfig(), "node1", common::METRICS, &["--lb-ipam=false"]);
-    let controller = Kbgp::start_kube(
-        &lab,
-        &server.kubeconfig(),
-        "lb-ipam-0",
-        "127.0.0.1:9181",
-        &["--lb-ipam-only", "--identity", "lb-ipam-0"],
-    );
+    let (speaker, controller) = speaker_and_lb_ipam(&lab, &server);
     server.apply(SERVICES, &bare_service("web", "", ""));
     wait_ingress(&server, "web", &["20.0.0.128"]);
     wait_routes(peer.as_ref(), &prefixes(&["10.1.0.0/24", "20.0.0.128/32"]), Duration::from_secs(60));
