@@ -336,6 +336,9 @@ struct Writer {
     /// the World they were worked out from.
     conditions: HashMap<(Subject, String), (Option<String>, Vec<Condition>)>,
     conditions_of: Option<(Arc<World>, Arc<ObservedObjects>, bool)>,
+    /// A write failed: reconcile again at the next lease renewal (every third of the lease
+    /// duration), even without a new World.
+    retry: bool,
     /// Subjects whose status cannot be written (no status subresource, no right), said once.
     unwritable: HashMap<Subject, std::time::Instant>,
     problems: BTreeSet<String>,
@@ -345,8 +348,9 @@ struct Writer {
 impl Writer {
     /// Writes the conditions of the configuration objects that differ from what they carry.
     async fn write_conditions(&mut self, snap: &Snapshot) {
-        // (A kind left alone for a while is looked at again with the next World.)
-        if self.unwritable.is_empty()
+        // A kind left alone for long enough is tried again with the next World.
+        let retry = self.unwritable.values().any(|t| t.elapsed() >= UNWRITABLE_RETRY);
+        if !retry
             && let Some((w, o, secrets_read)) = &self.conditions_of
             && *secrets_read == snap.secrets_read
             && crate::plan::conditions::same_inputs(w, &snap.world)
@@ -359,6 +363,7 @@ impl Writer {
         let all = crate::plan::conditions::conditions(&snap.world, &snap.observed, snap.secrets_read);
         let keys: HashSet<(Subject, String)> = all.iter().map(|o| (o.subject, o.name.clone())).collect();
         self.conditions.retain(|k, _| keys.contains(k));
+        let mut failed = false;
         for o in all {
             if self.unwritable.get(&o.subject).is_some_and(|t| t.elapsed() < UNWRITABLE_RETRY) {
                 continue;
@@ -390,6 +395,7 @@ impl Writer {
                 Some(Ok(_)) => {
                     let c = want.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(" ");
                     debug!(object = %what, conditions = %c, "LB IPAM: conditions written");
+                    self.unwritable.remove(&o.subject);
                     self.conditions.insert(key, (uid, want));
                 }
                 Some(Err(kube::Error::Api(e))) if e.code == 403 || e.code == 404 => {
@@ -407,13 +413,22 @@ impl Writer {
                         self.unwritable.insert(o.subject, std::time::Instant::now());
                     }
                 }
-                Some(Err(e)) => warn!(object = %what, "LB IPAM: could not write the conditions: {e}"),
+                Some(Err(e)) => {
+                    warn!(object = %what, "LB IPAM: could not write the conditions: {e}");
+                    failed = true;
+                }
                 None => {}
             }
+        }
+        if failed {
+            // Tried again at the next lease renewal, even if nothing it reads changed.
+            self.conditions_of = None;
+            self.retry = true;
         }
     }
 
     async fn reconcile(&mut self, snap: &Snapshot) {
+        self.retry = false;
         if self.conditions_on {
             self.write_conditions(snap).await;
         }
@@ -438,7 +453,8 @@ impl Writer {
                 Ok(_) if ips.is_empty() => info!(service = %format!("{ns}/{name}"), "LB IPAM: released its addresses"),
                 Ok(_) => info!(service = %format!("{ns}/{name}"), addresses = ?ips, "LB IPAM: assigned"),
                 Err(e) => {
-                    warn!(service = %format!("{ns}/{name}"), "LB IPAM: could not write the Service's status: {e}")
+                    warn!(service = %format!("{ns}/{name}"), "LB IPAM: could not write the Service's status: {e}");
+                    self.retry = true;
                 }
             }
         }
@@ -477,7 +493,10 @@ impl Writer {
                     debug!(pool = %name, "LB IPAM: pool status written");
                     self.pools.insert(name, st);
                 }
-                Err(e) => warn!(pool = %name, "LB IPAM: could not write the pool's status: {e}"),
+                Err(e) => {
+                    warn!(pool = %name, "LB IPAM: could not write the pool's status: {e}");
+                    self.retry = true;
+                }
             }
         }
         for (ns, name, st) in w.metallb_pools {
@@ -501,7 +520,8 @@ impl Writer {
                     self.metallb_pools.insert(key, st);
                 }
                 Err(e) => {
-                    warn!(pool = %format!("{}/{}", key.0, key.1), "LB IPAM: could not write the pool's status: {e}")
+                    warn!(pool = %format!("{}/{}", key.0, key.1), "LB IPAM: could not write the pool's status: {e}");
+                    self.retry = true;
                 }
             }
         }
@@ -537,6 +557,7 @@ pub fn start(
             conditions_on: opts.conditions,
             conditions: HashMap::new(),
             conditions_of: None,
+            retry: false,
             unwritable: HashMap::new(),
             problems: BTreeSet::new(),
             metrics,
@@ -561,6 +582,12 @@ pub fn start(
                         writer.metrics.set_pools(&super::Allocation::default());
                     }
                     next = tokio::time::Instant::now() + if leads { renew } else { renew.min(Duration::from_secs(2)) };
+                    if leads && was && writer.retry {
+                        let w = worlds.borrow().clone();
+                        if let Some(w) = w {
+                            writer.reconcile(&w).await;
+                        }
+                    }
                     if leads && !was {
                         // A new leader writes everything once.
                         writer.pools.clear();
