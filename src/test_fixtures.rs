@@ -40,6 +40,15 @@ pub fn lb_service(name: &str, ip: &str, labels: &str, extra: &str) -> String {
     )
 }
 
+/// The World of these YAML documents; a document that does not load fails the test with the
+/// errors.
+pub fn world(docs: &[&str]) -> crate::config::World {
+    match crate::config::load_str(&docs.join("\n---\n"), "t") {
+        Ok(l) => l.world,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 /// The YAML's load errors, one line each (none when it loads).
 pub fn load_errors(docs: &[&str]) -> Vec<String> {
     match crate::config::load_str(&docs.join("\n---\n"), "t") {

@@ -1,9 +1,8 @@
 use super::*;
-use crate::config::load_str;
 use crate::rib::{AdvertAttrs, Advertisement};
 use std::sync::Arc;
 
-use crate::test_fixtures::{POLICY, kbgp_kind};
+use crate::test_fixtures::{POLICY, kbgp_kind, world};
 
 const NODE: &str = r#"
 apiVersion: v1
@@ -17,10 +16,6 @@ fn service(name: &str, labels: &str, extra: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.10\n  externalIPs: [192.0.2.10]\n{extra}status: {{loadBalancer: {{ingress: [{{ip: 20.0.0.100}}]}}}}\n"
     )
-}
-
-fn world(docs: &[&str]) -> World {
-    load_str(&docs.join("\n---\n"), "t").unwrap().world
 }
 
 /// A plan with its routes, as the planner makes them from scratch.

@@ -1,12 +1,12 @@
 //! Cilium's v2 objects, validated and combined per node, down to the planned routes.
 
-use crate::config::{World, load_str};
+use crate::config::World;
 use crate::plan::{Candidate, Plan, PlanError, Planner, RouteUpdate};
 use crate::rib::Advertisement;
 use crate::wire::attribute::Community;
 use std::sync::Arc;
 
-use crate::test_fixtures::{RACK0_NODE as NODE, lb_service as service, load_errors as errors, prefixes};
+use crate::test_fixtures::{RACK0_NODE as NODE, lb_service as service, load_errors as errors, prefixes, world};
 
 /// The seed's intent in Cilium's v2 API: iBGP to the rack's reflector, the pod CIDR and the
 /// LoadBalancer IPs of Services labelled advertise-bgp=true (with a community and a local
@@ -52,13 +52,6 @@ spec:
       communities: {standard: ["65000:100"], wellKnown: [no-export]}
       localPreference: 200
 "#;
-
-fn world(docs: &[&str]) -> World {
-    match load_str(&docs.join("\n---\n"), "t") {
-        Ok(l) => l.world,
-        Err(e) => panic!("{e:?}"),
-    }
-}
 
 /// The plan and the routes of its first peer.
 fn planned(w: &World) -> Result<(Arc<Plan>, Vec<Advertisement>), PlanError> {

@@ -1,10 +1,5 @@
 use super::*;
-use crate::config::load_str;
-use crate::test_fixtures::{POLICY, RACK0_NODE, kbgp_kind};
-
-fn world(docs: &[&str]) -> World {
-    load_str(&docs.join("\n---\n"), "t").unwrap().world
-}
+use crate::test_fixtures::{POLICY, RACK0_NODE, kbgp_kind, world};
 
 fn of<'a>(all: &'a [ObjectConditions], subject: Subject, name: &str) -> Vec<(&'a str, &'a str, &'a str, &'a str)> {
     let o = all.iter().find(|o| o.subject == subject && o.name == name);
