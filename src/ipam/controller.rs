@@ -16,7 +16,7 @@ use super::{Allocation, allocate};
 use crate::config::conditions::{Condition, ObservedObjects, Subject, merged, same};
 use crate::config::pool::{PoolKind, PoolStatusCr};
 use crate::config::{ServiceType, World};
-use crate::source::kube::Snapshot;
+use crate::source::kube::{Kind, Snapshot};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -306,19 +306,10 @@ fn decide_conditions(
 /// How long a kind whose status could not be written is left alone.
 const UNWRITABLE_RETRY: Duration = Duration::from_secs(300);
 
-/// Where the status of a kind with conditions is written, the preferred version first (Cilium
-/// 1.18 serves cilium.io/v2, 1.16-1.17 cilium.io/v2alpha1).
+/// Where the status of a kind with conditions is written: the resources it is watched as, the
+/// preferred version first (Cilium 1.18 serves cilium.io/v2, 1.16-1.17 cilium.io/v2alpha1).
 fn status_resources(subject: Subject) -> Vec<kube::api::ApiResource> {
-    use kube::api::{ApiResource, GroupVersionKind};
-    let (group, versions, kind, plural): (_, &[&str], _, _) = match subject {
-        Subject::Policy => ("kbgp.io", &["v1alpha1"], "BGPPeeringPolicy", "bgppeeringpolicies"),
-        Subject::VirtualIp => ("kbgp.io", &["v1alpha1"], "VirtualIP", "virtualips"),
-        Subject::ClusterConfig => {
-            ("cilium.io", &["v2", "v2alpha1"], "CiliumBGPClusterConfig", "ciliumbgpclusterconfigs")
-        }
-        Subject::PeerConfig => ("cilium.io", &["v2", "v2alpha1"], "CiliumBGPPeerConfig", "ciliumbgppeerconfigs"),
-    };
-    versions.iter().map(|v| ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, v, kind), plural)).collect()
+    Kind::of_subject(subject).api_resources()
 }
 
 fn condition(t: &str, status: &str, reason: &str, message: &str, now: &str) -> serde_json::Value {
@@ -462,15 +453,12 @@ impl Writer {
             if self.pools.get(&name) == Some(&st) {
                 continue;
             }
-            let (group, version, k, plural) = match kind {
+            let watched = match kind {
                 PoolKind::MetalLb => continue, // in metallb_pools
-                PoolKind::Kbgp => ("kbgp.io", "v1alpha1", "LoadBalancerIPPool", "loadbalancerippools"),
-                PoolKind::Cilium => ("cilium.io", "v2alpha1", "CiliumLoadBalancerIPPool", "ciliumloadbalancerippools"),
+                PoolKind::Kbgp => Kind::KbgpPool,
+                PoolKind::Cilium => Kind::CiliumPool,
             };
-            let ar = kube::api::ApiResource::from_gvk_with_plural(
-                &kube::api::GroupVersionKind::gvk(group, version, k),
-                plural,
-            );
+            let Some(ar) = watched.api_resource() else { continue };
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
             let patch = match kind {
                 PoolKind::Kbgp | PoolKind::MetalLb => json!({"status": st}),
@@ -504,10 +492,7 @@ impl Writer {
             if self.metallb_pools.get(&key) == Some(&st) {
                 continue;
             }
-            let ar = kube::api::ApiResource::from_gvk_with_plural(
-                &kube::api::GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
-                "ipaddresspools",
-            );
+            let Some(ar) = Kind::MetalLbPool.api_resource() else { continue };
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
             match api.patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&json!({"status": st}))).await {
                 Ok(_) => {

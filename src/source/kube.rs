@@ -143,6 +143,16 @@ impl Kind {
         }
     }
 
+    /// The kind whose objects carry `subject`'s conditions (the inverse of [`Kind::subject`]).
+    pub fn of_subject(subject: Subject) -> Kind {
+        match subject {
+            Subject::Policy => Kind::KbgpPolicy,
+            Subject::VirtualIp => Kind::VirtualIp,
+            Subject::ClusterConfig => Kind::CiliumClusterConfig,
+            Subject::PeerConfig => Kind::CiliumPeerConfig,
+        }
+    }
+
     /// Kinds that kbgp may not be allowed to read (Secrets, MetalLB's namespace, Namespaces):
     /// a 403 counts them as none, with a warning, so the rest of the World is planned.
     pub fn optional(self) -> bool {

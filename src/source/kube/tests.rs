@@ -167,6 +167,9 @@ fn objects_with_conditions_are_observed() {
     assert_eq!(s.observed()[&key], Observed { generation: Some(3), ..Default::default() });
     assert!(s.apply(Update::Delete(Kind::KbgpPolicy, "rack0".into())));
     assert!(s.observed().is_empty());
+    for subject in Subject::ALL {
+        assert_eq!(Kind::of_subject(subject).subject(), Some(subject));
+    }
     // Kinds without conditions are not observed.
     let o: DynamicObject = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
     assert_eq!(Kind::CiliumPolicy.subject(), None);
