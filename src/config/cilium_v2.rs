@@ -352,10 +352,7 @@ impl BgpV2 {
 
     /// The cluster configs that select `node`.
     pub fn cluster_configs_for<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a ClusterConfig> + 'a {
-        self.cluster_configs
-            .iter()
-            .filter(|c| c.node_selector.as_ref().is_none_or(|s| s.matches(&node.labels)))
-            .map(|c| &**c)
+        self.cluster_configs.iter().filter(|c| c.selects(&node.labels)).map(|c| &**c)
     }
 }
 
@@ -390,6 +387,11 @@ fn port(d: &mut Diag, path: &str, v: Option<i64>) -> Option<Option<u16>> {
 }
 
 impl ClusterConfig {
+    /// Whether its `nodeSelector` selects a node with these labels.
+    pub fn selects(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.node_selector.as_ref().is_none_or(|s| s.matches(labels))
+    }
+
     pub(crate) fn from_raw(name: &str, spec: &ClusterConfigSpec, d: &mut Diag) -> Option<ClusterConfig> {
         let before = d.errors.len();
         selector(d, "spec.nodeSelector", &spec.node_selector);

@@ -156,12 +156,7 @@ pub fn conditions(world: &World, observed: &ObservedObjects, secrets_read: bool)
     // Cilium's CiliumBGPClusterConfig.
     let v2 = &world.bgp_v2;
     for c in &v2.cluster_configs {
-        let selected: Vec<&Node> = world
-            .nodes
-            .iter()
-            .filter(|n| c.node_selector.as_ref().is_none_or(|s| s.matches(&n.labels)))
-            .map(|n| &**n)
-            .collect();
+        let selected: Vec<&Node> = world.nodes.iter().filter(|n| c.selects(&n.labels)).map(|n| &**n).collect();
         let missing: BTreeSet<&str> = c
             .instances
             .iter()
