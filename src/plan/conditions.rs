@@ -102,9 +102,9 @@ pub fn conditions(world: &World, observed: &ObservedObjects, secrets_read: bool)
         let mut on_node: Vec<(&str, String)> = Vec::new();
         for n in &selected {
             let others: Vec<String> = world
-                .policies
+                .policies_for(n)
                 .iter()
-                .filter(|q| q.name != p.name && q.selects(&n.labels))
+                .filter(|q| q.name != p.name)
                 .map(|q| format!("{} {}", q.kind.kind_name(), q.name))
                 .collect();
             if !others.is_empty() {
